@@ -1,0 +1,3 @@
+from lightsam.cli import main
+
+main()

@@ -1,0 +1,20 @@
+"""Sharpness-aware optimizers as drop-in ``torch.optim`` optimizers."""
+
+from lightsam.optim.adagrad_norm import AdaGradNorm
+from lightsam.optim.adasam import AdaSAM
+from lightsam.optim.base import SharpnessAwareOptimizer
+from lightsam.optim.lightsam import VARIANTS, LightSAM
+from lightsam.optim.registry import OPTIMIZERS, create_optimizer, optimizer_entry
+from lightsam.optim.sam import SAM
+
+__all__ = [
+    "OPTIMIZERS",
+    "SAM",
+    "VARIANTS",
+    "AdaGradNorm",
+    "AdaSAM",
+    "LightSAM",
+    "SharpnessAwareOptimizer",
+    "create_optimizer",
+    "optimizer_entry",
+]

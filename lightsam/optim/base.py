@@ -1,0 +1,229 @@
+"""The two-step protocol every sharpness-aware optimizer in lightsam shares.
+
+A sharpness-aware step evaluates two gradients on the same minibatch::
+
+    s_t = grad f(x_t)            # first pass, at the current weights
+    w_t = x_t + e_t              # first_step(): perturb (e_t is method-specific)
+    g_t = grad f(w_t)            # second pass, at the perturbed weights
+    x_{t+1} = x_t - update(g_t)  # second_step(): restore x_t, then descend
+
+This module owns the bookkeeping around that: remembering which parameters were perturbed and
+their exact weights before the perturbation, refusing out-of-order calls, and the closure-based
+``step``. Subclasses supply only the maths, in ``_ascend`` and ``_descend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def state_dtype(param: Tensor) -> torch.dtype:
+    """Dtype of a parameter's optimizer statistics: float32 for half-precision parameters,
+    whose accumulated squares would otherwise lose most of their bits."""
+    return torch.float32 if param.dtype in LOW_PRECISION else param.dtype
+
+
+def check_positive(name: str, value: float) -> None:
+    if not value > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    if not value >= 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def check_betas(betas: tuple[float, float]) -> None:
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+
+
+def accumulation_dtype(tensors: list[Tensor]) -> torch.dtype:
+    """Dtype of a statistic that spans several tensors (a global norm): float64 if any of them is
+    float64, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def global_statistic(optimizer: Optimizer, name: str, init: float, like: list[Tensor]) -> Tensor:
+    """A scalar statistic shared by all parameters (AdaGrad-Norm's accumulators), created on
+    first use. Like ``torch.optim.LBFGS``, it lives in the state of the optimizer's first
+    parameter, so ``state_dict()`` carries it and loading moves it to the right device."""
+    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    if name not in state:
+        state[name] = torch.full((), init, dtype=accumulation_dtype(like), device=like[0].device)
+    return state[name]
+
+
+def keep_saved_state_dtypes(optimizer: Optimizer, state_dict: dict[str, Any]) -> None:
+    """Undo the dtype cast of ``Optimizer.load_state_dict``: torch casts floating-point state to
+    its parameter's dtype, but statistics of half-precision parameters are float32
+    (``state_dtype``) and must stay so. Puts the saved tensors back with their own dtype."""
+    saved_state = state_dict["state"]
+    for group, saved_group in zip(optimizer.param_groups, state_dict["param_groups"], strict=True):
+        for p, saved_id in zip(group["params"], saved_group["params"], strict=True):
+            for key, value in saved_state.get(saved_id, {}).items():
+                if isinstance(value, Tensor) and value.dtype != optimizer.state[p][key].dtype:
+                    optimizer.state[p][key] = value.to(device=p.device, copy=True)
+
+
+def resolve_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
+    """``foreach=None`` picks the multi-tensor path whenever it is usable: it is the faster one on
+    CPU as well as on CUDA (see ``make bench``), unlike torch's own CUDA-only default."""
+    if foreach is not None:
+        return foreach
+    return not torch.jit.is_scripting() and all(
+        p.device.type in ("cpu", "cuda") and not p.is_sparse for p in params
+    )
+
+
+def decayed_grads(
+    group: dict[str, Any], params: list[Tensor], grads: list[Tensor], foreach: bool
+) -> list[Tensor]:
+    """Apply a group's weight decay to a descent step: L2 (``g + wd * x``, as torch's Adagrad
+    and Adam) returns new gradients; decoupled (``x <- x - lr * wd * x``, as AdamW) shrinks the
+    weights in place and returns the gradients unchanged."""
+    wd = group["weight_decay"]
+    if wd == 0.0:
+        return grads
+    if group.get("decoupled_weight_decay", False):
+        shrink = 1.0 - group["lr"] * wd
+        if foreach:
+            torch._foreach_mul_(params, shrink)
+        else:
+            for p in params:
+                p.mul_(shrink)
+        return grads
+    if foreach:
+        return list(torch._foreach_add(grads, params, alpha=wd))
+    return [g.add(p, alpha=wd) for p, g in zip(params, grads, strict=True)]
+
+
+def statistic(state: dict[str, Any], name: str, param: Tensor, fill: float) -> Tensor:
+    """A per-coordinate statistic of ``param``, created on first use filled with ``fill``."""
+    if name not in state:
+        state[name] = torch.full_like(
+            param, fill, dtype=state_dtype(param), memory_format=torch.preserve_format
+        )
+    return state[name]
+
+
+class SharpnessAwareOptimizer(Optimizer):
+    """Base class: ``first_step`` perturbs, ``second_step`` restores and descends.
+
+    Use it through ``step(closure)``, or call the two halves yourself::
+
+        loss_fn(model(x), y).backward()
+        opt.first_step(zero_grad=True)     # weights are now x_t + e_t
+        loss_fn(model(x), y).backward()    # same minibatch
+        opt.second_step(zero_grad=True)    # weights restored to x_t, then updated
+
+    The restore is keyed on the parameters ``first_step`` actually perturbed (those that had a
+    gradient in the first pass), not on which have a gradient in the second, and copies the saved
+    weights back rather than subtracting ``e_t``: after ``second_step`` every perturbed weight is
+    bit-for-bit what it was before ``first_step``, even if a branch (stochastic depth, a
+    conditional module) produced no gradient for it in the second pass.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        super().__init__(params, defaults)
+        # Weights before the ascent, keyed by parameter. Kept out of ``self.state`` so checkpoints
+        # do not carry a full copy of the model; the buffers are reused from step to step.
+        self._origins: dict[Tensor, Tensor] = {}
+        self._perturbed: list[Tensor] | None = None
+
+    # -- what subclasses implement ---------------------------------------------------------
+
+    def _ascend(self) -> None:
+        """Add e_t to every parameter that has a ``.grad`` (the ascent gradient s_t)."""
+        raise NotImplementedError
+
+    def _descend(self) -> None:
+        """Update every parameter that has a ``.grad`` (the descent gradient g_t)."""
+        raise NotImplementedError
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Perturb the weights along the current ``.grad`` (the gradient at the current weights)."""
+        if self._perturbed is not None:
+            raise RuntimeError(
+                "first_step() called twice in a row: the weights are already perturbed. "
+                "Call second_step() after the second backward pass to restore and update them."
+            )
+        perturbed = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        origins = []
+        for p in perturbed:
+            origin = self._origins.get(p)
+            if origin is None or origin.shape != p.shape or origin.dtype != p.dtype:
+                origin = self._origins[p] = torch.empty_like(p, memory_format=torch.preserve_format)
+            origins.append(origin)
+        if perturbed:
+            torch._foreach_copy_(origins, perturbed)
+        self._ascend()
+        self._perturbed = perturbed
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Restore the weights saved by ``first_step`` and update them with the current ``.grad``
+        (the gradient at the perturbed weights)."""
+        if self._perturbed is None:
+            raise RuntimeError(
+                "second_step() needs a preceding first_step(): compute the loss and call "
+                "backward(), then first_step(), then the second backward pass, then second_step()."
+            )
+        if self._perturbed:
+            torch._foreach_copy_(self._perturbed, [self._origins[p] for p in self._perturbed])
+        self._perturbed = None
+        self._descend()
+        # An LR scheduler warns when it is stepped before ``optimizer.step()``; the two halves
+        # together are this optimizer's step, so mark it as taken the way ``step()`` does.
+        self._opt_called = True
+        if zero_grad:
+            self.zero_grad()
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """One sharpness-aware step. ``closure`` must clear the gradients, compute the loss on the
+        current minibatch, call ``backward()`` and return the loss; it is called twice, at the
+        current and at the perturbed weights. Returns the loss at the current weights."""
+        if closure is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.step() needs a closure that clears the gradients, computes "
+                "the loss and calls backward(); it is evaluated twice. Without a closure, call "
+                "first_step() and second_step() around the second backward pass."
+            )
+        with torch.enable_grad():
+            loss = closure()
+        self.first_step(zero_grad=True)
+        with torch.enable_grad():
+            closure()
+        self.second_step()
+        return loss
+
+    @property
+    def is_perturbed(self) -> bool:
+        """True between ``first_step`` and ``second_step``."""
+        return self._perturbed is not None
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._perturbed is not None:
+            raise RuntimeError(
+                "state_dict() between first_step() and second_step(): the weights are perturbed. "
+                "Save after second_step()."
+            )
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        keep_saved_state_dtypes(self, state_dict)
