@@ -251,10 +251,11 @@ def test_sharpness_aware_flag():
 # -- half precision -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
 @pytest.mark.parametrize("name", ["lightsam_i", "lightsam_ii", "lightsam_iii", "adasam"])
-def test_statistics_of_half_precision_parameters_are_float32(name):
+def test_statistics_of_half_precision_parameters_are_float32(name, foreach):
     params = [torch.zeros(1000, dtype=torch.float16, requires_grad=True)]
-    opt = create_optimizer(name, params, lr=1e-3, rho=1e-3)
+    opt = create_optimizer(name, params, lr=1e-3, rho=1e-3, foreach=foreach)
     for _ in range(2):
         # ||g||^2 = 1000 * 300^2 = 9e7 overflows float16 (max 65504); float32 holds it.
         params[0].grad = torch.full_like(params[0], 300.0)
@@ -265,7 +266,7 @@ def test_statistics_of_half_precision_parameters_are_float32(name):
     tensors = [v for v in opt.state[params[0]].values() if isinstance(v, torch.Tensor)]
     assert tensors and all(t.dtype == torch.float32 for t in tensors)
 
-    fresh = create_optimizer(name, params, lr=1e-3, rho=1e-3)
+    fresh = create_optimizer(name, params, lr=1e-3, rho=1e-3, foreach=foreach)
     fresh.load_state_dict(opt.state_dict())  # torch would cast the statistics to float16
     for key, value in opt.state[params[0]].items():
         if isinstance(value, torch.Tensor):

@@ -20,20 +20,13 @@ from lightsam.optim.base import (
 )
 
 
-def adagrad_norm_over_groups(
-    optimizer: Optimizer,
-    name: str,
-    eps: float,
-    work: list[tuple[list[Tensor], list[Tensor], float, bool]],
-) -> None:
-    """One AdaGrad-Norm step over several param groups: the statistic ``name`` (``eps^2`` at
-    first) grows by the squared norm of *all* gradients, then each group moves by its own
-    signed step size. ``work`` holds ``(params, grads, step_size, foreach)`` per group."""
-    all_grads = [g for _, grads, _, _ in work for g in grads]
-    sq_norm_sum = global_statistic(optimizer, name, eps * eps, all_grads)
-    sq_norm_sum.add_(F.sq_norm(all_grads, foreach=work[0][3]))
-    for params, grads, step_size, foreach in work:
-        F.adagrad_norm_(params, grads, sq_norm_sum, step_size=step_size, foreach=foreach)
+def global_sq_norm_sum(
+    optimizer: Optimizer, name: str, eps: float, grads: list[Tensor], *, foreach: bool
+) -> Tensor:
+    """AdaGrad-Norm's statistic ``name``: ``eps^2`` at first, then grown by the squared norm of
+    ``grads``, which are the gradients of *every* param group."""
+    sq_norm_sum = global_statistic(optimizer, name, eps * eps, grads)
+    return sq_norm_sum.add_(F.sq_norm(grads, foreach=foreach))
 
 
 class AdaGradNorm(Optimizer):
@@ -53,7 +46,7 @@ class AdaGradNorm(Optimizer):
         eps: ``v_0 = eps^2 > 0``, one value for the optimizer (the statistic is global).
         weight_decay: ``>= 0``, L2 added to the gradient (``g + wd * x``) before it is used.
         decoupled_weight_decay: instead shrink ``x <- x - lr * wd * x`` (AdamW style).
-        foreach: use the multi-tensor path (default: whenever possible).
+        foreach: use the multi-tensor path (default: when on CUDA).
     """
 
     def __init__(
@@ -95,10 +88,16 @@ class AdaGradNorm(Optimizer):
             if params:
                 foreach = resolve_foreach(group["foreach"], params)
                 grads = decayed_grads(group, params, [p.grad for p in params], foreach)
-                work.append((params, grads, -group["lr"], foreach))
+                work.append((group, params, grads, foreach))
         if not work:
             return loss
-        adagrad_norm_over_groups(self, "sq_norm", self.defaults["eps"], work)
+        all_grads = [g for _, _, grads, _ in work for g in grads]
+        sq_norm_sum = global_sq_norm_sum(
+            self, "sq_norm", self.defaults["eps"], all_grads, foreach=work[0][3]
+        )
+        inv_root = sq_norm_sum.rsqrt()
+        for group, params, grads, foreach in work:
+            F.add_scaled_(params, grads, inv_root * -group["lr"], foreach=foreach)
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

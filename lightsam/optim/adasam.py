@@ -36,7 +36,7 @@ class AdaSAM(SharpnessAwareOptimizer):
         betas: ``(b1, b2)`` in ``[0, 1)``.
         eps: ``v_hat_0 = eps^2 > 0``.
         weight_decay: ``>= 0``, L2 added to the descent gradient.
-        foreach: use the multi-tensor path (default: whenever possible).
+        foreach: use the multi-tensor path (default: when on CUDA).
 
     Reference: Sun, Shen, Chen, Ding, Tao, "AdaSAM: Boosting sharpness-aware minimization with
     adaptive learning rate and momentum for training deep neural networks", Neural Networks 2024
@@ -68,7 +68,7 @@ class AdaSAM(SharpnessAwareOptimizer):
         super().add_param_group(param_group)
 
     def _ascend(self) -> None:
-        normalized_ascent(self.param_groups)
+        normalized_ascent(self)
 
     def _descend(self) -> None:
         for group in self.param_groups:
@@ -80,14 +80,24 @@ class AdaSAM(SharpnessAwareOptimizer):
             states = [self.state[p] for p in params]
             pairs = list(zip(states, params, strict=True))
             beta1, beta2 = group["betas"]
-            F.adam_(
-                params,
-                grads,
-                [statistic(s, "exp_avg", p, 0.0) for s, p in pairs],
+            exp_avgs = [statistic(s, "exp_avg", p, 0.0) for s, p in pairs]
+            max_exp_avg_sqs = [
+                statistic(s, "max_exp_avg_sq", p, group["eps"] ** 2) for s, p in pairs
+            ]
+            F.ema_(
+                exp_avgs,
                 [statistic(s, "exp_avg_sq", p, 0.0) for s, p in pairs],
-                [statistic(s, "max_exp_avg_sq", p, group["eps"] ** 2) for s, p in pairs],
-                step_sizes=[-group["lr"]] * len(params),
+                grads,
                 beta1=beta1,
                 beta2=beta2,
+                max_exp_avg_sqs=max_exp_avg_sqs,
+                foreach=foreach,
+            )
+            F.descend_adaptive_(
+                params,
+                exp_avgs,
+                max_exp_avg_sqs,
+                self.origins(params),
+                [-group["lr"]] * len(params),
                 foreach=foreach,
             )

@@ -74,13 +74,11 @@ def keep_saved_state_dtypes(optimizer: Optimizer, state_dict: dict[str, Any]) ->
 
 
 def resolve_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
-    """``foreach=None`` picks the multi-tensor path whenever it is usable: it is the faster one on
-    CPU as well as on CUDA (see ``make bench``), unlike torch's own CUDA-only default."""
+    """``foreach=None`` picks the multi-tensor path when every tensor is on CUDA, as torch's own
+    optimizers do; on CPU the per-tensor path is the faster one (see ``functional``)."""
     if foreach is not None:
         return foreach
-    return not torch.jit.is_scripting() and all(
-        p.device.type in ("cpu", "cuda") and not p.is_sparse for p in params
-    )
+    return bool(params) and all(p.is_cuda for p in params)
 
 
 def decayed_grads(
@@ -141,12 +139,26 @@ class SharpnessAwareOptimizer(Optimizer):
     # -- what subclasses implement ---------------------------------------------------------
 
     def _ascend(self) -> None:
-        """Add e_t to every parameter that has a ``.grad`` (the ascent gradient s_t)."""
+        """Add e_t to every parameter that has a ``.grad`` (the ascent gradient s_t). On entry
+        ``origins(params)`` hold the current weights, so the parameters themselves are free to
+        hold the direction until ``functional.perturb_``."""
         raise NotImplementedError
 
     def _descend(self) -> None:
-        """Update every parameter that has a ``.grad`` (the descent gradient g_t)."""
+        """Update every parameter that has a ``.grad`` (the descent gradient g_t). The weights
+        are restored, so ``origins(params)`` are free to serve as scratch."""
         raise NotImplementedError
+
+    def origins(self, params: list[Tensor]) -> list[Tensor]:
+        """The buffers that hold the weights before the ascent, one per parameter, created on
+        first use (also for a parameter that gets a gradient in the second pass only)."""
+        buffers = []
+        for p in params:
+            origin = self._origins.get(p)
+            if origin is None or origin.shape != p.shape or origin.dtype != p.dtype:
+                origin = self._origins[p] = torch.empty_like(p, memory_format=torch.preserve_format)
+            buffers.append(origin)
+        return buffers
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -159,14 +171,8 @@ class SharpnessAwareOptimizer(Optimizer):
                 "Call second_step() after the second backward pass to restore and update them."
             )
         perturbed = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
-        origins = []
-        for p in perturbed:
-            origin = self._origins.get(p)
-            if origin is None or origin.shape != p.shape or origin.dtype != p.dtype:
-                origin = self._origins[p] = torch.empty_like(p, memory_format=torch.preserve_format)
-            origins.append(origin)
         if perturbed:
-            torch._foreach_copy_(origins, perturbed)
+            torch._foreach_copy_(self.origins(perturbed), perturbed)
         self._ascend()
         self._perturbed = perturbed
         if zero_grad:
@@ -182,7 +188,7 @@ class SharpnessAwareOptimizer(Optimizer):
                 "backward(), then first_step(), then the second backward pass, then second_step()."
             )
         if self._perturbed:
-            torch._foreach_copy_(self._perturbed, [self._origins[p] for p in self._perturbed])
+            torch._foreach_copy_(self._perturbed, self.origins(self._perturbed))
         self._perturbed = None
         self._descend()
         # An LR scheduler warns when it is stepped before ``optimizer.step()``; the two halves

@@ -1,27 +1,65 @@
 """The optimizers' maths: pure functions on lists of tensors, updating them in place.
 
-Every rule has a plain per-tensor loop (``_single_tensor_*``), the readable reference, and a
-multi-tensor version (``_multi_tensor_*``) built on ``torch._foreach_*`` and grouped by device and
-dtype; the public function picks one with ``foreach``. The tests run both in float64 and require
-the same trajectory.
-
 LightSAM's observation is that its ascent and its descent are the *same* adaptive rule with their
-own statistics and opposite signs: ``x += rho * dir(s; u)`` then ``x -= lr * dir(g; v)``. So each
-rule here takes a signed ``step_size`` and knows nothing of which half it serves.
+own statistics and opposite signs: ``x_t + rho * n / sqrt(u)`` then ``x_t - lr * n' / sqrt(v)``.
+So the functions here come in two kinds: ones that update a rule's statistics (``accumulate_sq_``,
+``ema_``, ``sq_norm``), and ones that apply a step (``add_scaled_`` for the norm-based rules,
+``perturb_adaptive_`` for an elementwise ascent, ``descend_adaptive_`` for an elementwise
+descent), each knowing nothing of which method it serves.
+
+Every function has two paths, picked by ``foreach``:
+
+* the multi-tensor path (``torch._foreach_*``), the default on CUDA, where one kernel launch
+  serves many tensors and the caching allocator makes temporaries cheap;
+* the per-tensor loop, the readable reference and the default on CPU. There torch's foreach
+  kernels are loops over per-tensor kernels anyway, with no ``out=`` forms, and every fresh
+  parameter-sized buffer costs page faults; so this path writes its intermediate roots into
+  buffers a sharpness-aware optimizer has spare: the parameters during the ascent (their
+  ``x_t`` is saved in the origin buffers), the origin buffers during the descent.
+
+The tests run both paths in float64 and require the same trajectory.
 
 Statistics of half-precision parameters are float32 (see ``base.state_dtype``); the in-place
-updates below promote, compute in float32 and round once into the parameter.
+updates promote, compute in float32 and round once into their output.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from lightsam.optim.base import accumulation_dtype, state_dtype
 
-__all__ = ["adagrad_", "adagrad_norm_", "adam_", "sam_perturb_", "sq_norm"]
+__all__ = [
+    "accumulate_sq_",
+    "add_scaled_",
+    "asam_scaled",
+    "descend_adaptive_",
+    "ema_",
+    "perturb_adaptive_",
+    "sq_norm",
+]
+
+
+def _grouped(*lists: list[Tensor]) -> list[tuple[list[list[Tensor]], list[int]]]:
+    """``(tensor lists, original indices)`` per device and dtype of the first list's tensors.
+
+    Unlike torch's own grouping, the other lists may differ in dtype (float32 statistics of
+    half-precision parameters are passed beside them).
+    """
+    keys = [(t.device, t.dtype) for t in lists[0]]
+    if len(set(keys)) == 1:
+        return [([list(tensors) for tensors in lists], list(range(len(keys))))]
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[list[Tensor]], list[int]]] = {}
+    for i, key in enumerate(keys):
+        tensors, indices = groups.setdefault(key, ([[] for _ in lists], []))
+        for group_list, full_list in zip(tensors, lists, strict=True):
+            group_list.append(full_list[i])
+        indices.append(i)
+    return list(groups.values())
+
+
+# -- statistics ------------------------------------------------------------------------------------
 
 
 def sq_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:
@@ -30,151 +68,135 @@ def sq_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:
     device, dtype = tensors[0].device, accumulation_dtype(tensors)
     if foreach:
         norms: list[Tensor] = []
-        for (_, group_dtype), ([group], _) in _group_tensors_by_device_and_dtype([tensors]).items():
-            probe = torch.empty((), dtype=group_dtype)
-            norms.extend(torch._foreach_norm(group, 2, dtype=state_dtype(probe)))
+        for [group], _ in _grouped(tensors):
+            norms.extend(torch._foreach_norm(group, 2, dtype=state_dtype(group[0])))
     else:
         norms = [torch.linalg.vector_norm(t, dtype=state_dtype(t)) for t in tensors]
     return torch.stack([n.to(device=device, dtype=dtype) for n in norms]).square().sum()
 
 
-# -- SAM / ASAM ascent ---------------------------------------------------------------------------
+def asam_scaled(weights: list[Tensor], grads: list[Tensor], asam_eta: float) -> list[Tensor]:
+    """``T * g`` with ``T = |w| + asam_eta``, ASAM's scale-invariant gradient (new tensors)."""
+    return [g * w.abs().add_(asam_eta) for w, g in zip(weights, grads, strict=True)]
 
 
-def sam_perturb_(
-    params: list[Tensor],
-    grads: list[Tensor],
-    scale: Tensor,
-    *,
-    adaptive: bool,
-    asam_eta: float,
-    foreach: bool,
-) -> None:
-    """``p += scale * T^2 * g`` with ``T = |p| + asam_eta`` if ``adaptive`` else ``T = 1``.
-
-    ``scale`` is ``rho / (||T s|| + 1e-12)``, computed by the caller over every parameter.
-    """
+def accumulate_sq_(sq_sums: list[Tensor], grads: list[Tensor], *, foreach: bool) -> None:
+    """AdaGrad's statistic: ``v += g * g``."""
     if foreach:
-        for (device, _), ([ps, gs], _) in _group_tensors_by_device_and_dtype(
-            [params, grads]
-        ).items():
-            s = scale.to(device)
-            if adaptive:
-                t = torch._foreach_abs(ps)
-                torch._foreach_add_(t, asam_eta)
-                torch._foreach_mul_(t, t)
-                torch._foreach_mul_(t, gs)
-                torch._foreach_mul_(t, s)
-            else:
-                t = torch._foreach_mul(gs, s)
-            torch._foreach_add_(ps, t)
-    else:
-        for p, g in zip(params, grads, strict=True):
-            s = scale.to(p.device)
-            if adaptive:
-                t = p.abs().add_(asam_eta)
-                p.add_(t * t * g * s)
-            else:
-                p.add_(g * s)
-
-
-def asam_scaled(params: list[Tensor], grads: list[Tensor], asam_eta: float) -> list[Tensor]:
-    """``T * g`` with ``T = |p| + asam_eta``: the gradient whose norm normalises ASAM's ascent."""
-    return [g * p.abs().add_(asam_eta) for p, g in zip(params, grads, strict=True)]
-
-
-# -- AdaGrad-Norm (LightSAM-I) ------------------------------------------------------------------
-
-
-def adagrad_norm_(
-    params: list[Tensor],
-    grads: list[Tensor],
-    sq_norm_sum: Tensor,
-    *,
-    step_size: float,
-    foreach: bool,
-) -> None:
-    """``p += step_size * g / sqrt(sq_norm_sum)``.
-
-    ``sq_norm_sum`` is the global scalar accumulator, already including this step's ``||g||^2``
-    summed over every parameter of the optimizer (the caller owns it, as it spans param groups).
-    """
-    coefficient = sq_norm_sum.rsqrt() * step_size
-    if foreach:
-        for (device, _), ([ps, gs], _) in _group_tensors_by_device_and_dtype(
-            [params, grads]
-        ).items():
-            torch._foreach_add_(ps, torch._foreach_mul(gs, coefficient.to(device)))
-    else:
-        for p, g in zip(params, grads, strict=True):
-            p.add_(g * coefficient.to(p.device))
-
-
-# -- AdaGrad (LightSAM-II) ----------------------------------------------------------------------
-
-
-def adagrad_(
-    params: list[Tensor],
-    grads: list[Tensor],
-    sq_sums: list[Tensor],
-    *,
-    step_size: float,
-    foreach: bool,
-) -> None:
-    """``v += g * g;  p += step_size * g / sqrt(v)`` elementwise (nothing added to the root)."""
-    if foreach:
-        for [ps, gs, vs], _ in _group_tensors_by_device_and_dtype(
-            [params, grads, sq_sums]
-        ).values():
+        for [vs, gs], _ in _grouped(sq_sums, grads):
             torch._foreach_addcmul_(vs, gs, gs)
-            torch._foreach_addcdiv_(ps, gs, torch._foreach_sqrt(vs), step_size)
     else:
-        for p, g, v in zip(params, grads, sq_sums, strict=True):
+        for v, g in zip(sq_sums, grads, strict=True):
             v.addcmul_(g, g)
-            p.addcdiv_(g, v.sqrt(), value=step_size)
 
 
-# -- Adam (LightSAM-III) and AMSGrad (AdaSAM) ----------------------------------------------------
-
-
-def adam_(
-    params: list[Tensor],
-    grads: list[Tensor],
+def ema_(
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
-    max_exp_avg_sqs: list[Tensor] | None,
+    grads: list[Tensor],
     *,
-    step_sizes: list[float],
     beta1: float,
     beta2: float,
+    max_exp_avg_sqs: list[Tensor] | None = None,
     foreach: bool,
 ) -> None:
-    """``m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g*g;  p += step_size * m / sqrt(v)``.
-
-    With ``max_exp_avg_sqs`` (AMSGrad), ``v_hat = max(v_hat, v)`` replaces ``v`` in the root.
-    ``step_sizes`` has one signed entry per parameter, so that callers can fold in bias
-    corrections that depend on each parameter's own step count.
-    """
+    """Adam's statistics: ``m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g*g``; with
+    ``max_exp_avg_sqs`` (AMSGrad) also ``v_hat = max(v_hat, v)``. ``m`` is updated as
+    ``m + (1-b1) (g - m)`` (one pass, ``lerp``) where ``g`` has its dtype."""
     amsgrad = max_exp_avg_sqs is not None
-    lists = [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else []]
     if foreach:
-        grouped = _group_tensors_by_device_and_dtype(lists, with_indices=True)
-        for [ps, gs, ms, vs, vmaxs], indices in grouped.values():
-            torch._foreach_mul_(ms, beta1)
-            torch._foreach_add_(ms, gs, alpha=1.0 - beta1)
+        lists = [exp_avgs, exp_avg_sqs, grads] + ([max_exp_avg_sqs] if amsgrad else [])
+        for tensors, _ in _grouped(*lists):
+            ms, vs, gs = tensors[:3]
+            if ms[0].dtype == gs[0].dtype:
+                torch._foreach_lerp_(ms, gs, 1.0 - beta1)
+            else:
+                torch._foreach_mul_(ms, beta1)
+                torch._foreach_add_(ms, gs, alpha=1.0 - beta1)
             torch._foreach_mul_(vs, beta2)
             torch._foreach_addcmul_(vs, gs, gs, 1.0 - beta2)
             if amsgrad:
-                torch._foreach_maximum_(vmaxs, vs)
-            denom = torch._foreach_sqrt(vmaxs if amsgrad else vs)
-            torch._foreach_addcdiv_(ps, ms, denom, [step_sizes[i] for i in indices])
+                torch._foreach_maximum_(tensors[3], vs)
     else:
-        maxes = max_exp_avg_sqs if amsgrad else [None] * len(params)
-        for p, g, m, v, vmax, step_size in zip(
-            params, grads, exp_avgs, exp_avg_sqs, maxes, step_sizes, strict=True
-        ):
-            m.mul_(beta1).add_(g, alpha=1.0 - beta1)
+        maxes = max_exp_avg_sqs if amsgrad else [None] * len(grads)
+        for m, v, g, vmax in zip(exp_avgs, exp_avg_sqs, grads, maxes, strict=True):
+            if m.dtype == g.dtype:
+                m.lerp_(g, 1.0 - beta1)
+            else:
+                m.mul_(beta1).add_(g, alpha=1.0 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
             if vmax is not None:
                 torch.maximum(vmax, v, out=vmax)
-            p.addcdiv_(m, (v if vmax is None else vmax).sqrt(), value=step_size)
+
+
+# -- steps -----------------------------------------------------------------------------------------
+
+
+def add_scaled_(
+    params: list[Tensor], tensors: list[Tensor], scale: Tensor, *, foreach: bool
+) -> None:
+    """``p += scale * t`` for a 0-dim tensor ``scale`` (a norm-based step), without reading
+    ``scale`` back to the host, which would stall a GPU."""
+    if foreach:
+        for [ps, ts], _ in _grouped(params, tensors):
+            s = scale.to(ps[0].device)
+            if s.is_cuda:
+                # The caching allocator makes the temporaries cheap; keeps both ops multi-tensor.
+                torch._foreach_add_(ps, torch._foreach_mul(ts, s))
+            else:
+                torch._foreach_addcmul_(ps, ts, [s] * len(ts))
+    else:
+        for p, t in zip(params, tensors, strict=True):
+            p.addcmul_(t, scale.to(p.device))
+
+
+def _root(stat: Tensor, scratch: Tensor) -> Tensor:
+    """``sqrt(stat)``, written into ``scratch`` unless its dtype is narrower than the statistic's
+    (a float32 statistic's root need not fit in float16)."""
+    if scratch.dtype == stat.dtype:
+        return torch.sqrt(stat, out=scratch)
+    return stat.sqrt()
+
+
+def descend_adaptive_(
+    params: list[Tensor],
+    numerators: list[Tensor],
+    stats: list[Tensor],
+    scratch: list[Tensor],
+    step_sizes: list[float],
+    *,
+    foreach: bool,
+) -> None:
+    """The elementwise descent ``p += step_size * n / sqrt(stat)``, one (signed) step size per
+    parameter; ``scratch`` (parameter-shaped and free) holds the roots on the per-tensor path."""
+    if foreach:
+        for [ps, ns, vs], indices in _grouped(params, numerators, stats):
+            roots = torch._foreach_sqrt(vs)
+            torch._foreach_addcdiv_(ps, ns, roots, [step_sizes[i] for i in indices])
+    else:
+        for p, n, v, buffer, step_size in zip(
+            params, numerators, stats, scratch, step_sizes, strict=True
+        ):
+            p.addcdiv_(n, _root(v, buffer), value=step_size)
+
+
+def perturb_adaptive_(
+    params: list[Tensor],
+    origins: list[Tensor],
+    numerators: list[Tensor],
+    stats: list[Tensor],
+    step_sizes: list[float],
+    *,
+    foreach: bool,
+) -> None:
+    """The elementwise ascent ``p = origin + step_size * n / sqrt(stat)``, where on entry the
+    parameters equal their ``origins``; the per-tensor path uses the parameters as scratch."""
+    if foreach:
+        for [ps, ns, us], indices in _grouped(params, numerators, stats):
+            roots = torch._foreach_sqrt(us)
+            torch._foreach_addcdiv_(ps, ns, roots, [step_sizes[i] for i in indices])
+    else:
+        for p, origin, n, u, step_size in zip(
+            params, origins, numerators, stats, step_sizes, strict=True
+        ):
+            torch.addcdiv(origin, n, _root(u, p), value=step_size, out=p)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from lightsam.optim import functional as F
-from lightsam.optim.adagrad_norm import adagrad_norm_over_groups
+from lightsam.optim.adagrad_norm import global_sq_norm_sum
 from lightsam.optim.base import (
     SharpnessAwareOptimizer,
     check_betas,
@@ -67,7 +67,7 @@ class LightSAM(SharpnessAwareOptimizer):
             by ``1 - b2^t``, ``t`` counting each parameter's own ascent or descent steps.
         weight_decay: ``>= 0``, L2 added to the descent gradient (``g + wd * x``, fed to ``v``).
         decoupled_weight_decay: instead shrink ``x <- x - lr * wd * x`` before the descent.
-        foreach: use the multi-tensor ``torch._foreach_*`` path (default: whenever possible).
+        foreach: use the multi-tensor ``torch._foreach_*`` path (default: when on CUDA).
 
     The effective radius and step of LightSAM-I and -II shrink like ``1/sqrt(t)``: that is the
     method, and why it converges for any ``lr`` and ``rho`` (the paper's parameter-agnostic
@@ -132,8 +132,9 @@ class LightSAM(SharpnessAwareOptimizer):
         self._adaptive_half("descent")
 
     def _adaptive_half(self, half: Half) -> None:
-        """Apply the variant's rule with ``half``'s own statistics: ``x += rho * dir(s)`` for the
-        ascent, ``x -= lr * dir(g)`` for the descent."""
+        """Apply the variant's rule with ``half``'s own statistics: ``x_t + rho * d(s)`` for the
+        ascent, ``x_t - lr * d(g)`` for the descent."""
+        ascent = half == "ascent"
         work = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
@@ -141,47 +142,59 @@ class LightSAM(SharpnessAwareOptimizer):
                 continue
             foreach = resolve_foreach(group["foreach"], params)
             grads = [p.grad for p in params]
-            if half == "descent":
+            if not ascent:
                 grads = decayed_grads(group, params, grads, foreach)
-            step_size = -group["lr"] if half == "descent" else group["rho"]
-            work.append((group, params, grads, step_size, foreach))
+            work.append((group, params, grads, foreach))
         if not work:
             return
 
         if self.variant == "adagrad_norm":
-            adagrad_norm_over_groups(
-                self, f"{half}_sq_norm", self.defaults["eps"], [w[1:] for w in work]
+            all_grads = [g for _, _, grads, _ in work for g in grads]
+            sq_norm_sum = global_sq_norm_sum(
+                self, f"{half}_sq_norm", self.defaults["eps"], all_grads, foreach=work[0][3]
             )
-            return
 
-        for group, params, grads, step_size, foreach in work:
-            eps2 = group["eps"] ** 2
+        for group, params, grads, foreach in work:
+            step_size = group["rho"] if ascent else -group["lr"]
+            if self.variant == "adagrad_norm":
+                F.add_scaled_(params, grads, sq_norm_sum.rsqrt() * step_size, foreach=foreach)
+                continue
             states = [self.state[p] for p in params]
+            eps2 = group["eps"] ** 2
             sqs = [statistic(s, f"{half}_sq", p, eps2) for s, p in zip(states, params, strict=True)]
             if self.variant == "adagrad":
-                F.adagrad_(params, grads, sqs, step_size=step_size, foreach=foreach)
-                continue
-            beta1, beta2 = group["betas"]
-            avgs = [
-                statistic(s, f"{half}_avg", p, 0.0) for s, p in zip(states, params, strict=True)
-            ]
-            step_sizes = []
-            for s in states:
-                t = s[f"{half}_step"] = s.get(f"{half}_step", 0) + 1
-                correction = (
-                    math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-                    if group["bias_correction"]
-                    else 1.0
+                F.accumulate_sq_(sqs, grads, foreach=foreach)
+                numerators, step_sizes = grads, [step_size] * len(params)
+            else:
+                beta1, beta2 = group["betas"]
+                numerators = [
+                    statistic(s, f"{half}_avg", p, 0.0) for s, p in zip(states, params, strict=True)
+                ]
+                F.ema_(numerators, sqs, grads, beta1=beta1, beta2=beta2, foreach=foreach)
+                step_sizes = self._bias_corrected(half, group, states, step_size)
+            # The ascent's scratch is the parameters (their x_t is in the origins); the
+            # descent's is the origins (the parameters are restored).
+            if ascent:
+                F.perturb_adaptive_(
+                    params, self.origins(params), numerators, sqs, step_sizes, foreach=foreach
                 )
-                step_sizes.append(step_size * correction)
-            F.adam_(
-                params,
-                grads,
-                avgs,
-                sqs,
-                None,
-                step_sizes=step_sizes,
-                beta1=beta1,
-                beta2=beta2,
-                foreach=foreach,
-            )
+            else:
+                F.descend_adaptive_(
+                    params, numerators, sqs, self.origins(params), step_sizes, foreach=foreach
+                )
+
+    @staticmethod
+    def _bias_corrected(
+        half: Half, group: dict[str, Any], states: list[dict[str, Any]], step_size: float
+    ) -> list[float]:
+        """LightSAM-III's step sizes, counting each parameter's own steps of ``half``, with the
+        bias correction folded in: ``(m / c1) / sqrt(v / c2) = (sqrt(c2) / c1) * m / sqrt(v)``."""
+        beta1, beta2 = group["betas"]
+        step_sizes = []
+        for state in states:
+            t = state[f"{half}_step"] = state.get(f"{half}_step", 0) + 1
+            if group["bias_correction"]:
+                step_sizes.append(step_size * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t))
+            else:
+                step_sizes.append(step_size)
+        return step_sizes

@@ -14,34 +14,29 @@ from lightsam.optim.base import SharpnessAwareOptimizer, check_non_negative, res
 NORM_EPS = 1e-12
 
 
-def normalized_ascent(param_groups: list[dict[str, Any]]) -> None:
+def normalized_ascent(optimizer: SharpnessAwareOptimizer) -> None:
     """SAM's ascent, shared with AdaSAM: ``x += rho_group * T^2 s / (||T s|| + 1e-12)``, the norm
-    global over every group, ``T`` as in ``SAM`` for groups with ``adaptive`` set, else 1."""
+    global over every group, ``T = |x| + asam_eta`` in groups with ``adaptive`` set, else 1."""
     groups = []
-    for group in param_groups:
+    for group in optimizer.param_groups:
         params = [p for p in group["params"] if p.grad is not None]
-        if params:
-            groups.append((group, params, [p.grad for p in params]))
+        if not params:
+            continue
+        grads = [p.grad for p in params]
+        if group.get("adaptive"):
+            scaled = F.asam_scaled(params, grads, group["asam_eta"])  # T s
+            direction = F.asam_scaled(params, scaled, group["asam_eta"])  # T^2 s
+        else:
+            scaled = direction = grads
+        groups.append((group, params, scaled, direction))
     if not groups:
         return
-    scaled = [
-        t
-        for group, params, grads in groups
-        for t in (
-            F.asam_scaled(params, grads, group["asam_eta"]) if group.get("adaptive") else grads
-        )
-    ]
-    foreach = resolve_foreach(param_groups[0].get("foreach"), scaled)
-    inv_norm = 1.0 / (F.sq_norm(scaled, foreach=foreach).sqrt() + NORM_EPS)
-    for group, params, grads in groups:
-        F.sam_perturb_(
-            params,
-            grads,
-            inv_norm * group["rho"],
-            adaptive=bool(group.get("adaptive")),
-            asam_eta=group.get("asam_eta", 0.0),
-            foreach=resolve_foreach(group.get("foreach"), params),
-        )
+    all_scaled = [t for _, _, scaled, _ in groups for t in scaled]
+    foreach = resolve_foreach(optimizer.defaults.get("foreach"), all_scaled)
+    inv_norm = 1.0 / (F.sq_norm(all_scaled, foreach=foreach).sqrt() + NORM_EPS)
+    for group, params, _, direction in groups:
+        foreach = resolve_foreach(group.get("foreach"), params)
+        F.add_scaled_(params, direction, inv_norm * group["rho"], foreach=foreach)
 
 
 class SAM(SharpnessAwareOptimizer):
@@ -127,7 +122,7 @@ class SAM(SharpnessAwareOptimizer):
                 param_group.setdefault(name, default)
 
     def _ascend(self) -> None:
-        normalized_ascent(self.param_groups)
+        normalized_ascent(self)
 
     def _descend(self) -> None:
         self.base_optimizer.step()
