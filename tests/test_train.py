@@ -1,0 +1,215 @@
+"""The training run: real data, every optimizer, resume, divergence, failure, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightsam import store
+from lightsam.config import from_dict
+from lightsam.data import DatasetUnavailableError
+from lightsam.train import Runtime, run
+
+SPEC = Path(__file__).parents[1] / "experiments" / "mnist5k_lenet.yaml"
+
+# Settings that train LeNet on mnist5k in one epoch; rho for the elementwise variants is per
+# coordinate, hence far smaller (see the LightSAM docstring).
+OPTIMIZERS = {
+    "sgd": {"lr": 0.05, "hparams": {"momentum": 0.9}},
+    "adam": {"lr": 1e-3},
+    "adagrad": {"lr": 1e-2},
+    "adagrad_norm": {"lr": 1.0},
+    "sgd_sam": {"lr": 0.05, "rho": 0.05, "hparams": {"momentum": 0.9}},
+    "asam": {"lr": 0.05, "rho": 0.5, "hparams": {"momentum": 0.9}},
+    "adasam": {"lr": 1e-3, "rho": 0.05},
+    "lightsam_i": {"lr": 1.0, "rho": 0.05},
+    "lightsam_ii": {"lr": 1e-2, "rho": 1e-4},
+    "lightsam_iii": {"lr": 1e-3, "rho": 1e-4},
+}
+
+
+def config(**changes):
+    base = {
+        "dataset": "mnist5k",
+        "model": "lenet5",
+        "epochs": 1,
+        "batch_size": 64,
+        "val_size": 500,
+        "optimizer": {"name": "lightsam_i", "lr": 1.0, "rho": 0.05},
+    }
+    return from_dict({**base, **changes})
+
+
+def without_times(rows):
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_one_epoch_of_lenet_on_mnist5k_is_well_above_chance(name, tmp_path):
+    result = run(config(optimizer={"name": name, **OPTIMIZERS[name]}), tmp_path)
+    assert result["status"] == "ok" and result["epochs_completed"] == 1
+    assert result["test_acc"] > 0.6 and result["val_acc"] > 0.6, result
+    run_dir = tmp_path / result["run_id"]
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "config.json",
+        "environment.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "result.json",
+    }
+    written = json.loads((run_dir / "result.json").read_text())
+    for key in (
+        "status",
+        "optimizer",
+        "lr",
+        "rho",
+        "seed",
+        "dataset",
+        "model",
+        "epochs_completed",
+        "val_acc",
+        "test_acc",
+        "final_train_loss",
+        "wall_s",
+    ):
+        assert key in written
+    assert json.loads((run_dir / "config.json").read_text())["optimizer"]["name"] == name
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+    first = run(config(epochs=2), tmp_path / "a")
+    second = run(config(epochs=2), tmp_path / "b")
+    rows = [
+        store.read_jsonl(d / first["run_id"] / "metrics.jsonl")
+        for d in (tmp_path / "a", tmp_path / "b")
+    ]
+    assert without_times(rows[0]) == without_times(rows[1])
+    assert first["test_acc"] == second["test_acc"]
+    other_seed = run(config(epochs=2, seed=1), tmp_path / "c")
+    assert other_seed["final_train_loss"] != first["final_train_loss"]
+
+
+def test_a_complete_run_is_not_trained_again(tmp_path):
+    first = run(config(), tmp_path)
+    os.utime(tmp_path / first["run_id"] / "result.json", (0, 0))
+    assert run(config(), tmp_path) == first
+    assert (tmp_path / first["run_id"] / "result.json").stat().st_mtime == 0
+
+
+def test_divergence_is_a_result_not_a_failure(tmp_path):
+    result = run(config(optimizer={"name": "sgd", "lr": 1e4}), tmp_path)
+    assert result["status"] == "diverged"
+    assert result["diverged_epoch"] == 1 and result["epochs_completed"] == 0
+    assert result["test_acc"] is None and result["val_acc"] is None
+
+
+def test_a_failed_run_leaves_its_traceback_and_a_failed_result(tmp_path):
+    bad = config(dataset="cifar10", model="resnet18")
+    with pytest.raises(DatasetUnavailableError):
+        run(bad, tmp_path, Runtime(data_dir=tmp_path / "no-data"))
+    run_dir = tmp_path / bad.run_id()
+    assert store.read_result(run_dir)["status"] == "failed"
+    assert "DatasetUnavailableError" in (run_dir / "error.txt").read_text()
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path):
+    result = run(config(precision="bf16"), tmp_path)
+    assert result["status"] == "ok" and result["test_acc"] > 0.5
+
+
+def lightsam_run(out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lightsam",
+            "run",
+            str(SPEC),
+            "--set",
+            "epochs=3",
+            "--set",
+            "optimizer.name=sgd_sam",
+            "--set",
+            "optimizer.lr=0.05",
+            "--set",
+            "optimizer.hparams={momentum: 0.9}",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_killed_then_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(tmp_path):
+    straight = lightsam_run(tmp_path / "straight")
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+
+    interrupted = lightsam_run(tmp_path / "resumed")
+    run_id = interrupted.stdout.readline().split()[1]
+    checkpoint = tmp_path / "resumed" / run_id / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    interrupted.send_signal(signal.SIGKILL)
+    interrupted.wait()
+    assert not (tmp_path / "resumed" / run_id / "result.json").exists(), "killed too late"
+    assert torch.load(checkpoint, weights_only=False)["epoch"] < 3
+
+    resumed = lightsam_run(tmp_path / "resumed")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "epoch 1/3" not in err  # no progress bar when stderr is not a terminal
+
+    results = [store.read_result(tmp_path / d / run_id) for d in ("straight", "resumed")]
+    metrics = [
+        store.read_jsonl(tmp_path / d / run_id / "metrics.jsonl") for d in ("straight", "resumed")
+    ]
+    assert len(metrics[0]) == 3
+    assert without_times(metrics[0]) == without_times(metrics[1])
+    for key in ("test_acc", "val_acc", "final_train_loss", "status"):
+        assert results[0][key] == results[1][key]
+
+
+def test_cli_rejects_a_bad_override_before_training(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightsam",
+            "run",
+            str(SPEC),
+            "--set",
+            "optimizer.rho=-1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "rho" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_wandb_offline_logs_and_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = config()
+    run(cfg, tmp_path, Runtime(wandb=True))
+    run_dir = tmp_path / cfg.run_id()
+    wandb_id = torch.load(run_dir / "checkpoint.pt", weights_only=False)["wandb_id"]
+    assert wandb_id
+    (run_dir / "result.json").unlink()  # as if killed after the last checkpoint
+    run(cfg, tmp_path, Runtime(wandb=True))
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(wandb_id) for r in runs)
