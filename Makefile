@@ -21,3 +21,4 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) -m benchmarks.optimizer_step
+	$(PY) -m benchmarks.train_step
