@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightsam import __version__
+from lightsam import __version__, launch
 from lightsam.config import ConfigError, load_spec
 from lightsam.optim import OPTIMIZERS
+from lightsam.store import RunLocked
+from lightsam.sweep import load_sweep
 from lightsam.train import Runtime, run
 
 
@@ -19,23 +22,74 @@ def list_optimizers(_: argparse.Namespace) -> None:
         print(f"{name:<14} {kind:<16} {', '.join(sorted(entry.hyperparameters))}")
 
 
-def resolve_spec(spec: str) -> Path:
-    """A spec's path, or the name of one in ./experiments (``mnist5k_lenet``)."""
-    path = Path(spec)
+def resolve(name_or_path: str, folder: str) -> Path:
+    """A file's path, or the name of a YAML file in ./<folder> (``mnist5k_lenet``)."""
+    path = Path(name_or_path)
     if path.exists() or path.suffix:
         return path
-    return Path("experiments") / f"{spec}.yaml"
+    return Path(folder) / f"{name_or_path}.yaml"
+
+
+def load_or_exit(loader, *args):
+    try:
+        return loader(*args)
+    except ConfigError as error:
+        raise SystemExit(f"lightsam: {error}") from error
+
+
+def sweep_command(args: argparse.Namespace) -> None:
+    sweep = load_or_exit(load_sweep, resolve(args.sweep, "sweeps"))
+    out = args.out or Path("runs") / sweep.name
+    configs = launch.to_launch(sweep.runs(), out, retry_failed=args.retry_failed)
+    runtime = Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb)
+    where = f"{args.executor}" + (f" (profile {args.profile})" if args.executor == "slurm" else "")
+    print(f"sweep {sweep.name}: {len(configs)} of {len(sweep.runs())} runs to launch -> {out}")
+    if args.dry_run:
+        for c in configs:
+            print(
+                f"{c.optimizer.name:<14} lr={c.optimizer.lr:<10g} rho={c.optimizer.rho!s:<10} "
+                f"seed={c.seed:<3} {c.run_id()}  {where}"
+            )
+        return
+    if not configs:
+        return
+    if args.executor == "slurm":
+        profile = load_or_exit(launch.load_profile, args.profile)
+        job_ids = launch.launch_slurm(
+            configs, out, runtime, profile, max_parallel=args.max_parallel
+        )
+        print(f"submitted SLURM job arrays: {' '.join(job_ids)}")
+        return
+    if args.executor == "debug":
+        counts = launch.launch_debug(configs, out, runtime)
+    else:
+        counts = launch.launch_local(configs, out, runtime, max_parallel=args.max_parallel)
+    print(", ".join(f"{state} {counts[state]}" for state in launch.STATES if counts[state]))
+
+
+def status_command(args: argparse.Namespace) -> None:
+    sweep = load_or_exit(load_sweep, resolve(args.sweep, "sweeps"))
+    out = args.out or Path("runs") / sweep.name
+    counts = launch.status(sweep.runs(), out)
+    print(f"{'optimizer':<14}" + "".join(f"{state:>10}" for state in launch.STATES))
+    for name, counter in counts.items():
+        print(f"{name:<14}" + "".join(f"{counter[state]:>10}" for state in launch.STATES))
+    total = sum(counts.values(), collections.Counter())
+    print(f"{'total':<14}" + "".join(f"{total[state]:>10}" for state in launch.STATES))
 
 
 def run_command(args: argparse.Namespace) -> None:
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     try:
-        config = load_spec(resolve_spec(args.spec), overrides)
+        config = load_spec(resolve(args.spec, "experiments"), overrides)
     except ConfigError as error:
         raise SystemExit(f"lightsam run: {error}") from error
     runtime = Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb)
     print(f"run {config.run_id()} -> {args.out / config.run_id()}", flush=True)
-    result = run(config, args.out, runtime)
+    try:
+        result = run(config, args.out, runtime)
+    except RunLocked as error:
+        raise SystemExit(f"lightsam run: {error}") from error
     summary = ", ".join(
         f"{key}={result[key]}" for key in ("status", "epochs_completed", "val_acc", "test_acc")
     )
@@ -64,18 +118,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     run_parser.add_argument("--out", type=Path, default=Path("runs"), help="the result store")
-    run_parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    run_parser.add_argument(
+    add_runtime_arguments(run_parser)
+    run_parser.set_defaults(handler=run_command)
+
+    sweep_parser = commands.add_parser(
+        "sweep", help="launch the runs of a sweep that are not complete yet"
+    )
+    sweep_parser.add_argument("sweep", help="a sweep file, or the name of one in ./sweeps")
+    sweep_parser.add_argument("--executor", choices=launch.EXECUTORS, default="local")
+    sweep_parser.add_argument(
+        "--dry-run", action="store_true", help="print the runs it would launch, launch nothing"
+    )
+    sweep_parser.add_argument(
+        "--max-parallel",
+        type=int,
+        help="runs at once (local: default one per core; slurm: the profile's array limit)",
+    )
+    sweep_parser.add_argument(
+        "--retry-failed", action="store_true", help="rerun only the runs that failed"
+    )
+    sweep_parser.add_argument(
+        "--profile", default="local", help="SLURM profile: a name in ./slurm/profiles or a path"
+    )
+    sweep_parser.add_argument("--out", type=Path, help="the result store (default runs/<sweep>)")
+    add_runtime_arguments(sweep_parser)
+    sweep_parser.set_defaults(handler=sweep_command)
+
+    status_parser = commands.add_parser(
+        "status", help="count a sweep's runs: done, diverged, failed, running, missing"
+    )
+    status_parser.add_argument("sweep")
+    status_parser.add_argument("--out", type=Path, help="the result store (default runs/<sweep>)")
+    status_parser.set_defaults(handler=status_command)
+    return parser
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument(
         "--download", action="store_true", help="download (and verify) missing datasets"
     )
-    run_parser.add_argument(
+    parser.add_argument(
         "--wandb",
         action="store_true",
         default=bool(os.environ.get("WANDB_MODE")),
         help="log to Weights & Biases (default: on when WANDB_MODE is set)",
     )
-    run_parser.set_defaults(handler=run_command)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:

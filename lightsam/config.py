@@ -254,19 +254,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml_load(value) if value else ""
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with ``key.sub=value`` overrides applied. A key missing from the spec
+def set_in(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    """``data[k1][k2]... = value``, creating the mappings on the way. A key missing from the spec
     is added, so that an unknown one is rejected by validation like any other."""
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(keys)}: {key} is not a mapping")
+        node = child
+    node[keys[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of ``data`` with ``key.sub=value`` overrides applied."""
     data = json.loads(json.dumps(data))
     for text in overrides:
-        keys, value = parse_override(text)
-        node = data
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{text!r}: {key} is not a mapping")
-            node = child
-        node[keys[-1]] = value
+        set_in(data, *parse_override(text))
     return data
 
 

@@ -7,6 +7,7 @@
         checkpoint.pt    model, optimizer, scheduler and RNG states after the last epoch
         error.txt        the traceback of a failed run
         result.json      written last: its presence with status ok or diverged means complete
+        .lock            held (flock) by the process training the run
 
 Every file is written atomically (to a temporary name, then renamed), so a run killed at any
 moment leaves either the old file or the new one, never half of one.
@@ -14,6 +15,8 @@ moment leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -29,6 +32,7 @@ import torch
 
 CONFIG, ENVIRONMENT, METRICS = "config.json", "environment.json", "metrics.jsonl"
 CHECKPOINT, ERROR, RESULT = "checkpoint.pt", "error.txt", "result.json"
+LOCK = ".lock"
 STATUSES = ("ok", "diverged", "failed")
 COMPLETE = ("ok", "diverged")
 
@@ -97,6 +101,41 @@ def run_dirs(store: Path) -> Iterator[Path]:
     """Every run directory of a store (those holding a config), in name order."""
     if store.is_dir():
         yield from sorted(p.parent for p in store.glob(f"*/{CONFIG}"))
+
+
+class RunLocked(RuntimeError):
+    """Another process is training this run."""
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock for the block, or raise RunLocked at once if another process holds
+    it: two launches of one sweep never train the same run twice. The lock is an ``flock`` on
+    ``run_dir/.lock``, released by the kernel when its holder dies (a killed or requeued job
+    leaves no stale lock)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunLocked(f"run {run_dir.name} is being trained by another process") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether another process holds the run's lock right now."""
+    if not (run_dir / LOCK).exists():
+        return False
+    try:
+        with exclusive(run_dir):
+            return False
+    except RunLocked:
+        return True
 
 
 def _git(*args: str) -> str | None:

@@ -289,17 +289,20 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
 
 
 def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, Any]:
-    """Train ``config`` into ``out/<run_id>``, unless that run is already complete. A run that
-    raises leaves its traceback in ``error.txt`` and a ``failed`` result, then re-raises."""
+    """Train ``config`` into ``out/<run_id>``, unless that run is already complete; raises
+    ``store.RunLocked`` if another process is training it. A run that raises leaves its
+    traceback in ``error.txt`` and a ``failed`` result, then re-raises."""
     run_dir = out / config.run_id()
-    if store.is_complete(run_dir):
-        return store.read_result(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / store.ERROR).unlink(missing_ok=True)
-    try:
-        return train(config, run_dir, runtime)
-    except Exception as error:
-        store.write_text(run_dir / store.ERROR, traceback.format_exc())
-        result = {**result_header(config, "failed"), "error": f"{type(error).__name__}: {error}"}
-        store.write_json(run_dir / store.RESULT, result)
-        raise
+    with store.exclusive(run_dir):
+        if store.is_complete(run_dir):
+            return store.read_result(run_dir)
+        (run_dir / store.ERROR).unlink(missing_ok=True)
+        try:
+            return train(config, run_dir, runtime)
+        except Exception as error:
+            store.write_text(run_dir / store.ERROR, traceback.format_exc())
+            failure = f"{type(error).__name__}: {error}"
+            store.write_json(
+                run_dir / store.RESULT, {**result_header(config, "failed"), "error": failure}
+            )
+            raise

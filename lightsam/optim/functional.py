@@ -59,7 +59,7 @@ def _grouped(*lists: list[Tensor]) -> list[tuple[list[list[Tensor]], list[int]]]
     return list(groups.values())
 
 
-# -- statistics ------------------------------------------------------------------------------------
+# -- statistics -----------------------------------------------------------------------------------
 
 
 def sq_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:
@@ -129,7 +129,7 @@ def ema_(
                 torch.maximum(vmax, v, out=vmax)
 
 
-# -- steps -----------------------------------------------------------------------------------------
+# -- steps ----------------------------------------------------------------------------------------
 
 
 def add_scaled_(

@@ -1,0 +1,136 @@
+"""Sweeps on a real SLURM cluster: job arrays, requeue mid-training, relaunch.
+
+These tests need a running cluster; `sudo bash slurm/local_cluster.sh start` gives a one-node
+one on localhost, and CI (.ci/run) always starts it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightsam import store
+from lightsam.sweep import load_sweep
+
+
+def cluster_answers() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mix", "alloc"))
+
+
+pytestmark = pytest.mark.skipif(
+    not cluster_answers(),
+    reason="no SLURM cluster answers (sinfo): start one with "
+    "`sudo bash slurm/local_cluster.sh start`; CI always does",
+)
+
+ROOT = Path(__file__).parents[1]
+TIMEOUT_S = 600
+
+
+def write_sweep(path: Path, epochs: int) -> Path:
+    path.write_text(
+        f"base: {ROOT / 'experiments' / 'mnist5k_lenet.yaml'}\n"
+        f"set: {{epochs: {epochs}, batch_size: 128}}\n"
+        "seeds: [0]\n"
+        "optimizers:\n"
+        "  sgd: {lr: [0.05], hparams: {momentum: 0.9}}\n"
+        "  lightsam_i: {lr: [1.0], rho: [0.05]}\n"
+    )
+    return path
+
+
+def lightsam(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightsam", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def submit(sweep: Path, out: Path) -> list[str]:
+    stdout = lightsam("sweep", str(sweep), "--executor", "slurm", "--profile", "local",
+                      "--out", str(out))  # fmt: skip
+    match = re.search(r"submitted SLURM job arrays: ([\d ]+)", stdout)
+    assert match, stdout
+    return match.group(1).split()
+
+
+def active(job_ids: list[str]) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+def wait_until_finished(job_ids: list[str]) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while active(job_ids):
+        assert time.monotonic() < deadline, f"jobs still queued: {active(job_ids)}"
+        time.sleep(1)
+
+
+def results(sweep: Path, out: Path) -> dict[str, dict]:
+    return {c.run_id(): store.read_result(out / c.run_id()) for c in load_sweep(sweep).runs()}
+
+
+def metrics(out: Path, run_id: str) -> list[dict]:
+    rows = store.read_jsonl(out / run_id / store.METRICS)
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+def test_sweep_runs_as_job_arrays_and_a_second_launch_submits_nothing(tmp_path):
+    sweep, out = write_sweep(tmp_path / "s.yaml", epochs=1), tmp_path / "store"
+    job_ids = submit(sweep, out)
+    wait_until_finished(job_ids)
+    assert all(r is not None and r["status"] == "ok" for r in results(sweep, out).values())
+    again = lightsam("sweep", str(sweep), "--executor", "slurm", "--out", str(out))
+    assert "0 of 2 runs to launch" in again and "submitted" not in again
+    table = lightsam("status", str(sweep), "--out", str(out))
+    assert table.splitlines()[-1].split() == ["total", "2", "0", "0", "0", "0"]
+
+
+def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
+    sweep = write_sweep(tmp_path / "s.yaml", epochs=6)
+    reference = tmp_path / "local"
+    lightsam("sweep", str(sweep), "--executor", "local", "--out", str(reference))
+
+    out = tmp_path / "slurm"
+    order = [c.run_id() for c in load_sweep(sweep).runs()]  # the array's task order
+    (array_id,) = submit(sweep, out)
+    target = out / order[0]
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:  # requeue task 0 once it has checkpointed an epoch, before it finishes
+        assert time.monotonic() < deadline, "task 0 never checkpointed"
+        if (target / store.CHECKPOINT).exists() and not (target / store.RESULT).exists():
+            break
+        time.sleep(0.05)
+    subprocess.run(["scontrol", "requeue", f"{array_id}_0"], check=True)
+    checkpoint = torch.load(target / store.CHECKPOINT, weights_only=False)
+    assert checkpoint["epoch"] < 6
+    wait_until_finished([array_id])
+
+    shown = subprocess.run(
+        ["scontrol", "show", "job", f"{array_id}_0"], capture_output=True, text=True
+    ).stdout
+    assert re.search(r"Restarts=1\b", shown), shown
+    got, want = results(sweep, out), results(sweep, reference)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(order)
+    for run_id in order:
+        assert got[run_id]["status"] == want[run_id]["status"] == "ok"
+        for key in ("val_acc", "test_acc", "final_train_loss", "epochs_completed"):
+            assert got[run_id][key] == want[run_id][key], (run_id, key)
+        assert metrics(out, run_id) == metrics(reference, run_id)
+    config = json.loads((target / store.CONFIG).read_text())
+    assert config["epochs"] == 6
