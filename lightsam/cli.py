@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightsam import __version__, launch
 from lightsam.config import ConfigError, load_spec
 from lightsam.optim import OPTIMIZERS
+from lightsam.reproduce import PRESETS, reproduce
 from lightsam.store import RunLocked
 from lightsam.sweep import load_sweep
 from lightsam.train import Runtime, run
@@ -53,6 +56,7 @@ def sweep_command(args: argparse.Namespace) -> None:
         return
     if not configs:
         return
+    launch.write_plan(sweep, out)
     if args.executor == "slurm":
         profile = load_or_exit(launch.load_profile, args.profile)
         job_ids = launch.launch_slurm(
@@ -94,6 +98,26 @@ def run_command(args: argparse.Namespace) -> None:
         f"{key}={result[key]}" for key in ("status", "epochs_completed", "val_acc", "test_acc")
     )
     print(summary)
+
+
+def reproduce_command(args: argparse.Namespace) -> None:
+    runtime = Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb)
+    reproduce(
+        args.preset,
+        out=args.out,
+        sweeps_dir=Path("sweeps"),
+        runtime=runtime,
+        profile=args.profile,
+        max_parallel=args.max_parallel,
+    )
+
+
+def figures_command(args: argparse.Namespace) -> None:
+    script = Path("analysis") / "all.py"
+    if not script.exists():
+        raise SystemExit("lightsam figures: run it from the repository root (analysis/all.py)")
+    command = [sys.executable, str(script), "--runs", str(args.runs), "--out", str(args.out)]
+    raise SystemExit(subprocess.run(command).returncode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     status_parser.add_argument("sweep")
     status_parser.add_argument("--out", type=Path, help="the result store (default runs/<sweep>)")
     status_parser.set_defaults(handler=status_command)
+
+    reproduce_parser = commands.add_parser(
+        "reproduce", help="run the study's experiments (then `lightsam figures`)"
+    )
+    reproduce_parser.add_argument("--preset", choices=PRESETS, default="quick")
+    reproduce_parser.add_argument("--out", type=Path, default=Path("runs"))
+    reproduce_parser.add_argument("--profile", default="local", help="SLURM profile (paper)")
+    reproduce_parser.add_argument("--max-parallel", type=int)
+    add_runtime_arguments(reproduce_parser)
+    reproduce_parser.set_defaults(handler=reproduce_command)
+
+    figures_parser = commands.add_parser(
+        "figures", help="regenerate every figure, table and REPORT.md from stored results"
+    )
+    figures_parser.add_argument("--runs", type=Path, default=Path("runs"))
+    figures_parser.add_argument("--out", type=Path, default=Path("figures"))
+    figures_parser.set_defaults(handler=figures_command)
     return parser
 
 

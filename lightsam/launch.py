@@ -27,9 +27,11 @@ from tqdm import tqdm
 
 from lightsam import store
 from lightsam.config import Config, ConfigError, from_dict, yaml_load
+from lightsam.sweep import Sweep
 from lightsam.train import Runtime, run
 
 EXECUTORS = ("local", "slurm", "debug")
+PLAN = "sweep.json"
 STATES = ("done", "diverged", "failed", "running", "missing")
 
 
@@ -85,6 +87,22 @@ def to_launch(configs: Iterable[Config], out: Path, *, retry_failed: bool) -> li
     """The runs a launch submits: the missing ones, or with ``retry_failed`` the failed ones."""
     wanted = "failed" if retry_failed else "missing"
     return [c for c in configs if state_of(out / c.run_id()) == wanted]
+
+
+def write_plan(sweep: Sweep, out: Path) -> None:
+    """Record the sweep's cells in ``out/sweep.json``, so that the store says what it should
+    hold: the analysis reports missing cells of a half-done sweep from it."""
+    cells = [
+        {
+            "run_id": c.run_id(),
+            "optimizer": c.optimizer.name,
+            "lr": c.optimizer.lr,
+            "rho": c.optimizer.rho,
+            "seed": c.seed,
+        }
+        for c in sweep.runs()
+    ]
+    store.write_json(out / PLAN, {"sweep": sweep.name, "runs": cells})
 
 
 # -- local ----------------------------------------------------------------------------------------

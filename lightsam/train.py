@@ -268,6 +268,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
     last = history[-1] if history else {}
     result = {
         **result_header(config, status),
+        "num_classes": info.num_classes,
         "epochs_completed": len(history),
         "diverged_epoch": diverged_epoch,
         "val_acc": last.get("val_acc") if status == "ok" else None,
