@@ -274,13 +274,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a YAML spec, apply ``overrides``, validate."""
+def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (an empty file is an empty mapping), or a
+    ConfigError that names ``what`` it was meant to be."""
     path = Path(path)
     try:
         data = yaml_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read spec {path}: {error}") from error
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read {what} {path}: {error}") from error
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"spec {path} must be a YAML mapping")
-    return from_dict(apply_overrides(data, list(overrides)))
+        raise ConfigError(f"{what} {path} must be a YAML mapping")
+    return data
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML spec, apply ``overrides``, validate."""
+    return from_dict(apply_overrides(read_yaml(path, "spec"), list(overrides)))

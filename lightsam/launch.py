@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from lightsam import store
-from lightsam.config import Config, ConfigError, from_dict, yaml_load
+from lightsam.config import Config, ConfigError, from_dict, read_yaml
 from lightsam.sweep import Sweep
 from lightsam.train import Runtime, run
 
@@ -207,10 +207,7 @@ def load_profile(name_or_path: str) -> Profile:
     path = Path(name_or_path)
     if not path.suffix:
         path = Path("slurm") / "profiles" / f"{name_or_path}.yaml"
-    try:
-        data = yaml_load(path.read_text()) or {}
-    except OSError as error:
-        raise ConfigError(f"cannot read SLURM profile {path}: {error}") from error
+    data = read_yaml(path, "SLURM profile")
     valid = {f.name for f in fields(Profile)}
     unknown = sorted(set(data) - valid)
     if unknown:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightsam.config import Config, ConfigError, apply_overrides, from_dict, set_in, yaml_load
+from lightsam.config import Config, ConfigError, apply_overrides, from_dict, read_yaml, set_in
 from lightsam.optim import OPTIMIZERS
 
 SWEEP_KEYS = ("base", "set", "seeds", "optimizers")
@@ -91,23 +91,14 @@ def _grid(name: str, data: Any) -> Grid:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (every run it expands into is validated too)."""
     path = Path(path)
-    try:
-        data = yaml_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read sweep {path}: {error}") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"sweep {path} must be a YAML mapping")
+    data = read_yaml(path, "sweep")
     unknown = sorted(set(data) - set(SWEEP_KEYS))
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}; valid: {SWEEP_KEYS}")
     for key in ("base", "optimizers"):
         if key not in data:
             raise ConfigError(f"sweep {path} needs a {key!r} key")
-    base_path = path.parent / data["base"]
-    try:
-        base = yaml_load(base_path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read the base spec {base_path}: {error}") from error
+    base = read_yaml(path.parent / data["base"], "base spec")
     overrides = data.get("set", {})
     if not isinstance(overrides, dict):
         raise ConfigError("set must be a mapping of spec keys to values")
