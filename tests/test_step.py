@@ -66,3 +66,45 @@ def test_step_returns_the_loss_at_the_current_weights():
     loss, logits = TrainStep(model, optimizer, nn.CrossEntropyLoss())(x, y)
     torch.testing.assert_close(loss, expected.detach())
     assert logits.shape == (16, 3) and not loss.requires_grad
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+
+
+@pytest.mark.parametrize("accumulation", [3, 40])  # 16 samples as (6, 5, 5), or 16 of one
+@pytest.mark.parametrize("name", ["sgd", "sgd_sam", "lightsam_i", "lightsam_ii", "lightsam_iii"])
+def test_accumulation_equals_one_large_batch(name, accumulation):
+    hp = {"lr": 0.1} | ({"rho": 0.01} if name != "sgd" else {})
+    gen = torch.Generator().manual_seed(2)
+    data = [
+        (torch.randn(16, 6, generator=gen, dtype=torch.float64), torch.randint(0, 3, (16,)))
+        for _ in range(3)
+    ]
+    runs = []
+    for k in (1, accumulation):
+        model = mlp()
+        optimizer = create_optimizer(name, model.parameters(), **hp)
+        step = TrainStep(model, optimizer, nn.CrossEntropyLoss(), accumulation=k)
+        outputs = [step(x, y) for x, y in data]
+        runs.append((outputs, [p.detach() for p in model.parameters()], optimizer.state_dict()))
+    (whole, whole_weights, whole_opt), (split, split_weights, split_opt) = runs
+    torch.testing.assert_close(split, whole)  # losses and logits at the current weights
+    torch.testing.assert_close(split_weights, whole_weights)
+    torch.testing.assert_close(split_opt["state"], whole_opt["state"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"accumulation": 0}, "accumulation"),
+        ({"accumulation": 2.0}, "accumulation"),
+        ({"perturbation": "none"}, "perturbation"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, argument):
+    model = mlp()
+    optimizer = create_optimizer("sgd_sam", model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=f"^{argument} must"):
+        TrainStep(model, optimizer, nn.CrossEntropyLoss(), **kwargs)
