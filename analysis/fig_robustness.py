@@ -1,0 +1,121 @@
+"""Figure 3: how much each optimizer's grid loses against its best cell, and what tuning costs.
+
+Left, the test accuracy of the best cell (chosen on validation), the grid median and the worst
+cell; middle, the fraction of the grid within one point of the best; right, the expected test
+accuracy after a random search of k grid cells (exact expectation over all k-subsets, band from
+resampling seeds). An optimizer that does not need tuning reaches its best at small k. Diverged
+runs count as chance (see lightsam.results).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import common
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+from lightsam.results import NEAR, Collection, aggregate, best_settings, expected_best_of_k
+
+STATISTICS = {"best_test": ("o", "best (chosen on val.)"), "median_test": ("D", "grid median"),
+              "worst_test": ("v", "worst cell")}  # fmt: skip
+N_BOOT, SEED = 1000, 0
+
+
+def spread(ax: Axes, summary: pd.DataFrame) -> None:
+    """Best, median and worst cell per optimizer, one row each."""
+    y = np.arange(len(summary))[::-1]
+    colors = [common.line_style(o)["color"] for o in summary.index]
+    ax.hlines(y, 100 * summary["worst_test"], 100 * summary["best_test"], color=colors, lw=2.5)
+    for column, (marker, _) in STATISTICS.items():
+        ax.scatter(
+            100 * summary[column],
+            y,
+            marker=marker,
+            s=70,
+            color=colors,
+            edgecolor="black",
+            linewidth=0.6,
+            zorder=3,
+        )
+    ax.set_yticks(y, [common.label(o) for o in summary.index])
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("test accuracy (%)")
+    ax.set_title("Best, median and worst cell")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def near_best(ax: Axes, summary: pd.DataFrame) -> None:
+    """The fraction of the grid within ``NEAR`` of the best cell, as bars."""
+    y = np.arange(len(summary))[::-1]
+    colors = [common.line_style(o)["color"] for o in summary.index]
+    ax.barh(y, 100 * summary["frac_near_best"], color=colors, edgecolor="black", linewidth=0.6)
+    for yi, (_, row) in zip(y, summary.iterrows(), strict=True):
+        count = round(row["frac_near_best"] * row["grid_cells"])
+        ax.text(100 * row["frac_near_best"] + 2, yi, f"{count}/{row['grid_cells']}", va="center")
+    ax.tick_params(axis="y", left=False, labelleft=False)
+    ax.set_xlim(0, 115)
+    ax.set_xlabel("grid cells (%)")
+    ax.set_title(f"Within {100 * NEAR:.0f} point of best")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def tuning_cost(ax: Axes, curves: pd.DataFrame, optimizers: Sequence[str]) -> None:
+    """Expected best test accuracy of a random search against its number of trials k."""
+    for optimizer in optimizers:
+        own = curves[curves["optimizer"].eq(optimizer)]
+        style = common.line_style(optimizer)
+        ax.plot(own["k"], 100 * own["expected"], linewidth=2, **style)
+        ax.fill_between(
+            own["k"],
+            100 * own["low"],
+            100 * own["high"],
+            color=style["color"],
+            alpha=0.15,
+            linewidth=0,
+        )
+    ax.set_xscale("log")
+    ticks = [k for k in (1, 2, 3, 5, 10, 20, 30, 50, 100) if k <= curves["k"].max()]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("grid cells tried at random, k")
+    ax.set_ylabel("expected test accuracy (%)")
+    ax.set_title("Expected best of k (95% band over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+
+
+@common.styled
+def make(collection: Collection, out: Path) -> list[Path]:
+    agg = aggregate(collection.runs, collection.missing)
+    summary = best_settings(agg).dropna(subset=["lr"]).set_index("optimizer")
+    optimizers = common.ordered(summary.index)
+    summary = summary.loc[optimizers]
+    curves = expected_best_of_k(collection.runs, n_boot=N_BOOT, seed=SEED)
+    fig = Figure(figsize=(16, 0.5 * len(optimizers) + 4), layout="constrained")
+    left, middle, right = fig.subplots(1, 3, width_ratios=[1.3, 0.8, 1.5])
+    middle.sharey(left)
+    spread(left, summary)
+    near_best(middle, summary)
+    tuning_cost(right, curves, optimizers)
+    fig.legend(
+        handles=[common.marker_handle(marker, name) for marker, name in STATISTICS.values()],
+        loc="outside lower left",
+        ncols=3,
+        frameon=False,
+    )
+    fig.suptitle("Robustness over each optimizer's whole grid (diverged runs count as chance)")
+    return common.save(fig, out, "robustness")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    common.store_main(make, __doc__, argv)
+
+
+if __name__ == "__main__":
+    main()

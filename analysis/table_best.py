@@ -1,0 +1,111 @@
+"""Table 1: each optimizer's best setting and how its whole grid fares, as Markdown and LaTeX.
+
+Per optimizer: the (lr, rho) chosen on mean validation accuracy, its test accuracy mean ± std
+over the seeds that finished (n), the grid median and worst test accuracy and the fraction of
+the grid within one point of the best (diverged runs at chance), and the diverged, failed and
+missing run counts. Also writes the tidy tables behind every figure: ``runs.csv`` (one row per
+run) and ``aggregate.csv`` (one row per cell).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import common
+import numpy as np
+import pandas as pd
+
+from lightsam.results import NEAR, Collection, aggregate, best_settings, write_csv
+
+HEADER = ["optimizer", "lr", "rho", "test acc. (%) (n)", "median (%)", "worst (%)",
+          f"within {100 * NEAR:.0f} pt", "diverged", "failed", "missing"]  # fmt: skip
+TEX_HEADER = {"lr": r"$\eta$", "rho": r"$\rho$"}
+NOTE = (
+    "Best setting chosen on mean validation accuracy; test accuracy mean ± std over the seeds that"
+    " finished (n). Median, worst and the fraction of cells within one point of the best range"
+    " over the grid, a diverged run counting as chance. Diverged, failed, missing: runs."
+)
+
+
+def percent(value: float) -> str:
+    return "–" if np.isnan(value) else f"{100 * value:.2f}"
+
+
+def rows(best: pd.DataFrame) -> list[list[str]]:
+    """The table's cells as text, in the study's order of optimizers."""
+    table = []
+    for row in best.set_index("optimizer").loc[common.ordered(best["optimizer"])].itertuples():
+        if not row.grid_cells:
+            accuracy = median = worst = near = "–"
+        else:
+            std = "–" if np.isnan(row.test_acc_std) else percent(row.test_acc_std)
+            accuracy = f"{percent(row.test_acc_mean)} ± {std} ({row.n_seeds})"
+            median, worst = percent(row.median_test), percent(row.worst_test)
+            near = f"{100 * row.frac_near_best:.0f}%"
+        table.append(
+            [
+                common.label(row.Index),
+                common.decade(row.lr),
+                common.decade(row.rho),
+                accuracy,
+                median,
+                worst,
+                near,
+                str(row.n_diverged),
+                str(row.n_failed),
+                str(row.n_missing),
+            ]
+        )
+    return table
+
+
+def markdown(best: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows(best)]
+    return "\n".join([*lines, "", NOTE]) + "\n"
+
+
+def tex(text: str) -> str:
+    """A cell in LaTeX: decades as powers of ten, math signs, escaped percent."""
+    text = re.sub(r"^1e(-?\d+)$", r"$10^{\1}$", text)
+    for old, new in {"%": r"\%", "±": r"$\pm$", "–": "--"}.items():
+        text = text.replace(old, new)
+    return text
+
+
+def latex(best: pd.DataFrame) -> str:
+    lines = [
+        r"% " + NOTE,
+        r"\begin{tabular}{l" + "r" * (len(HEADER) - 1) + "}",
+        r"\toprule",
+        " & ".join(TEX_HEADER.get(h, tex(h)) for h in HEADER) + r" \\",
+        r"\midrule",
+        *(" & ".join(tex(c) for c in cells) + r" \\" for cells in rows(best)),
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def make(collection: Collection, out: Path) -> list[Path]:
+    agg = aggregate(collection.runs, collection.missing)
+    best = best_settings(agg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "best.md").write_text(markdown(best))
+    (out / "best.tex").write_text(latex(best))
+    return [
+        out / "best.md",
+        out / "best.tex",
+        write_csv(collection.runs, out, "runs"),
+        write_csv(agg, out, "aggregate"),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    common.store_main(make, __doc__, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""Reading a result store into tables, and the summaries the sensitivity study reports.
+
+The analysis reads only the JSON files a run leaves (see :mod:`lightsam.store` for the layout),
+never checkpoints, so it needs neither torch nor the training code, and it reads a store that is
+still being written: a run without ``result.json`` is incomplete, one whose ``result.json`` does
+not parse is corrupt; both are reported and skipped, never fatal.
+
+How runs count:
+
+- ``ok`` runs give accuracies; means, standard deviations and confidence intervals are over them.
+- A ``diverged`` run is a result, not a gap: in every score that ranks or summarises settings
+  (the selection of the best cell, the grid median and worst, the fraction near the best, the
+  expected best of k) it counts as chance accuracy, ``1 / num_classes``, which is what a model
+  with non-finite weights scores. Without that, a setting that diverges on two seeds out of
+  three would look as good as its one lucky seed.
+- A ``failed`` run (an exception, a bug) says nothing about the optimizer: it is counted and
+  shown, but scores nothing.
+- A ``missing`` run is a cell of the sweep's plan (``sweep.json``) with no readable result:
+  never started, incomplete, or corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# The store's file names (lightsam.store imports torch for its checkpoints, so not imported).
+PLAN, RESULT = "sweep.json", "result.json"
+METRICS, ENVIRONMENT = "metrics.jsonl", "environment.json"
+STATUSES = ("ok", "diverged", "failed")
+COMPLETE = ("ok", "diverged")  # runs that say something about the optimizer
+
+CELL = ["optimizer", "lr", "rho"]
+RUN_COLUMNS = [
+    "run_id", "optimizer", "lr", "rho", "seed", "dataset", "model", "epochs", "num_classes",
+    "status", "val_acc", "best_val_acc", "test_acc", "test_loss", "final_train_loss",
+    "epochs_completed", "diverged_epoch", "wall_s", "error", "git_commit", "git_dirty",
+]  # fmt: skip
+PLAN_COLUMNS = ["run_id", "optimizer", "lr", "rho", "seed"]
+# "Near the best": within one accuracy point.
+NEAR = 0.01
+
+
+# -- reading a store ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What a store holds.
+
+    ``store``: where it was read. ``runs``: one row per run with a readable result
+    (``RUN_COLUMNS``). ``problems``: (run_id, reason) for incomplete and corrupt run directories.
+    ``missing``: the planned runs with no readable result (``PLAN_COLUMNS`` and ``reason``).
+    ``expected``: the number of planned runs, None for a store without ``sweep.json``, whose
+    plan is unknown.
+    """
+
+    store: Path
+    runs: pd.DataFrame
+    problems: list[tuple[str, str]]
+    missing: pd.DataFrame
+    expected: int | None
+
+    def summary(self) -> str:
+        """One paragraph for the console: what was read and what is not there."""
+        statuses = self.runs["status"].value_counts()
+        counts = ", ".join(f"{statuses.get(s, 0)} {s}" for s in STATUSES)
+        lines = [f"{len(self.runs)} runs with results ({counts})"]
+        if self.expected is not None:
+            reasons = self.missing["reason"].value_counts()
+            detail = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+            missing = f"{len(self.missing)} of {self.expected} planned runs missing"
+            lines.append(f"{missing} ({detail})" if detail else missing)
+        else:
+            lines.append("no sweep.json: the planned runs are unknown, only what is present counts")
+        lines += [f"  {run_id}: {reason}" for run_id, reason in self.problems]
+        commits = self.runs["git_commit"].dropna().unique()
+        if len(commits) > 1:
+            lines.append(f"warning: results come from {len(commits)} different git commits")
+        if self.runs["git_dirty"].eq(True).any():
+            lines.append("warning: some runs ran with uncommitted changes (git_dirty)")
+        return "\n".join(lines)
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; raises OSError or ValueError, which the caller reports."""
+    return json.loads(path.read_text())
+
+
+def _run_row(run_dir: Path) -> dict[str, Any]:
+    """A run's table row from its result and environment; raises ValueError if the result is
+    not a result (not an object, or no known status)."""
+    result = _read_json(run_dir / RESULT)
+    if not isinstance(result, dict) or result.get("status") not in STATUSES:
+        raise ValueError(f"no status among {', '.join(STATUSES)}")
+    try:
+        environment = _read_json(run_dir / ENVIRONMENT)
+    except (OSError, ValueError):
+        environment = {}
+    row = {column: result.get(column) for column in RUN_COLUMNS}
+    row["run_id"] = result.get("run_id") or run_dir.name
+    row["git_commit"] = environment.get("git_commit")
+    row["git_dirty"] = environment.get("git_dirty")
+    return row
+
+
+def run_directories(store: Path) -> list[Path]:
+    """Every run directory of ``store`` in name order; hidden entries (``.submitit``, locks,
+    temporary files) are not runs."""
+    return sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_plan(store: Path) -> pd.DataFrame | None:
+    """The planned runs of ``sweep.json`` (``PLAN_COLUMNS``), or None if the store has none.
+    Raises ValueError or KeyError for a plan that cannot be read."""
+    path = store / PLAN
+    if not path.exists():
+        return None
+    return pd.DataFrame(_read_json(path)["runs"], columns=PLAN_COLUMNS)
+
+
+def _typed(runs: pd.DataFrame) -> pd.DataFrame:
+    """Numeric columns as floats, so that a column of Nones (a store of diverged runs only)
+    still compares and averages."""
+    numeric = [
+        "lr", "rho", "num_classes", "val_acc", "best_val_acc", "test_acc", "test_loss",
+        "final_train_loss", "epochs_completed", "diverged_epoch", "wall_s",
+    ]  # fmt: skip
+    return runs.astype(dict.fromkeys(numeric, "float64"))
+
+
+def collect(store: Path) -> Collection:
+    """Read every run of ``store``; incomplete and corrupt runs become ``problems``, planned
+    runs without a readable result become ``missing``."""
+    store = Path(store)
+    if not store.is_dir():
+        raise FileNotFoundError(f"no result store at {store}")
+    rows, problems, kinds = [], [], {}
+    for run_dir in run_directories(store):
+        if not (run_dir / RESULT).exists():
+            kinds[run_dir.name] = "incomplete"
+            problems.append((run_dir.name, "incomplete: no result.json (running or killed)"))
+            continue
+        try:
+            rows.append(_run_row(run_dir))
+        except (OSError, ValueError) as error:
+            kinds[run_dir.name] = "corrupt"
+            problems.append((run_dir.name, f"corrupt result.json: {error}"))
+    runs = _typed(pd.DataFrame(rows, columns=RUN_COLUMNS))
+    try:
+        plan = read_plan(store)
+    except (OSError, ValueError, KeyError) as error:
+        problems.append((PLAN, f"unreadable, so the planned runs are unknown: {error!r}"))
+        plan = None
+    if plan is None:
+        missing = pd.DataFrame(columns=[*PLAN_COLUMNS, "reason"])
+        return Collection(store, runs, problems, missing, None)
+    missing = plan[~plan["run_id"].isin(runs["run_id"])].copy()
+    missing["reason"] = [kinds.get(run_id, "not started") for run_id in missing["run_id"]]
+    return Collection(store, runs, problems, missing.reset_index(drop=True), len(plan))
+
+
+def read_metrics(store: Path, run_ids: Iterable[str]) -> pd.DataFrame:
+    """The per-epoch metrics of the given runs, one row per (run_id, epoch); a run whose
+    metrics cannot be read is left out (its result is what counts)."""
+    frames = []
+    for run_id in run_ids:
+        try:
+            lines = (Path(store) / run_id / METRICS).read_text().splitlines()
+            rows = [json.loads(line) for line in lines if line.strip()]
+        except (OSError, ValueError):
+            continue
+        frames.append(pd.DataFrame(rows).assign(run_id=run_id))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id"])
+
+
+def write_csv(frame: pd.DataFrame, out: Path, name: str) -> Path:
+    """Write ``frame`` to ``out/name.csv`` (beside the figures) and return the path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+
+def _t_two_sided_mass(t: float, dof: int) -> float:
+    """P(|T| <= t) for Student's t with integer ``dof``, in closed form (Abramowitz & Stegun
+    26.7.3-4), so that the analysis needs no statistics library."""
+    theta = math.atan(t / math.sqrt(dof))
+    c2 = math.cos(theta) ** 2
+    if dof % 2 == 1:
+        term, total = math.cos(theta), 0.0
+        for j in range(1, (dof - 1) // 2 + 1):
+            total += term
+            term *= c2 * (2 * j) / (2 * j + 1)
+        return 2 / math.pi * (theta + math.sin(theta) * total)
+    term, total = 1.0, 0.0
+    for j in range(1, dof // 2 + 1):
+        total += term
+        term *= c2 * (2 * j - 1) / (2 * j)
+    return math.sin(theta) * total
+
+
+def t_critical(dof: int, level: float = 0.95) -> float:
+    """The two-sided Student-t critical value: a ``level`` confidence interval of a mean of n
+    values is mean ± t_critical(n - 1) * std / sqrt(n). Bisection on the closed-form CDF."""
+    low, high = 0.0, 1.0
+    while _t_two_sided_mass(high, dof) < level:
+        low, high = high, 2 * high
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _t_two_sided_mass(middle, dof) < level else (low, middle)
+    return (low + high) / 2
+
+
+def mean_std_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and 95% CI half-width (Student t, n - 1 degrees of
+    freedom); std and CI are NaN for a single value, which has no spread to estimate."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    if len(x) == 1:
+        return float(x[0]), math.nan, math.nan
+    std = float(x.std(ddof=1))
+    return float(x.mean()), std, t_critical(len(x) - 1) * std / math.sqrt(len(x))
+
+
+# -- per-cell summaries ---------------------------------------------------------------------------
+
+
+def scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``chance``, ``val_score`` and ``test_score``: the accuracy of an ok run,
+    chance for a diverged one, NaN for a failed one (see the module docstring). A result
+    without ``num_classes`` (older stores) takes it from a run of the same dataset, else counts
+    as 0, never above chance."""
+    num_classes = runs.groupby("dataset", dropna=False)["num_classes"].transform("max")
+    chance = (1.0 / num_classes).fillna(0.0)
+    ok, diverged = runs["status"].eq("ok"), runs["status"].eq("diverged")
+    return runs.assign(
+        chance=chance,
+        val_score=runs["val_acc"].where(ok, chance.where(diverged)),
+        test_score=runs["test_acc"].where(ok, chance.where(diverged)),
+    )
+
+
+def cell_status(n_ok: int, n_diverged: int, n_failed: int) -> str:
+    """``ok``, ``partial`` (some complete runs diverged), ``diverged`` (all did), ``failed``
+    (no complete run, some failed) or ``missing`` (no result at all)."""
+    if n_ok + n_diverged == 0:
+        return "failed" if n_failed else "missing"
+    if n_diverged == 0:
+        return "ok"
+    return "diverged" if n_ok == 0 else "partial"
+
+
+def _summarise_cell(cell: pd.DataFrame) -> dict[str, Any]:
+    status = cell["status"]
+    counts = {f"n_{s}": int(status.eq(s).sum()) for s in (*STATUSES, "missing")}
+    row: dict[str, Any] = {"n": len(cell) - counts["n_missing"], **counts}
+    ok = cell[status.eq("ok")]
+    for metric in ("test_acc", "val_acc"):
+        mean, std, ci = mean_std_ci(ok[metric].dropna())
+        row |= {f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci95": ci}
+    row["chance"] = cell["chance"].max()
+    row["val_score"] = cell["val_score"].mean()
+    row["test_score"] = cell["test_score"].mean()
+    row["status"] = cell_status(counts["n_ok"], counts["n_diverged"], counts["n_failed"])
+    return row
+
+
+def aggregate(runs: pd.DataFrame, missing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (optimizer, lr, rho) cell: run counts (``n`` runs with a result, ``n_ok``,
+    ``n_diverged``, ``n_failed``, ``n_missing``), mean / std / 95% CI half-width of test and
+    validation accuracy over the ok seeds, the scores (``val_score``, ``test_score``: means over
+    the complete runs, diverged ones at chance) and the cell's ``status``. With ``missing``
+    (``Collection.missing``), planned cells with no result yet are rows too, so that the table
+    is the whole grid."""
+    frames = [scored(runs)]
+    if missing is not None and len(missing):
+        frames.append(missing[CELL].assign(status="missing"))
+    everything = pd.concat(frames, ignore_index=True)
+    rows = [
+        dict(zip(CELL, key, strict=True)) | _summarise_cell(cell)
+        for key, cell in everything.groupby(CELL, dropna=False, sort=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+# -- what the study reports -----------------------------------------------------------------------
+
+
+def grid(agg: pd.DataFrame, optimizer: str) -> pd.DataFrame:
+    """The cells of ``optimizer`` with at least one complete run: the grid its summaries range
+    over (cells that are missing or only failed are unknown, not bad)."""
+    cells = agg[agg["optimizer"].eq(optimizer)]
+    return cells[cells["n_ok"] + cells["n_diverged"] > 0]
+
+
+def best_settings(agg: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer, the cell a practitioner would pick (the highest mean validation score,
+    ties to the smaller lr, then rho) with its test accuracy mean ± std over the ok seeds; and
+    how the whole grid fares: the median and worst cell test score, and the fraction of cells
+    whose test score is within ``NEAR`` of the chosen cell's (``best_test``). Diverged runs
+    count as chance throughout; counts of diverged, failed and missing runs go with it."""
+    rows = []
+    for optimizer in sorted(agg["optimizer"].unique()):
+        cells, everything = grid(agg, optimizer), agg[agg["optimizer"].eq(optimizer)]
+        counts = {c: int(everything[c].sum()) for c in ("n", "n_diverged", "n_failed", "n_missing")}
+        if cells.empty:
+            rows.append({"optimizer": optimizer, "grid_cells": 0, **counts})
+            continue
+        best = cells.loc[cells["val_score"].idxmax()]
+        scores = cells["test_score"]
+        rows.append(
+            {
+                "optimizer": optimizer,
+                "lr": best["lr"],
+                "rho": best["rho"],
+                "val_score": best["val_score"],
+                "test_acc_mean": best["test_acc_mean"],
+                "test_acc_std": best["test_acc_std"],
+                "n_seeds": int(best["n_ok"]),
+                "best_status": best["status"],
+                "best_test": best["test_score"],
+                "median_test": scores.median(),
+                "worst_test": scores.min(),
+                "frac_near_best": float((scores >= best["test_score"] - NEAR).mean()),
+                "grid_cells": len(cells),
+                **counts,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def selection_weights(n: int, ks: Sequence[int]) -> np.ndarray:
+    """``w[j, i]``: the probability that, of ``ks[j]`` cells drawn at random without
+    replacement from ``n`` ranked by validation score, the ``i``-th best is the best drawn:
+    C(n - 1 - i, k - 1) / C(n, k). Exact, so the tuning-cost curve has no sampling noise."""
+    return np.array([[math.comb(n - 1 - i, k - 1) / math.comb(n, k) for i in range(n)] for k in ks])
+
+
+def _tie_means(ranked_val: np.ndarray, ranked_test: np.ndarray) -> np.ndarray:
+    """Each test score replaced by the mean over the cells tied with it on validation: a random
+    search picks uniformly among tied cells (diverged cells all tie at chance)."""
+    rows, n = ranked_val.shape
+    new_group = ~np.isclose(ranked_val[:, 1:], ranked_val[:, :-1], rtol=0, atol=1e-12)
+    group = np.concatenate([np.zeros((rows, 1), int), np.cumsum(new_group, axis=1)], axis=1)
+    flat = (group + n * np.arange(rows)[:, None]).ravel()
+    sums = np.bincount(flat, weights=ranked_test.ravel(), minlength=rows * n)
+    counts = np.bincount(flat, minlength=rows * n)
+    return (sums[flat] / counts[flat]).reshape(rows, n)
+
+
+def expected_best(val: np.ndarray, test: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    """For each row of per-cell scores ``(val, test)`` (shape ``(rows, n)``), the expected test
+    score of the validation-best of ``k`` random cells, for each k: shape ``(rows, len(ks))``."""
+    order = np.argsort(-val, axis=1, kind="stable")
+    ranked_val = np.take_along_axis(val, order, axis=1)
+    ranked_test = np.take_along_axis(test, order, axis=1)
+    return _tie_means(ranked_val, ranked_test) @ selection_weights(val.shape[1], ks).T
+
+
+def _bootstrap_scores(
+    runs: pd.DataFrame, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell (val, test) scores, shape ``(n_boot, cells)``, with each cell's complete runs
+    resampled with replacement: how much the cell means could move with other seeds."""
+    val, test = [], []
+    for _, cell in runs.groupby(CELL, dropna=False, sort=True):
+        pairs = cell[["val_score", "test_score"]].to_numpy()
+        draws = pairs[rng.integers(0, len(pairs), size=(n_boot, len(pairs)))].mean(axis=1)
+        val.append(draws[:, 0])
+        test.append(draws[:, 1])
+    return np.stack(val, axis=1), np.stack(test, axis=1)
+
+
+def expected_best_of_k(
+    runs: pd.DataFrame, k_values: Sequence[int] | None = None, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """The tuning-cost curve: per optimizer and k, the expected test score of the setting a
+    random search of k distinct grid cells would pick on validation (``expected``), computed
+    exactly over all k-subsets from the cell means; and a 95% band (``low``, ``high``) from
+    ``n_boot`` bootstrap resamples of each cell's seeds. k = 1 gives the grid's mean test score,
+    k = the grid size the chosen cell's (averaged with any cell tied with it on validation).
+    ``k_values`` default to 1..grid size; larger ones are dropped. Diverged runs count as
+    chance, failed ones not at all."""
+    complete = scored(runs)
+    complete = complete[complete["status"].isin(COMPLETE)]
+    rng = np.random.default_rng(seed)
+    frames = []
+    for optimizer, own in complete.groupby("optimizer", sort=True):
+        cells = own.groupby(CELL, dropna=False, sort=True)[["val_score", "test_score"]].mean()
+        n = len(cells)
+        ks = [k for k in (k_values or range(1, n + 1)) if 1 <= k <= n]
+        val, test = (cells[[c]].T.to_numpy() for c in ("val_score", "test_score"))
+        point = expected_best(val, test, ks)[0]
+        low = high = np.full(len(ks), math.nan)
+        if n_boot:
+            boot = expected_best(*_bootstrap_scores(own, n_boot, rng), ks)
+            low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "optimizer": optimizer,
+                    "k": ks,
+                    "grid_cells": n,
+                    "expected": point,
+                    "low": low,
+                    "high": high,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=["optimizer", "k", "grid_cells", "expected", "low", "high"])
+    return pd.concat(frames, ignore_index=True)

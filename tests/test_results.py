@@ -1,0 +1,367 @@
+"""The analysis: reading a partial store, the per-cell statistics, the best settings, the tuning
+cost curve, and every figure and table script, on a synthetic store with hand-computed numbers.
+
+The store: SGD-SAM on a 2 x 2 (lr, rho) grid and SGD on 2 learning rates, 3 seeds, 10 classes.
+
+    SGD-SAM lr=0.01 rho=0.01  ok ok ok                    test .90 .92 .94  val .91 .93 .95
+    SGD-SAM lr=0.01 rho=0.1   ok ok incomplete            test .91 .93      val .82 .86
+    SGD-SAM lr=0.1  rho=0.01  ok ok diverged              test .95 .97      val .96 .98
+    SGD-SAM lr=0.1  rho=0.1   diverged x 3
+    SGD     lr=0.01           ok ok failed                test .85 .87      val .86 .88
+    SGD     lr=0.1            ok, not started, corrupt    test .845         val .83
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lightsam import results
+
+ROOT = Path(__file__).parents[1]
+CHANCE = 0.1
+T_975 = {1: 12.706204736174707, 2: 4.302652729749464}  # Student t quantiles, from tables
+
+# (optimizer, lr, rho, seed): (status, val_acc, test_acc); "incomplete", "corrupt" and
+# "absent" runs are in the plan but have no readable result.
+RUNS = {
+    ("sgd_sam", 0.01, 0.01, 0): ("ok", 0.91, 0.90),
+    ("sgd_sam", 0.01, 0.01, 1): ("ok", 0.93, 0.92),
+    ("sgd_sam", 0.01, 0.01, 2): ("ok", 0.95, 0.94),
+    ("sgd_sam", 0.01, 0.1, 0): ("ok", 0.82, 0.91),
+    ("sgd_sam", 0.01, 0.1, 1): ("ok", 0.86, 0.93),
+    ("sgd_sam", 0.01, 0.1, 2): ("incomplete", None, None),
+    ("sgd_sam", 0.1, 0.01, 0): ("ok", 0.96, 0.95),
+    ("sgd_sam", 0.1, 0.01, 1): ("ok", 0.98, 0.97),
+    ("sgd_sam", 0.1, 0.01, 2): ("diverged", None, None),
+    ("sgd_sam", 0.1, 0.1, 0): ("diverged", None, None),
+    ("sgd_sam", 0.1, 0.1, 1): ("diverged", None, None),
+    ("sgd_sam", 0.1, 0.1, 2): ("diverged", None, None),
+    ("sgd", 0.01, None, 0): ("ok", 0.86, 0.85),
+    ("sgd", 0.01, None, 1): ("ok", 0.88, 0.87),
+    ("sgd", 0.01, None, 2): ("failed", None, None),
+    ("sgd", 0.1, None, 0): ("ok", 0.83, 0.845),
+    ("sgd", 0.1, None, 1): ("absent", None, None),
+    ("sgd", 0.1, None, 2): ("corrupt", None, None),
+}
+
+
+def run_id(optimizer: str, lr: float, rho: float | None, seed: int) -> str:
+    return f"{optimizer}-lr{lr}-rho{rho}-s{seed}"
+
+
+def write(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data))
+
+
+def write_run(store: Path, key: tuple, status: str, val: float | None, test: float | None) -> None:
+    optimizer, lr, rho, seed = key
+    run_dir = store / run_id(*key)
+    run_dir.mkdir()
+    identity = {
+        "run_id": run_dir.name,
+        "optimizer": optimizer,
+        "lr": lr,
+        "rho": rho,
+        "seed": seed,
+        "dataset": "mnist5k",
+        "model": "lenet5",
+        "epochs": 3,
+    }
+    config = {
+        "dataset": "mnist5k",
+        "model": "lenet5",
+        "epochs": 3,
+        "seed": seed,
+        "optimizer": {"name": optimizer, "lr": lr, "rho": rho, "hparams": {}},
+    }
+    write(run_dir / "config.json", config)
+    write(run_dir / "environment.json", {"git_commit": "abc", "git_dirty": False})
+    if status == "incomplete":
+        return
+    if status == "corrupt":
+        (run_dir / "result.json").write_text('{"status": "ok", "val_')
+        return
+    if status == "failed":
+        write(run_dir / "result.json", {**identity, "status": "failed", "error": "boom"})
+        return
+    epochs = 3 if status == "ok" else 1
+    metrics = [
+        {
+            "epoch": e,
+            "train_loss": 2.0 / e,
+            "train_acc": 0.3 * e,
+            "lr": lr,
+            "val_loss": 1.0 / e,
+            "val_acc": (val or 0.5) - 0.1 * (3 - e),
+            "wall_s": float(e),
+        }
+        for e in range(1, epochs + 1)
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    write(
+        run_dir / "result.json",
+        {
+            **identity,
+            "status": status,
+            "num_classes": 10,
+            "epochs_completed": epochs,
+            "diverged_epoch": None if status == "ok" else 2,
+            "val_acc": val,
+            "best_val_acc": val,
+            "test_acc": test,
+            "test_loss": None if test is None else 0.3,
+            "final_train_loss": 0.5,
+            "wall_s": 1.0,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("store")
+    plan = [
+        {"run_id": run_id(*key), "optimizer": key[0], "lr": key[1], "rho": key[2], "seed": key[3]}
+        for key in RUNS
+    ]
+    write(store / "sweep.json", {"sweep": "synthetic", "runs": plan})
+    for key, (status, val, test) in RUNS.items():
+        if status != "absent":
+            write_run(store, key, status, val, test)
+    (store / ".submitit").mkdir()
+    (store / ".submitit" / "config.json").write_text("{}")
+    return store
+
+
+@pytest.fixture(scope="module")
+def collection(store) -> results.Collection:
+    return results.collect(store)
+
+
+@pytest.fixture(scope="module")
+def agg(collection) -> pd.DataFrame:
+    return results.aggregate(collection.runs, collection.missing)
+
+
+def cell(agg: pd.DataFrame, optimizer: str, lr: float, rho: float | None) -> pd.Series:
+    same_rho = agg["rho"].isna() if rho is None else agg["rho"].eq(rho)
+    (index,) = agg.index[agg["optimizer"].eq(optimizer) & agg["lr"].eq(lr) & same_rho]
+    return agg.loc[index]
+
+
+def test_collect_reads_results_and_reports_what_is_missing(collection):
+    assert len(collection.runs) == 15  # 18 planned: one absent, one incomplete, one corrupt
+    assert collection.expected == 18
+    assert dict(collection.runs["status"].value_counts()) == {"ok": 10, "diverged": 4, "failed": 1}
+    problems = dict(collection.problems)
+    assert set(problems) == {run_id("sgd_sam", 0.01, 0.1, 2), run_id("sgd", 0.1, None, 2)}
+    assert problems[run_id("sgd_sam", 0.01, 0.1, 2)].startswith("incomplete")
+    assert problems[run_id("sgd", 0.1, None, 2)].startswith("corrupt")
+    missing = dict(zip(collection.missing["run_id"], collection.missing["reason"], strict=True))
+    assert missing == {
+        run_id("sgd_sam", 0.01, 0.1, 2): "incomplete",
+        run_id("sgd", 0.1, None, 1): "not started",
+        run_id("sgd", 0.1, None, 2): "corrupt",
+    }
+    assert ".submitit" not in set(collection.runs["run_id"])
+    assert "3 of 18 planned runs missing" in collection.summary()
+
+
+def test_a_store_without_a_plan_reports_only_what_is_present(tmp_path):
+    write_run(tmp_path, ("sgd", 0.1, None, 0), "ok", 0.9, 0.8)
+    (tmp_path / "half").mkdir()
+    found = results.collect(tmp_path)
+    assert found.expected is None and found.missing.empty
+    assert list(found.runs["test_acc"]) == [0.8]
+    assert found.problems == [("half", "incomplete: no result.json (running or killed)")]
+
+
+def test_an_unreadable_plan_is_reported_not_fatal(tmp_path):
+    write_run(tmp_path, ("sgd", 0.1, None, 0), "ok", 0.9, 0.8)
+    (tmp_path / "sweep.json").write_text('{"sweep": "x", "ru')
+    found = results.collect(tmp_path)
+    assert found.expected is None and len(found.runs) == 1
+    assert [run_id for run_id, _ in found.problems] == ["sweep.json"]
+
+
+def test_t_critical_matches_the_tables():
+    for dof, value in T_975.items():
+        assert results.t_critical(dof) == pytest.approx(value, rel=1e-9)
+    assert results.t_critical(1000) == pytest.approx(1.962339, rel=1e-6)
+
+
+def test_aggregate_counts_means_and_confidence_intervals(agg):
+    full = cell(agg, "sgd_sam", 0.01, 0.01)
+    assert (full["n"], full["n_ok"], full["status"]) == (3, 3, "ok")
+    assert full["test_acc_mean"] == pytest.approx(0.92)
+    assert full["test_acc_std"] == pytest.approx(0.02)
+    assert full["test_acc_ci95"] == pytest.approx(T_975[2] * 0.02 / math.sqrt(3))
+    assert full["val_acc_mean"] == pytest.approx(0.93)
+
+    two = cell(agg, "sgd_sam", 0.01, 0.1)  # the third seed is incomplete
+    assert (two["n"], two["n_ok"], two["n_missing"]) == (2, 2, 1)
+    assert two["test_acc_std"] == pytest.approx(0.02 / math.sqrt(2))
+    assert two["test_acc_ci95"] == pytest.approx(T_975[1] * 0.02 / 2)
+
+    partial = cell(agg, "sgd_sam", 0.1, 0.01)
+    assert (partial["status"], partial["n_ok"], partial["n_diverged"]) == ("partial", 2, 1)
+    assert partial["val_acc_mean"] == pytest.approx(0.97)  # over the ok seeds
+    assert partial["val_score"] == pytest.approx((0.96 + 0.98 + CHANCE) / 3)  # diverged = chance
+
+    diverged = cell(agg, "sgd_sam", 0.1, 0.1)
+    assert (diverged["status"], diverged["n_diverged"]) == ("diverged", 3)
+    assert np.isnan(diverged["test_acc_mean"]) and diverged["test_score"] == pytest.approx(CHANCE)
+
+    failed_one = cell(agg, "sgd", 0.01, None)
+    assert (failed_one["n"], failed_one["n_ok"], failed_one["n_failed"]) == (3, 2, 1)
+    assert failed_one["status"] == "ok" and failed_one["test_score"] == pytest.approx(0.86)
+
+    single = cell(agg, "sgd", 0.1, None)
+    assert (single["n"], single["n_missing"]) == (1, 2)
+    assert single["test_acc_mean"] == pytest.approx(0.845)
+    assert np.isnan(single["test_acc_std"]) and np.isnan(single["test_acc_ci95"])
+
+
+def test_best_settings_select_on_validation_and_count_divergence_as_chance(agg):
+    best = results.best_settings(agg).set_index("optimizer")
+    sam = best.loc["sgd_sam"]
+    # lr=0.1, rho=0.01 has the best ok-seed validation mean (0.97) but diverged once: its score
+    # (0.68) loses to lr=0.01, rho=0.01 (0.93).
+    assert (sam["lr"], sam["rho"]) == (0.01, 0.01)
+    assert (sam["test_acc_mean"], sam["test_acc_std"]) == pytest.approx((0.92, 0.02))
+    assert sam["n_seeds"] == 3 and sam["grid_cells"] == 4
+    scores = [0.92, 0.92, (0.95 + 0.97 + CHANCE) / 3, CHANCE]
+    assert sam["median_test"] == pytest.approx(np.median(scores))
+    assert sam["worst_test"] == pytest.approx(CHANCE)
+    assert sam["frac_near_best"] == pytest.approx(0.5)
+    assert (sam["n_diverged"], sam["n_failed"], sam["n_missing"]) == (4, 0, 1)
+
+    sgd = best.loc["sgd"]
+    assert sgd["lr"] == 0.01 and np.isnan(sgd["rho"])
+    assert (sgd["test_acc_mean"], sgd["n_seeds"]) == (pytest.approx(0.86), 2)
+    assert (sgd["median_test"], sgd["worst_test"]) == pytest.approx((0.8525, 0.845))
+    assert sgd["frac_near_best"] == pytest.approx(0.5)  # 0.845 is 1.5 points below 0.86
+    assert (sgd["n_diverged"], sgd["n_failed"], sgd["n_missing"]) == (0, 1, 2)
+
+
+def test_expected_best_of_k_is_exact_at_both_ends(collection):
+    curve = results.expected_best_of_k(collection.runs, n_boot=200, seed=0)
+    sam = curve[curve["optimizer"] == "sgd_sam"].set_index("k")
+    scores = [0.92, 0.92, (0.95 + 0.97 + CHANCE) / 3, CHANCE]  # in validation order
+    assert list(sam.index) == [1, 2, 3, 4]
+    assert sam.loc[1, "expected"] == pytest.approx(np.mean(scores))  # one random cell
+    # Two of four cells: the i-th best on validation is picked with probability (3, 2, 1, 0) / 6.
+    assert sam.loc[2, "expected"] == pytest.approx((3 * 0.92 + 2 * 0.92 + scores[2]) / 6)
+    assert sam.loc[4, "expected"] == pytest.approx(0.92)  # the whole grid: the chosen cell
+    assert (sam["low"] <= sam["expected"] + 1e-12).all()
+    assert (sam["expected"] <= sam["high"] + 1e-12).all()
+    again = results.expected_best_of_k(collection.runs, n_boot=200, seed=0)
+    pd.testing.assert_frame_equal(curve, again)  # a fixed seed, a fixed answer
+
+
+def test_ties_on_validation_are_broken_at_random():
+    # Two cells tie on validation: a random search picks either, so k = 2 expects their mean.
+    val, test = np.array([[0.5, 0.5]]), np.array([[0.2, 0.4]])
+    assert results.expected_best(val, test, [1, 2]) == pytest.approx(np.array([[0.3, 0.3]]))
+
+
+# -- the scripts ----------------------------------------------------------------------------------
+
+
+def write_agnostic(directory: Path) -> None:
+    directory.mkdir()
+    rows = ["optimizer,lr,rho,grad_norm,loss,diverged,steps"]
+    for optimizer in ("sgd_sam", "lightsam_i", "lightsam_ii", "lightsam_iii"):
+        for lr in (10.0**k for k in range(-3, 4)):
+            for rho in (10.0**k for k in range(-4, 3)):
+                diverged = optimizer == "sgd_sam" and lr > 2
+                norm = math.inf if diverged else 10 ** -(3 + math.log10(lr) + 0.1 * len(rows) % 5)
+                rows.append(f"{optimizer},{lr},{rho},{norm},{norm**2},{int(diverged)},1000")
+    (directory / "cells.csv").write_text("\n".join(rows) + "\n")
+    write(directory / "meta.json", {"problem": {"dim": 10, "smoothness": 1.0, "steps": 1000}})
+
+
+OUTPUTS = [
+    *(
+        f"{name}.{ext}"
+        for name in ("heatmaps", "sensitivity", "robustness", "training_curves", "agnostic")
+        for ext in ("png", "pdf")
+    ),
+    "best.md",
+    "best.tex",
+    "runs.csv",
+    "aggregate.csv",
+]
+
+
+def test_every_script_writes_its_outputs_and_the_table_matches(store, agg, tmp_path):
+    write_agnostic(tmp_path / "agnostic")
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "analysis/all.py",
+        "--store",
+        str(store),
+        "--agnostic",
+        str(tmp_path / "agnostic"),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for name in OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    assert "3 of 18 planned runs missing" in done.stdout
+
+    rows = {}
+    for line in (out / "best.md").read_text().splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells
+    best = results.best_settings(agg).set_index("optimizer")
+    sam, sgd = rows["SGD-SAM"], rows["SGD"]
+    b = best.loc["sgd_sam"]
+    assert sam[1:3] == ["1e-2", "1e-2"]
+    assert sam[3] == f"{100 * b['test_acc_mean']:.2f} ± {100 * b['test_acc_std']:.2f} (3)"
+    assert sam[4:7] == [f"{100 * b['median_test']:.2f}", f"{100 * b['worst_test']:.2f}", "50%"]
+    assert sam[7:] == ["4", "0", "1"]
+    assert sgd[1:3] == ["1e-2", "–"]
+    assert re.fullmatch(r"86\.00 ± 1\.41 \(2\)", sgd[3])
+    assert sgd[7:] == ["0", "1", "2"]
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 15 and set(runs["status"]) == {"ok", "diverged", "failed"}
+
+
+@pytest.fixture
+def analysis(monkeypatch):
+    """The analysis scripts as modules, imported the way ``python analysis/x.py`` finds them."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    return importlib.import_module
+
+
+def test_a_script_runs_on_its_own_and_all_skips_a_missing_input(store, tmp_path, analysis, capsys):
+    analysis("table_best").main(["--store", str(store), "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'best.md'}" in printed and "3 of 18 planned runs missing" in printed
+    write_agnostic(tmp_path / "agnostic")
+    analysis("all").main(["--agnostic", str(tmp_path / "agnostic"), "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "no result store (None): skipping table_best" in printed
+    assert (tmp_path / "agnostic.png").stat().st_size > 0
+    assert not (tmp_path / "heatmaps.png").exists()
+
+
+def test_the_agnostic_title_states_the_problem(analysis):
+    title = analysis("fig_agnostic").title({"smoothness": 2.5, "steps": 300, "dim": 10})
+    assert "L = 2.5" in title and "300 steps" in title
