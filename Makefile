@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint bench
+PRESET ?= quick
+PROFILE ?= local
+
+.PHONY: test lint bench reproduce figures
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +25,13 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) -m benchmarks.optimizer_step
 	$(PY) -m benchmarks.train_step
+
+# The study: experiments (skipping what is done), then every figure, table and REPORT.md.
+# PRESET=paper PROFILE=<slurm profile> submits the paper-scale sweeps instead.
+reproduce: $(INSTALLED)
+	$(PY) -m lightsam reproduce --preset $(PRESET) --profile $(PROFILE)
+	$(MAKE) figures
+
+# Regenerate figures, tables, REPORT.md and the README's results from runs/; never trains.
+figures: $(INSTALLED)
+	$(PY) -m lightsam figures --readme README.md

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ def run_agnostic(out: Path, problem: Problem = Problem()) -> list[dict[str, Any]
                 {column: TYPES[column](row[column]) for column in COLUMNS}
                 for row in csv.DictReader(handle)
             ]
+    started = time.perf_counter()
     hessian = problem.hessian()
     rows = [
         run_cell(problem, hessian, name, lr, rho)
@@ -119,6 +121,7 @@ def run_agnostic(out: Path, problem: Problem = Problem()) -> list[dict[str, Any]
             "description": "f(x) = x^T A x / 2, A a rotated diagonal, exact gradients, x_0 = 1",
             "divergence": f"non-finite gradient norm or more than {DIVERGED:g} x the initial",
             "environment": store.environment(torch.device("cpu")),
+            "wall_s": time.perf_counter() - started,
         },
     )
     return rows

@@ -113,10 +113,13 @@ def reproduce_command(args: argparse.Namespace) -> None:
 
 
 def figures_command(args: argparse.Namespace) -> None:
-    script = Path("analysis") / "all.py"
+    script = Path("analysis") / "report.py"
     if not script.exists():
-        raise SystemExit("lightsam figures: run it from the repository root (analysis/all.py)")
+        raise SystemExit("lightsam figures: run it from the repository root (analysis/report.py)")
     command = [sys.executable, str(script), "--runs", str(args.runs), "--out", str(args.out)]
+    command += ["--report", str(args.report)]
+    if args.readme is not None:
+        command += ["--readme", str(args.readme)]
     raise SystemExit(subprocess.run(command).returncode)
 
 
@@ -190,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     figures_parser.add_argument("--runs", type=Path, default=Path("runs"))
     figures_parser.add_argument("--out", type=Path, default=Path("figures"))
+    figures_parser.add_argument("--report", type=Path, default=Path("REPORT.md"))
+    figures_parser.add_argument(
+        "--readme", type=Path, help="rewrite this README's results block (make figures does)"
+    )
     figures_parser.set_defaults(handler=figures_command)
     return parser
 

@@ -1,0 +1,344 @@
+"""Every figure and table of every store under a runs directory, and REPORT.md.
+
+    python analysis/report.py --runs runs --out figures --report REPORT.md [--readme README.md]
+
+For each sweep store (a directory holding ``sweep.json``) the figures and tables go to
+``<out>/<sweep>/``, for the parameter-agnostic experiment (``<runs>/agnostic``) to
+``<out>/agnostic/``. REPORT.md says what was run, shows the figures and tables, and states in a
+few sentences what the numbers show; every number in it is read from the store, none typed by
+hand. With ``--readme``, the block between the README's results markers is rewritten from the
+first sweep store, so that the README shows the study's own heatmap and table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import all as all_figures
+import common
+import fig_agnostic
+import pandas as pd
+
+from lightsam.results import Collection, aggregate, best_settings
+
+README_START = "<!-- results:start (written by analysis/report.py; do not edit) -->"
+README_END = "<!-- results:end -->"
+LAUNCHES = "launches.jsonl"
+
+
+def fmt(value: float) -> str:
+    """A grid value as the figures write it: 1e-3, 1e0, 3e-1."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def unique(values: pd.Series) -> str:
+    present = sorted({str(v) for v in values.dropna()})
+    return ", ".join(present) if present else "unknown"
+
+
+# -- what was run ---------------------------------------------------------------------------------
+
+
+def what_was_run(collection: Collection) -> list[str]:
+    runs = collection.runs
+    store = collection.store
+    configs = [json.loads(p.read_text()) for p in sorted(store.glob("*/config.json"))[:1]]
+    environments = [json.loads(p.read_text()) for p in sorted(store.glob("*/environment.json"))]
+    config = configs[0] if configs else {}
+    lines = [
+        f"- Data and model: `{config.get('dataset')}` with `{config.get('model')}`, "
+        f"{config.get('epochs')} epochs, batch size {config.get('batch_size')}, "
+        f"{config.get('val_size')} training images held out for validation, "
+        f"LR schedule `{config.get('lr_schedule')}`, augmentation `{config.get('augment')}`.",
+        f"- Seeds: {unique(runs['seed'])}; {collection.expected or len(runs)} runs planned, "
+        f"{int(runs['status'].eq('ok').sum())} ok, {int(runs['status'].eq('diverged').sum())} "
+        f"diverged, {int(runs['status'].eq('failed').sum())} failed, "
+        f"{len(collection.missing)} missing.",
+        "- Grids (learning rate x radius):",
+    ]
+    for optimizer in common.ordered(runs["optimizer"].unique()):
+        cells = runs[runs["optimizer"].eq(optimizer)]
+        lrs = ", ".join(fmt(v) for v in sorted(cells["lr"].unique()))
+        rhos = sorted(cells["rho"].dropna().unique())
+        rho_text = f"; rho {', '.join(fmt(v) for v in rhos)}" if rhos else ""
+        lines.append(f"  - {common.LABELS.get(optimizer, optimizer)}: lr {lrs}{rho_text}")
+    if environments:
+        env = pd.DataFrame(environments)
+        dirty = int(env["git_dirty"].fillna(False).astype(bool).sum())
+        lines.append(
+            f"- Environment: git commit {unique(env['git_commit'])} ({dirty} of {len(env)} runs "
+            f"from a tree with uncommitted changes), Python {unique(env['python'])}, torch "
+            f"{unique(env['torch'])}, device {unique(env['device_name'])}, "
+            f"{unique(env['cpu_threads'])} thread(s) per run."
+        )
+    launches = read_jsonl(store / LAUNCHES)
+    if launches:
+        wall = sum(launch["wall_s"] for launch in launches)
+        cores = unique(pd.Series([launch["cores"] for launch in launches]))
+        lines.append(
+            f"- Wall time: {wall / 60:.1f} minutes for the runs ({len(launches)} launch(es), "
+            f"{cores} cores); {runs['wall_s'].sum() / 60:.1f} minutes of training summed over runs."
+        )
+    return lines
+
+
+# -- what the numbers show ------------------------------------------------------------------------
+
+
+def sensitivity(agg: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Per sharpness-aware optimizer: at its best lr, how many rho values (of how many) score
+    within a point of the best, and the largest drop over rho; at its best rho, the same over
+    lr. Diverged runs count as chance (the ``test_score`` of ``lightsam.results``)."""
+    rows = []
+    for _, b in best.dropna(subset=["rho"]).iterrows():
+        cells = agg[agg["optimizer"].eq(b["optimizer"]) & agg["test_score"].notna()]
+        over_rho = cells[cells["lr"].eq(b["lr"])]["test_score"]
+        over_lr = cells[cells["rho"].eq(b["rho"])]["test_score"]
+        near = b["best_test"] - 0.01
+        rows.append(
+            {
+                "optimizer": b["optimizer"],
+                "rho_near": int((over_rho >= near).sum()),
+                "rho_count": len(over_rho),
+                "rho_drop": b["best_test"] - over_rho.min(),
+                "lr_near": int((over_lr >= near).sum()),
+                "lr_count": len(over_lr),
+                "lr_drop": b["best_test"] - over_lr.min(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def breaks_at(agg: pd.DataFrame, optimizer: str) -> str:
+    """Where an optimizer breaks: the smallest lr at which a run of it diverged, and the
+    smallest at which every run did."""
+    cells = agg[agg["optimizer"].eq(optimizer) & (agg["n_ok"] + agg["n_diverged"]).gt(0)]
+    some = cells[cells["n_diverged"].gt(0)]
+    if some.empty:
+        return "never diverged on its grid"
+    by_lr = cells.groupby("lr")["status"].agg(lambda s: bool(s.eq("diverged").all()))
+    every = by_lr[by_lr]
+    every_text = f", every run from lr = {fmt(every.index.min())}" if len(every) else ""
+    return f"first diverged at lr = {fmt(some['lr'].min())}{every_text}"
+
+
+def leaders(table: pd.DataFrame, near: str, count: str) -> str:
+    """The optimizers with the largest share of near-best values (several when tied)."""
+    share = table[near] / table[count]
+    top = table[share.eq(share.max())]
+    return ", ".join(common.LABELS.get(o, o) for o in common.ordered(top["optimizer"]))
+
+
+def findings(collection: Collection) -> list[str]:
+    agg = aggregate(collection.runs, collection.missing)
+    best = best_settings(agg)
+    label = {o: common.LABELS.get(o, o) for o in best["optimizer"]}
+    sens = sensitivity(agg, best)
+    out = []
+    if not sens.empty:
+        sens = sens.set_index("optimizer").loc[common.ordered(sens["optimizer"])].reset_index()
+        rho_text = "; ".join(
+            f"{label[r.optimizer]} {r.rho_near}/{r.rho_count} (largest drop "
+            f"{100 * r.rho_drop:.1f} points)"
+            for r in sens.itertuples()
+        )
+        lr_text = "; ".join(
+            f"{label[r.optimizer]} {r.lr_near}/{r.lr_count} (largest drop "
+            f"{100 * r.lr_drop:.1f} points)"
+            for r in sens.itertuples()
+        )
+        out.append(
+            f"Least sensitive to rho: **{leaders(sens, 'rho_near', 'rho_count')}**. "
+            "At each method's best "
+            f"learning rate, the radii within one point of its best accuracy: {rho_text}."
+        )
+        out.append(
+            "Least sensitive to the learning rate: "
+            f"**{leaders(sens, 'lr_near', 'lr_count')}**. At each "
+            f"method's best radius, the learning rates within one point of its best: {lr_text}."
+        )
+    ordered = best.set_index("optimizer").loc[common.ordered(best["optimizer"])].reset_index()
+    grid_text = "; ".join(
+        f"{label[b.optimizer]} {percent(b.frac_near_best)} of {b.grid_cells} cells"
+        for b in ordered.itertuples()
+        if b.grid_cells
+    )
+    out.append(f"Share of each grid within one point of its best: {grid_text}.")
+    sam = best[best["optimizer"].eq("sgd_sam")]
+    light = best[best["optimizer"].str.startswith("lightsam")]
+    if len(sam) and len(light):
+        reference = float(sam["frac_near_best"].iloc[0])
+        most = light.loc[light["frac_near_best"].idxmax()]
+        gap = float(most["frac_near_best"]) - reference
+        verdict = (
+            "more robust than"
+            if gap > 0.1
+            else "less robust than"
+            if gap < -0.1
+            else "about as robust as"
+        )
+        out.append(
+            f"By that measure the most robust LightSAM variant, {label[most['optimizer']]} "
+            f"({percent(most['frac_near_best'])}), is {verdict} SGD-SAM ({percent(reference)})."
+        )
+    out.append(
+        "Where each breaks: "
+        + "; ".join(f"{label[o]} {breaks_at(agg, o)}" for o in common.ordered(best["optimizer"]))
+        + "."
+    )
+    return out
+
+
+def agnostic_findings(directory: Path) -> list[str]:
+    cells = pd.read_csv(directory / "cells.csv")
+    meta = json.loads((directory / "meta.json").read_text())
+    problem = meta["problem"]
+    bound = 2.0 / problem["smoothness"]
+    lrs, rhos = sorted(cells["lr"].unique()), sorted(cells["rho"].unique())
+    orders = (math.log10(lrs[-1] / lrs[0]), math.log10(rhos[-1] / rhos[0]))
+    out = [
+        f"Problem: {meta['description']}; dimension {problem['dim']}, L = "
+        f"{problem['smoothness']:g}, condition number {problem['condition']:g}, "
+        f"{problem['steps']} steps per cell; lr from {fmt(lrs[0])} to {fmt(lrs[-1])} "
+        f"({orders[0]:.0f} orders of magnitude), rho from {fmt(rhos[0])} to {fmt(rhos[-1])} "
+        f"({orders[1]:.0f}); {len(cells)} cells in {meta.get('wall_s', float('nan')):.0f} s."
+    ]
+    for optimizer in common.ordered(cells["optimizer"].unique()):
+        own = cells[cells["optimizer"].eq(optimizer)]
+        diverged = own[own["diverged"].eq(1)]
+        converged = own[own["diverged"].eq(0) & own["grad_norm"].lt(1e-3)]
+        worse = own[own["diverged"].eq(0) & own["grad_norm"].ge(1.0)]
+        where = (
+            f", every one at lr >= {fmt(diverged['lr'].min())}"
+            f"{' (above 2/L)' if diverged['lr'].min() > bound else ''}"
+            if len(diverged)
+            else ""
+        )
+        out.append(
+            f"{common.LABELS.get(optimizer, optimizer)}: diverged in {len(diverged)} of "
+            f"{len(own)} cells{where}; gradient norm below 1e-3 of its start in "
+            f"{len(converged)}; not below its start (without diverging) in {len(worse)}."
+        )
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def image(path: Path, relative_to: Path, alt: str) -> str:
+    return f"![{alt}]({os.path.relpath(path, relative_to)})"
+
+
+def store_section(
+    collection: Collection, setup: list[str], facts: list[str], figures: Path, report_dir: Path
+) -> list[str]:
+    lines = [f"## Sweep `{collection.store.name}`", "", *setup, ""]
+    if len(collection.missing) or collection.problems:
+        lines += [f"Partial store: {collection.summary()}", ""]
+    lines += ["### What the numbers show", "", *(f"- {f}" for f in facts), ""]
+    lines += ["### Best settings", "", (figures / "best.md").read_text().strip(), ""]
+    for stem, alt in (
+        ("heatmaps", "test accuracy over the grid"),
+        ("sensitivity", "accuracy against rho and lr"),
+        ("robustness", "best, median and worst accuracy, and tuning cost"),
+        ("training_curves", "training curves of the best settings"),
+    ):
+        lines += [image(figures / f"{stem}.png", report_dir, alt), ""]
+    return lines
+
+
+def readme_block(
+    collection: Collection, setup: list[str], facts: list[str], figures: Path, readme_dir: Path
+) -> str:
+    lines = [
+        README_START,
+        f"Results of `make reproduce` (sweep `{collection.store.name}`), from "
+        f"[REPORT.md](REPORT.md):",
+        "",
+        image(figures / "heatmaps.png", readme_dir, "test accuracy over the grid"),
+        "",
+        (figures / "best.md").read_text().strip(),
+        "",
+        *(f"- {f}" for f in facts),
+        *(line for line in setup if line.startswith("- Wall time")),
+        README_END,
+    ]
+    return "\n".join(lines)
+
+
+def rewrite_readme(readme: Path, block: str) -> None:
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < 0:
+        raise SystemExit(f"{readme} has no results markers ({README_START} ... {README_END})")
+    readme.write_text(text[:start] + block + text[end + len(README_END) :])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, default=Path("figures"))
+    parser.add_argument("--report", type=Path, default=Path("REPORT.md"))
+    parser.add_argument("--readme", type=Path, help="rewrite this README's results block")
+    args = parser.parse_args(argv)
+
+    stores = sorted(p.parent for p in args.runs.glob("*/sweep.json"))
+    agnostic = args.runs / "agnostic"
+    report_dir = args.report.parent
+    header = [
+        "# lightsam: the sensitivity study",
+        "",
+        "Written by `analysis/report.py` from the stored results; regenerate with "
+        "`make figures`. Every number below is read from the result store.",
+        "",
+    ]
+    lines: list[str] = []
+    readme = None
+    for store in stores:
+        collection = common.load(store)
+        if collection is None:
+            continue
+        figures = args.out / store.name
+        for script in all_figures.STORE_SCRIPTS:
+            common.report(script.make(collection, figures))
+        setup, facts = what_was_run(collection), findings(collection)
+        lines += store_section(collection, setup, facts, figures, report_dir)
+        if readme is None and args.readme is not None:
+            readme = readme_block(collection, setup, facts, figures, args.readme.parent)
+    if (agnostic / "cells.csv").exists():
+        common.report(fig_agnostic.make(agnostic, args.out / "agnostic"))
+        lines += [
+            "## The parameter-agnostic experiment",
+            "",
+            *(f"- {f}" for f in agnostic_findings(agnostic)),
+            "",
+            image(args.out / "agnostic" / "agnostic.png", report_dir, "final gradient norms"),
+            "",
+        ]
+    if not lines:
+        raise SystemExit(f"nothing to report: no results in {args.runs}")
+    args.report.write_text("\n".join(header + lines))
+    print(f"wrote {args.report}")
+    if readme is not None:
+        rewrite_readme(args.readme, readme)
+        print(f"rewrote the results block of {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
