@@ -89,15 +89,17 @@ def run_command(args: argparse.Namespace) -> None:
     except ConfigError as error:
         raise SystemExit(f"lightsam run: {error}") from error
     runtime = Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb)
-    print(f"run {config.run_id()} -> {args.out / config.run_id()}", flush=True)
+    # Under torchrun every process runs this command; one of them speaks.
+    speaks = os.environ.get("RANK", "0") == "0"
+    if speaks:
+        print(f"run {config.run_id()} -> {args.out / config.run_id()}", flush=True)
     try:
         result = run(config, args.out, runtime)
     except RunLocked as error:
         raise SystemExit(f"lightsam run: {error}") from error
-    summary = ", ".join(
-        f"{key}={result[key]}" for key in ("status", "epochs_completed", "val_acc", "test_acc")
-    )
-    print(summary)
+    if speaks:
+        keys = ("status", "epochs_completed", "val_acc", "test_acc")
+        print(", ".join(f"{key}={result[key]}" for key in keys))
 
 
 def reproduce_command(args: argparse.Namespace) -> None:

@@ -5,7 +5,9 @@ A spec names every hyperparameter of a run; ``--set key=value`` overrides reach 
 and invalid values raise :class:`ConfigError` naming the field and the valid choices.
 
 Fields marked ``runtime`` (where and how fast a run executes, not what it computes) are left out
-of the run's identity, so a run keeps its id when it moves to another machine or device.
+of the run's identity, so a run keeps its id when it moves to another machine or device. Fields
+added after runs were first stored are in the identity only when they differ from their default,
+so the runs stored before keep their ids.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import yaml
 from lightsam.data import AUGMENTATIONS, DATASETS
 from lightsam.models import MODELS, TIMM_PREFIX
 from lightsam.optim import OPTIMIZERS, create_optimizer, optimizer_entry
+from lightsam.step import PERTURBATIONS
 
 LR_SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
 RUNTIME = {"runtime": True}
+# A field added to the identity after runs were stored: hashed only when it is not the default.
+ADDED_LATER = {"hashed_unless_default": True}
 
 
 class _Loader(yaml.SafeLoader):
@@ -78,6 +83,21 @@ class Config:
     Learning-rate schedules act per step: ``cosine`` decays from ``optimizer.lr`` to 0 over the
     run; ``step`` multiplies by ``lr_gamma`` at each epoch in ``lr_milestones``. A training loss
     above ``divergence_loss`` (or non-finite) ends the run as ``diverged``.
+
+    ``batch_size`` is the global batch: with several processes each takes an equal share of it
+    (it must divide evenly). ``accumulation`` runs each step in that many micro-batches, to fit
+    memory; ``perturbation`` says whether SAM's ascent follows the gradient of the global batch
+    (``global``) or each process's own (``local``: m-sharpness, m the per-process batch); and
+    ``sync_batchnorm`` makes BatchNorm normalise with the statistics of all processes (on GPUs;
+    with one process there is nothing to pool). See ``lightsam.step``.
+
+    All three belong to the run's identity, because each can change what a run computes:
+    accumulation through BatchNorm, which normalises each micro-batch on its own (without
+    BatchNorm only floating-point rounding differs); local perturbation through the number of
+    processes, which sets m; SyncBatchNorm through the statistics it normalises with. The number
+    of processes itself is not a config field, as a global-mode run computes the same whatever
+    it is (BatchNorm aside): it is recorded in ``result.json`` and ``environment.json``, and a
+    local-mode run refuses to resume with a different one.
     """
 
     dataset: str
@@ -97,6 +117,9 @@ class Config:
     precision: str = "fp32"
     grad_clip: float | None = None
     divergence_loss: float = 1e3
+    accumulation: int = field(default=1, metadata=ADDED_LATER)
+    perturbation: str = field(default="global", metadata=ADDED_LATER)
+    sync_batchnorm: bool = field(default=False, metadata=ADDED_LATER)
     device: str = field(default="auto", metadata=RUNTIME)
     channels_last: bool = field(default=False, metadata=RUNTIME)
     num_workers: int = field(default=4, metadata=RUNTIME)
@@ -105,9 +128,16 @@ class Config:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define what a run computes (all but the runtime ones)."""
-        runtime = {f.name for f in dataclasses.fields(self) if f.metadata.get("runtime")}
-        return {k: v for k, v in self.to_dict().items() if k not in runtime}
+        """The fields that define what a run computes: all but the runtime ones, and those added
+        later only where they differ from their default."""
+        values = self.to_dict()
+        left_out = {
+            f.name
+            for f in dataclasses.fields(self)
+            if f.metadata.get("runtime")
+            or (f.metadata.get("hashed_unless_default") and values[f.name] == f.default)
+        }
+        return {k: v for k, v in values.items() if k not in left_out}
 
     def run_id(self) -> str:
         """A stable hash of :meth:`identity`: the same run has the same id on any machine."""
@@ -229,6 +259,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"grad_clip must be > 0 or null, got {config.grad_clip!r}")
     if not config.divergence_loss > 0:
         raise ConfigError(f"divergence_loss must be > 0, got {config.divergence_loss!r}")
+    _at_least("accumulation", config.accumulation, 1)
+    _choice("perturbation", config.perturbation, PERTURBATIONS)
     if config.device != "auto":
         try:
             torch.device(config.device)

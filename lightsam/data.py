@@ -31,6 +31,8 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
+from lightsam import distributed
+
 DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "cifar10", "cifar100", "imagenet")
 AUGMENTATIONS: tuple[str, ...] = ("none", "crop_flip")
 
@@ -265,6 +267,12 @@ class TensorLoader:
     ``augment="crop_flip"``: a random crop of the original size from the image zero-padded by 4
     pixels on each side (as torchvision's ``RandomCrop(size, padding=4)`` in the SAM reference
     code), then a horizontal flip with probability 1/2; done batch-wise on the device.
+
+    ``shard=(rank, world_size)``: for data-parallel training, this process's share of every epoch
+    (:func:`lightsam.distributed.shard`), taken after the epoch's permutation and augmentation
+    draws, which are the same in every process. ``batch_size`` is then per process, and the
+    processes' ``i``-th batches together are the ``i``-th batch of ``world_size * batch_size`` of
+    one unsharded loader: data-parallel training sees the batches of one process.
     """
 
     def __init__(
@@ -278,9 +286,14 @@ class TensorLoader:
         drop_last: bool = False,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         _check_int("batch_size", batch_size, minimum=1)
         _check_int("seed", seed, minimum=0)
+        rank, world_size = shard
+        _check_int("shard world_size", world_size, minimum=1)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"shard rank must be an int in [0, {world_size}), got {rank!r}")
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
         if split.images.shape[1] != len(info.mean) or len(info.mean) != len(info.std):
@@ -297,6 +310,8 @@ class TensorLoader:
         self.drop_last = drop_last
         self.seed = seed
         self.epoch = 0
+        # The positions in the epoch's order that this process takes.
+        self._positions = distributed.shard(torch.arange(len(self.labels)), rank, world_size)
         self._mean = torch.tensor(info.mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(info.std, device=self.device).view(1, -1, 1, 1)
 
@@ -306,20 +321,20 @@ class TensorLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.labels), self.batch_size)
+        full, rest = divmod(len(self._positions), self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
         generator = torch.Generator().manual_seed(_derive_seed("epoch", self.seed, self.epoch))
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
+        order = order[self._positions].to(self.device)
         crops = None
         if self.augment == "crop_flip":
             # Per-example offsets in [0, 2 * padding] and flips, indexed by position in the epoch.
             offsets = torch.randint(0, 2 * _CROP_PADDING + 1, (n, 2), generator=generator)
             flips = torch.rand(n, generator=generator) < 0.5
-            crops = offsets.to(self.device), flips.to(self.device)
+            crops = offsets[self._positions].to(self.device), flips[self._positions].to(self.device)
         for batch in range(len(self)):
             positions = slice(batch * self.batch_size, (batch + 1) * self.batch_size)
             index = order[positions]

@@ -51,7 +51,14 @@ def run_one(config: dict[str, Any], out: str, runtime: Runtime) -> str:
 class RunJob(submitit.helpers.Checkpointable):
     """``run_one`` as a submitit job. On preemption or time-out submitit calls ``checkpoint``
     (inherited), which resubmits the same call; the run then resumes from its last epoch
-    checkpoint, so a requeued job loses at most one epoch of work."""
+    checkpoint, so a requeued job loses at most one epoch of work.
+
+    A job with several tasks (``Profile.tasks_per_node``, ``nodes``) trains one run on all of
+    them: every task makes this call, joins the run's process group (``train.run``), and returns
+    the main task's state, which is the job's result (submitit's ``result()`` is task 0's). Only
+    the main task takes the run's lock and writes; only it checkpoints and requeues the job on
+    preemption (submitit's rule too).
+    """
 
     def __call__(self, config: dict[str, Any], out: str, runtime: Runtime) -> str:
         # Use the CPUs SLURM allotted, not every core of the node; the thread count also fixes
@@ -168,12 +175,18 @@ class Profile:
 
     ``setup`` lines run in the job before Python starts (``module load cuda``, activating an
     environment); ``extra`` passes any other sbatch option (``{constraint: a100}``).
+
+    ``nodes`` x ``tasks_per_node`` processes train each run together, data-parallel: one task
+    per GPU (``tasks_per_node`` = ``gpus_per_node``), ``cpus_per_task`` each. ``mem_gb`` is per
+    node. With several tasks, srun ends them all as soon as one fails, rather than leaving the
+    others waiting in a collective until it times out.
     """
 
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     nodes: int = 1
+    tasks_per_node: int = 1
     gpus_per_node: int = 0
     cpus_per_task: int = 1
     mem_gb: float | None = None
@@ -190,6 +203,7 @@ class Profile:
             "slurm_account": self.account,
             "slurm_qos": self.qos,
             "nodes": self.nodes,
+            "tasks_per_node": self.tasks_per_node,
             "gpus_per_node": self.gpus_per_node,
             "cpus_per_task": self.cpus_per_task,
             "mem_gb": self.mem_gb,
@@ -199,6 +213,8 @@ class Profile:
             "slurm_setup": list(self.setup),
             "slurm_additional_parameters": dict(self.extra),
         }
+        if self.nodes * self.tasks_per_node > 1:
+            parameters["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
         return {k: v for k, v in parameters.items() if v is not None and v != [] and v != {}}
 
 

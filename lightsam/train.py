@@ -1,31 +1,63 @@
-"""``train(config, run_dir)``: one run, from data to a stored result.
+"""``run(config, out)``: one run, from data to a stored result, on one process or several.
 
-The loop reads top to bottom: data, model, optimizer, schedule, resume, epochs, the test set
-once at the end, the result. Each epoch ends with an atomic checkpoint, so rerunning the same
-config resumes where an interrupted run stopped and ends with exactly the metrics an
+The loop in :func:`train` reads top to bottom: data, model, optimizer, schedule, resume, epochs,
+the test set once at the end, the result. Each epoch ends with an atomic checkpoint, so rerunning
+the same config resumes where an interrupted run stopped and ends with exactly the metrics an
 uninterrupted run would have (the batches of epoch e depend only on the seed and e, and the
 checkpoint carries the RNG states). A non-finite training loss, or one above
 ``config.divergence_loss``, ends the run with status ``diverged``: a result, not a failure.
+
+Data-parallel: launched as several processes (torchrun, or a SLURM job with one task per GPU),
+every process calls :func:`run` and the same loop runs in each. The model is wrapped in
+``DistributedDataParallel``, each process trains on its shard of every global batch (so a run on
+N processes sees the batches of one process on the global batch), the epoch's metrics are summed
+over the processes, and all of them take every decision together (train or not, divergence).
+Only the main process takes the run's lock and writes (:class:`Recorder`); every process reads
+the checkpoint on resume. With ``perturbation: global`` a run computes what one process on the
+global batch would (BatchNorm aside, unless ``sync_batchnorm``) and resumes exactly. With
+``local``, each process's ascent statistics (LightSAM's ``u``, ``r``) and BatchNorm running
+statistics differ; the main process's are saved, so a resumed local-mode run continues with
+those on every process and does not end exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from torch import nn
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from lightsam import store
 from lightsam.config import Config
-from lightsam.data import TensorLoader, load_imagefolder, load_splits, make_imagefolder_loader
+from lightsam.data import (
+    EpochSampler,
+    ImageSplit,
+    TensorLoader,
+    load_imagefolder,
+    load_splits,
+    make_imagefolder_loader,
+)
+from lightsam.distributed import (
+    DistributedEnv,
+    all_reduce_mean,
+    convert_sync_batchnorm,
+    init_from_env,
+    is_main,
+    shard,
+)
 from lightsam.models import create_model
 from lightsam.optim import create_optimizer
 from lightsam.step import TrainStep
@@ -33,6 +65,8 @@ from lightsam.step import TrainStep
 # How often (in steps) the loop reads the loss back from the device: to test for divergence and
 # refresh the progress bar. Reading it every step would stall a GPU.
 SYNC_EVERY = 20
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,14 +79,159 @@ class Runtime:
     progress: bool | None = None  # None: a progress bar only on a terminal
 
 
-def resolve_device(name: str) -> torch.device:
+# -- the processes of a run ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def process_group() -> Iterator[DistributedEnv]:
+    """This process's place among the launcher's (``init_from_env``) for the block. A process
+    group joined here is left at the end, so that a worker can run again; one the caller joined
+    is kept."""
+    joined_here = not dist.is_initialized()
+    env = init_from_env()
+    try:
+        yield env
+    finally:
+        if joined_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def from_main(value: T) -> T:
+    """The main process's ``value``, on every process: how the processes agree on what only the
+    main one looks at (the lock, the store). A collective: every process must call it."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sum_over_processes(tensor: Tensor) -> Tensor:
+    """``tensor`` summed over all processes (a copy of it with one): an epoch's totals from each
+    process's shard. A collective."""
+    total = tensor.clone()
+    if dist.is_initialized():
+        dist.all_reduce(total)
+    return total
+
+
+@contextlib.contextmanager
+def exclusive_on_main(run_dir: Path) -> Iterator[None]:
+    """``store.exclusive`` for a run that all processes train: the main process holds the lock,
+    and every process raises ``store.RunLocked`` when it cannot (a process that returned alone
+    would leave the others waiting in their first collective)."""
+    with contextlib.ExitStack() as stack:
+        locked = None
+        if is_main():
+            try:
+                stack.enter_context(store.exclusive(run_dir))
+            except store.RunLocked as error:
+                locked = str(error)
+        locked = from_main(locked)
+        if locked is not None:
+            raise store.RunLocked(locked)
+        yield
+
+
+def resolve_device(name: str, env: DistributedEnv) -> torch.device:
+    """The device ``name`` says; with several processes each uses its own (``env.device``), and
+    ``name`` may only be ``auto`` or that device's type."""
+    if env.world_size > 1:
+        if name not in ("auto", env.device.type):
+            raise ValueError(
+                f"device {name!r}: each of the {env.world_size} processes uses its own device "
+                f"({env.device} here); set device: auto"
+            )
+        return env.device
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
-def make_loaders(config: Config, runtime: Runtime, device: torch.device):
-    """(dataset info, train / val / test loaders). Small datasets live on ``device`` whole."""
+def data_parallel(
+    model: nn.Module, config: Config, env: DistributedEnv, device: torch.device
+) -> nn.Module:
+    """``model`` itself with one process; with several, in DDP, its BatchNorm layers first made
+    SyncBatchNorm if ``config.sync_batchnorm`` (with one process BatchNorm already sees the whole
+    batch)."""
+    if env.world_size == 1:
+        return model
+    if config.sync_batchnorm:
+        if device.type != "cuda":
+            raise ValueError(
+                "sync_batchnorm needs CUDA: torch implements SyncBatchNorm across processes on "
+                "GPUs only; set sync_batchnorm: false to train on CPUs"
+            )
+        model = convert_sync_batchnorm(model)
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP: what is evaluated (DDP's own forward broadcasts buffers, a
+    collective) and saved (without DDP's ``module.`` prefix)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+class ShardedSampler(Sampler[int]):
+    """Process ``rank``'s share (``distributed.shard``) of an :class:`EpochSampler`'s order: the
+    ImageFolder counterpart of ``TensorLoader(shard=...)``. Its ``worker_generator`` seeds the
+    DataLoader's workers from the epoch and the rank, so that processes draw different
+    augmentations for their different images."""
+
+    def __init__(self, sampler: EpochSampler, rank: int, world_size: int) -> None:
+        self.sampler, self.rank, self.world_size = sampler, rank, world_size
+        self.worker_generator = torch.Generator()
+        self.set_epoch(sampler.epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.worker_generator.manual_seed(self.sampler.worker_generator.initial_seed() + self.rank)
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(shard(list(self.sampler), self.rank, self.world_size))
+
+
+def shard_loader(loader: DataLoader, env: DistributedEnv) -> DataLoader:
+    """``loader`` (from ``make_imagefolder_loader``) reading only this process's share of each
+    epoch."""
+    sampler = ShardedSampler(loader.sampler, env.rank, env.world_size)
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        generator=sampler.worker_generator,
+        pin_memory=loader.pin_memory,
+    )
+
+
+def per_process_batch(config: Config, env: DistributedEnv) -> int:
+    """Each process's share of the global batch. It must divide evenly: DDP averages the
+    processes' gradients with equal weights, right only for equal shares."""
+    if config.batch_size % env.world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} (the global batch) must be divisible by the number "
+            f"of processes, {env.world_size}"
+        )
+    return config.batch_size // env.world_size
+
+
+def make_loaders(config: Config, runtime: Runtime, device: torch.device, env: DistributedEnv):
+    """(dataset info, train / val / test loaders). The train loader yields this process's share
+    of each global batch. The val and test loaders are whole, in global batches, as one process
+    would read them: every process evaluates (the main process's results are written), which
+    needs no collective and keeps the processes in step, where others waiting for the main
+    process to evaluate alone could time out in their next collective. Small datasets live on
+    ``device`` whole."""
+    train_batch = per_process_batch(config, env)
     if config.dataset == "imagenet":
         info, datasets = load_imagefolder(
             runtime.data_dir, val_size=config.val_size, split_seed=config.split_seed,
@@ -61,13 +240,15 @@ def make_loaders(config: Config, runtime: Runtime, device: torch.device):
         loaders = {
             split: make_imagefolder_loader(
                 dataset,
-                batch_size=config.batch_size,
+                batch_size=train_batch if split == "train" else config.batch_size,
                 shuffle=split == "train",
                 seed=config.seed,
                 num_workers=config.num_workers,
             )
             for split, dataset in datasets.items()
         }
+        if env.world_size > 1:
+            loaders["train"] = shard_loader(loaders["train"], env)
         return info, loaders
     info, splits = load_splits(
         config.dataset,
@@ -76,24 +257,29 @@ def make_loaders(config: Config, runtime: Runtime, device: torch.device):
         split_seed=config.split_seed,
         download=runtime.download,
     )
-    loaders = {
-        split: TensorLoader(
+
+    def loader(split: str, data: ImageSplit) -> TensorLoader:
+        train = split == "train"
+        return TensorLoader(
             data,
             info,
-            batch_size=config.batch_size,
-            shuffle=split == "train",
-            augment=config.augment if split == "train" else "none",
-            drop_last=split == "train",
+            batch_size=train_batch if train else config.batch_size,
+            shuffle=train,
+            augment=config.augment if train else "none",
+            drop_last=train,
             device=device,
             seed=config.seed,
+            shard=(env.rank, env.world_size) if train else (0, 1),
         )
-        for split, data in splits.items()
-    }
-    return info, loaders
+
+    return info, {split: loader(split, data) for split, data in splits.items()}
 
 
 def set_epoch(loader: Any, epoch: int) -> None:
     (loader if isinstance(loader, TensorLoader) else loader.sampler).set_epoch(epoch)
+
+
+# -- the loop's parts ---------------------------------------------------------------------------
 
 
 def lr_factor(config: Config, steps_per_epoch: int):
@@ -124,6 +310,19 @@ def evaluate(model: nn.Module, loader: Any, loss_fn, device, autocast_dtype) -> 
     return {"loss": loss_sum.item() / count, "acc": correct.item() / count}
 
 
+def check_resumable(checkpoint: dict[str, Any], config: Config, env: DistributedEnv) -> None:
+    """Refuse to resume a local-perturbation run on another number of processes: that number
+    sets m, the batch each ascent is computed on, which would change mid-run. (A global-mode run
+    may resume on any number: it sees the same global batches.)"""
+    saved = checkpoint.get("world_size", 1)
+    if config.perturbation == "local" and saved != env.world_size:
+        raise ValueError(
+            f"a perturbation: local run trained on {saved} processes cannot resume on "
+            f"{env.world_size}, which would change m, the batch of each ascent, mid-run: "
+            f"resume it on {saved}"
+        )
+
+
 def start_wandb(config: Config, run_dir: Path, wandb_id: str | None):
     """A W&B run continuing ``wandb_id`` if given. ``WANDB_MODE=offline`` works with no network;
     the local store stays the source of truth either way."""
@@ -137,6 +336,62 @@ def start_wandb(config: Config, run_dir: Path, wandb_id: str | None):
         name=run_dir.name,
         config=config.to_dict(),
     )
+
+
+class Recorder:
+    """Everything a run writes: its directory and, if asked, W&B. Only the main process writes;
+    on the others every method does nothing, so that the loop reads the same on one process or
+    many and a run directory has a single writer."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.active = is_main()
+        self.tracker: Any = None
+        self.wandb_id: str | None = None
+
+    def begin(self, config: Config, environment: dict[str, Any]) -> None:
+        """The config and the environment, first: even a run that fails at once has them."""
+        if self.active:
+            store.write_json(self.run_dir / store.CONFIG, config.to_dict())
+            store.write_json(self.run_dir / store.ENVIRONMENT, environment)
+
+    def start(
+        self, config: Config, history: list[dict[str, Any]], wandb_id: str | None, wandb: bool
+    ) -> None:
+        """The metrics of the epochs already done (none for a new run), and with ``wandb`` the
+        W&B run, continuing ``wandb_id`` if a checkpoint had one."""
+        self.wandb_id = wandb_id
+        if not self.active:
+            return
+        if history:
+            store.write_jsonl(self.run_dir / store.METRICS, history)
+        if wandb:
+            self.tracker = start_wandb(config, self.run_dir, wandb_id)
+            self.wandb_id = self.tracker.id
+
+    def epoch(self, history: list[dict[str, Any]], checkpoint: dict[str, Any]) -> None:
+        """The last epoch's metrics and the checkpoint after it."""
+        if not self.active:
+            return
+        if self.tracker is not None:
+            self.tracker.log(history[-1], step=history[-1]["epoch"])
+        store.save_checkpoint(self.run_dir / store.CHECKPOINT, checkpoint)
+        store.write_jsonl(self.run_dir / store.METRICS, history)
+
+    def end(self, result: dict[str, Any]) -> None:
+        """The result, written last: its presence marks the run complete."""
+        if not self.active:
+            return
+        if self.tracker is not None:
+            self.tracker.summary.update(result)
+            self.tracker.finish()
+        store.write_json(self.run_dir / store.RESULT, result)
+
+
+def show_progress(runtime: Runtime) -> bool:
+    """A progress bar on the main process alone; by default, only on a terminal."""
+    wanted = sys.stderr.isatty() if runtime.progress is None else runtime.progress
+    return is_main() and wanted
 
 
 def result_header(config: Config, status: str) -> dict[str, Any]:
@@ -154,15 +409,21 @@ def result_header(config: Config, status: str) -> dict[str, Any]:
     }
 
 
-def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[str, Any]:
-    """Train ``config`` into ``run_dir`` (resuming from its checkpoint if any); returns the
-    result that is also written to ``run_dir/result.json``."""
-    device = resolve_device(config.device)
-    store.write_json(run_dir / store.CONFIG, config.to_dict())
-    store.write_json(run_dir / store.ENVIRONMENT, store.environment(device))
+# -- the run ------------------------------------------------------------------------------------
+
+
+def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (resuming from its checkpoint if any) as process
+    ``env.rank`` of ``env.world_size``; returns the result, which the main process also writes
+    to ``run_dir/result.json``."""
+    device = resolve_device(config.device, env)
+    record = Recorder(run_dir)
+    record.begin(config, {**store.environment(device), "world_size": env.world_size})
+    # The same seed in every process: the same initial weights, and the same random stream, so
+    # that the main process's RNG state, which is checkpointed, is every process's.
     torch.manual_seed(config.seed)
 
-    info, loaders = make_loaders(config, runtime, device)
+    info, loaders = make_loaders(config, runtime, device, env)
     model = create_model(
         config.model,
         num_classes=info.num_classes,
@@ -170,23 +431,31 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
         image_size=info.image_size,
     ).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = data_parallel(model.to(memory_format=memory_format), config, env, device)
+    module = unwrap(model)
     optimizer = create_optimizer(
         config.optimizer.name, model.parameters(), **config.optimizer.kwargs()
     )
-    steps_per_epoch = len(loaders["train"])
+    steps_per_epoch = len(loaders["train"])  # the same in every process
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     autocast_dtype = torch.bfloat16 if config.precision == "bf16" else None
     step = TrainStep(
-        model, optimizer, loss_fn, autocast_dtype=autocast_dtype, grad_clip=config.grad_clip
+        model,
+        optimizer,
+        loss_fn,
+        autocast_dtype=autocast_dtype,
+        grad_clip=config.grad_clip,
+        accumulation=config.accumulation,
+        perturbation=config.perturbation,
     )
 
     history: list[dict[str, Any]] = []
     start_epoch, wall_s, wandb_id = 0, 0.0, None
-    checkpoint = store.load_checkpoint(run_dir / store.CHECKPOINT)
+    checkpoint = store.load_checkpoint(run_dir / store.CHECKPOINT)  # read by every process
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        check_resumable(checkpoint, config, env)
+        module.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         torch.set_rng_state(checkpoint["rng_cpu"])
@@ -194,8 +463,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
             torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
         history, start_epoch = checkpoint["history"], checkpoint["epoch"]
         wall_s, wandb_id = checkpoint["wall_s"], checkpoint["wandb_id"]
-        store.write_jsonl(run_dir / store.METRICS, history)
-    tracker = start_wandb(config, run_dir, wandb_id) if runtime.wandb else None
+    record.start(config, history, wandb_id, runtime.wandb)
 
     status, diverged_epoch = "ok", None
     for epoch in range(start_epoch, config.epochs):
@@ -210,7 +478,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
             loaders["train"],
             desc=f"epoch {epoch + 1}/{config.epochs}",
             leave=False,
-            disable=not (sys.stderr.isatty() if runtime.progress is None else runtime.progress),
+            disable=not show_progress(runtime),
         )
         for i, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -222,11 +490,13 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                if not loss_max.item() <= config.divergence_loss:
+                # Decided on a value every process shares (a non-finite loss anywhere makes it
+                # infinite): a process that stopped alone would wait forever in the next step.
+                if not all_reduce_mean(loss_max).item() <= config.divergence_loss:
                     status, diverged_epoch = "diverged", epoch + 1
                     break
                 elapsed = time.perf_counter() - started
-                bar.set_postfix(
+                bar.set_postfix(  # this process's shard
                     loss=f"{loss_sum.item() / seen:.4f}",
                     acc=f"{correct.item() / seen:.4f}",
                     img_s=f"{seen / elapsed:.0f}",
@@ -235,6 +505,9 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
         if status == "diverged":
             break
 
+        # The epoch's totals over all processes, which all saw as many examples.
+        loss_sum, correct = sum_over_processes(loss_sum), sum_over_processes(correct)
+        seen *= env.world_size
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum.item() / seen,
@@ -242,28 +515,26 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
             "lr": optimizer.param_groups[0]["lr"],
         }
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            val = evaluate(model, loaders["val"], loss_fn, device, autocast_dtype)
+            val = evaluate(module, loaders["val"], loss_fn, device, autocast_dtype)
             row.update(val_loss=val["loss"], val_acc=val["acc"])
         wall_s += time.perf_counter() - started
         row["wall_s"] = wall_s
         history.append(row)
-        if tracker is not None:
-            tracker.log(row, step=epoch + 1)
-        store.save_checkpoint(
-            run_dir / store.CHECKPOINT,
+        record.epoch(
+            history,
             {
                 "epoch": epoch + 1,
-                "model": model.state_dict(),
+                "model": module.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "history": history,
                 "wall_s": wall_s,
-                "wandb_id": tracker.id if tracker is not None else wandb_id,
+                "wandb_id": record.wandb_id,
+                "world_size": env.world_size,
             },
         )
-        store.write_jsonl(run_dir / store.METRICS, history)
 
     last = history[-1] if history else {}
     result = {
@@ -277,33 +548,41 @@ def train(config: Config, run_dir: Path, runtime: Runtime = Runtime()) -> dict[s
         "test_loss": None,
         "final_train_loss": last.get("train_loss"),
         "wall_s": wall_s,
+        "world_size": env.world_size,
     }
     if status == "ok":
         # The test set is read once, here, at the end.
-        test = evaluate(model, loaders["test"], loss_fn, device, autocast_dtype)
+        test = evaluate(module, loaders["test"], loss_fn, device, autocast_dtype)
         result.update(test_acc=test["acc"], test_loss=test["loss"])
-    if tracker is not None:
-        tracker.summary.update(result)
-        tracker.finish()
-    store.write_json(run_dir / store.RESULT, result)
+    record.end(result)
     return result
 
 
 def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, Any]:
     """Train ``config`` into ``out/<run_id>``, unless that run is already complete; raises
     ``store.RunLocked`` if another process is training it. A run that raises leaves its
-    traceback in ``error.txt`` and a ``failed`` result, then re-raises."""
+    traceback in ``error.txt`` and a ``failed`` result, then re-raises.
+
+    Under a launcher of several processes (torchrun, a SLURM job with several tasks) every
+    process calls ``run``: the processes train together, the main one alone locks and writes
+    the run directory, and each returns the main process's result.
+    """
     run_dir = out / config.run_id()
-    with store.exclusive(run_dir):
-        if store.is_complete(run_dir):
-            return store.read_result(run_dir)
-        (run_dir / store.ERROR).unlink(missing_ok=True)
+    with process_group() as env, exclusive_on_main(run_dir):
+        complete = store.read_result(run_dir) if is_main() and store.is_complete(run_dir) else None
+        complete = from_main(complete)
+        if complete is not None:
+            return complete
+        if is_main():
+            (run_dir / store.ERROR).unlink(missing_ok=True)
         try:
-            return train(config, run_dir, runtime)
+            result = train(config, run_dir, runtime, env)
         except Exception as error:
-            store.write_text(run_dir / store.ERROR, traceback.format_exc())
-            failure = f"{type(error).__name__}: {error}"
-            store.write_json(
-                run_dir / store.RESULT, {**result_header(config, "failed"), "error": failure}
-            )
+            if is_main():
+                store.write_text(run_dir / store.ERROR, traceback.format_exc())
+                failure = f"{type(error).__name__}: {error}"
+                store.write_json(
+                    run_dir / store.RESULT, {**result_header(config, "failed"), "error": failure}
+                )
             raise
+        return from_main(result)

@@ -82,6 +82,10 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"grad_clip": -1}, "grad_clip"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"optimizer__name": "sgd"}, "rho is not a hyperparameter of 'sgd'"),
+        ({"accumulation": 0}, "accumulation must be >= 1"),
+        ({"accumulation": 1.5}, "accumulation must be int"),
+        ({"perturbation": "m"}, "perturbation must be one of global, local"),
+        ({"sync_batchnorm": 1}, "sync_batchnorm must be bool"),
     ],
 )
 def test_invalid_values_are_rejected_naming_the_field(changes, message):
@@ -102,6 +106,31 @@ def test_run_id_depends_on_what_is_computed_not_where():
     assert config.replace(seed=1).run_id() != config.run_id()
     changed = from_dict(with_changes(optimizer__rho=0.06))
     assert changed.run_id() != config.run_id()
+
+
+def test_data_parallel_settings_are_read_from_overrides():
+    def settings(config):
+        return config.accumulation, config.perturbation, config.sync_batchnorm
+
+    changed = with_changes(accumulation=4, perturbation="local", sync_batchnorm="true")
+    assert settings(from_dict(changed)) == (4, "local", True)
+    assert settings(from_dict(BASE)) == (1, "global", False)
+
+
+@pytest.mark.parametrize(
+    "change", [{"accumulation": 2}, {"perturbation": "local"}, {"sync_batchnorm": True}]
+)
+def test_data_parallel_settings_belong_to_the_run_identity(change):
+    config = from_dict(BASE)
+    assert config.replace(**change).run_id() != config.run_id()
+
+
+def test_runs_stored_before_the_data_parallel_settings_keep_their_ids():
+    # The id of BASE before accumulation, perturbation and sync_batchnorm existed: at their
+    # defaults they are left out of the identity, so existing run directories still match.
+    config = from_dict(BASE)
+    assert config.run_id() == "ce07db87e50ecee0"
+    assert not {"accumulation", "perturbation", "sync_batchnorm"} & config.identity().keys()
 
 
 def test_unreadable_spec_is_a_config_error(tmp_path):

@@ -126,7 +126,8 @@ def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
     ).stdout
     assert re.search(r"Restarts=1\b", shown), shown
     got, want = results(sweep, out), results(sweep, reference)
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(order)
+    run_dirs = [p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert sorted(run_dirs) == sorted(order)
     for run_id in order:
         assert got[run_id]["status"] == want[run_id]["status"] == "ok"
         for key in ("val_acc", "test_acc", "final_train_loss", "epochs_completed"):
