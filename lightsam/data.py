@@ -495,3 +495,39 @@ def make_imagefolder_loader(
         generator=sampler.worker_generator,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+class ShardedSampler(Sampler[int]):
+    """Process ``rank``'s share (``distributed.shard``) of an :class:`EpochSampler`'s order:
+    the ImageFolder counterpart of ``TensorLoader(shard=...)``. Its ``worker_generator`` seeds the
+    DataLoader's workers from the epoch and the rank, so that processes draw different
+    augmentations for their different images."""
+
+    def __init__(self, sampler: EpochSampler, rank: int, world_size: int) -> None:
+        self.sampler, self.rank, self.world_size = sampler, rank, world_size
+        self.worker_generator = torch.Generator()
+        self.set_epoch(sampler.epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.worker_generator.manual_seed(self.sampler.worker_generator.initial_seed() + self.rank)
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(distributed.shard(list(self.sampler), self.rank, self.world_size))
+
+
+def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
+    """``loader`` (from :func:`make_imagefolder_loader`) reading only process ``rank``'s share
+    of each epoch."""
+    sampler = ShardedSampler(loader.sampler, rank, world_size)
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        generator=sampler.worker_generator,
+        pin_memory=loader.pin_memory,
+    )

@@ -6,8 +6,9 @@ The step itself, and how SAM's two passes meet DDP's all-reduce, is in ``lightsa
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -15,8 +16,10 @@ import torch
 import torch.distributed as dist
 from submitit.helpers import TorchDistributedEnvironment
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 Indices = TypeVar("Indices", Tensor, Sequence[int])
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,62 @@ def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
     forward on GPUs only: on CPU it raises once a process group is initialised.
     """
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+@contextlib.contextmanager
+def process_group() -> Iterator[DistributedEnv]:
+    """This process's place among the launcher's (``init_from_env``) for the block. A process
+    group joined here is left at the end, so that a worker can run again; one the caller joined
+    is kept."""
+    joined_here = not dist.is_initialized()
+    env = init_from_env()
+    try:
+        yield env
+    finally:
+        if joined_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def from_main(value: T) -> T:
+    """The main process's ``value``, on every process: how the processes agree on what only the
+    main one looks at (the lock, the store). A collective: every process must call it."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sum_over_processes(tensor: Tensor) -> Tensor:
+    """``tensor`` summed over all processes (a copy of it with one): an epoch's totals from each
+    process's shard. A collective."""
+    total = tensor.clone()
+    if dist.is_initialized():
+        dist.all_reduce(total)
+    return total
+
+
+def data_parallel(
+    model: nn.Module, env: DistributedEnv, device: torch.device, *, sync_batchnorm: bool
+) -> nn.Module:
+    """``model`` itself with one process; with several, in DDP, its BatchNorm layers first made
+    SyncBatchNorm if ``sync_batchnorm`` (with one process BatchNorm already sees the whole
+    batch)."""
+    if env.world_size == 1:
+        return model
+    if sync_batchnorm:
+        if device.type != "cuda":
+            raise ValueError(
+                "sync_batchnorm needs CUDA: torch implements SyncBatchNorm across processes on "
+                "GPUs only; set sync_batchnorm: false to train on CPUs"
+            )
+        model = convert_sync_batchnorm(model)
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP: what is evaluated (DDP's own forward broadcasts buffers, a
+    collective) and saved (without DDP's ``module.`` prefix)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

@@ -31,32 +31,31 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-import torch.distributed as dist
-from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
+from torch import nn
 from tqdm import tqdm
 
 from lightsam import store
 from lightsam.config import Config
 from lightsam.data import (
-    EpochSampler,
     ImageSplit,
     TensorLoader,
     load_imagefolder,
     load_splits,
     make_imagefolder_loader,
+    shard_loader,
 )
 from lightsam.distributed import (
     DistributedEnv,
     all_reduce_mean,
-    convert_sync_batchnorm,
-    init_from_env,
+    data_parallel,
+    from_main,
     is_main,
-    shard,
+    process_group,
+    sum_over_processes,
+    unwrap,
 )
 from lightsam.models import create_model
 from lightsam.optim import create_optimizer
@@ -65,8 +64,6 @@ from lightsam.step import TrainStep
 # How often (in steps) the loop reads the loss back from the device: to test for divergence and
 # refresh the progress bar. Reading it every step would stall a GPU.
 SYNC_EVERY = 20
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,42 +74,6 @@ class Runtime:
     download: bool = False
     wandb: bool = False
     progress: bool | None = None  # None: a progress bar only on a terminal
-
-
-# -- the processes of a run ---------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def process_group() -> Iterator[DistributedEnv]:
-    """This process's place among the launcher's (``init_from_env``) for the block. A process
-    group joined here is left at the end, so that a worker can run again; one the caller joined
-    is kept."""
-    joined_here = not dist.is_initialized()
-    env = init_from_env()
-    try:
-        yield env
-    finally:
-        if joined_here and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def from_main(value: T) -> T:
-    """The main process's ``value``, on every process: how the processes agree on what only the
-    main one looks at (the lock, the store). A collective: every process must call it."""
-    if not dist.is_initialized():
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def sum_over_processes(tensor: Tensor) -> Tensor:
-    """``tensor`` summed over all processes (a copy of it with one): an epoch's totals from each
-    process's shard. A collective."""
-    total = tensor.clone()
-    if dist.is_initialized():
-        dist.all_reduce(total)
-    return total
 
 
 @contextlib.contextmanager
@@ -148,69 +109,7 @@ def resolve_device(name: str, env: DistributedEnv) -> torch.device:
     return torch.device(name)
 
 
-def data_parallel(
-    model: nn.Module, config: Config, env: DistributedEnv, device: torch.device
-) -> nn.Module:
-    """``model`` itself with one process; with several, in DDP, its BatchNorm layers first made
-    SyncBatchNorm if ``config.sync_batchnorm`` (with one process BatchNorm already sees the whole
-    batch)."""
-    if env.world_size == 1:
-        return model
-    if config.sync_batchnorm:
-        if device.type != "cuda":
-            raise ValueError(
-                "sync_batchnorm needs CUDA: torch implements SyncBatchNorm across processes on "
-                "GPUs only; set sync_batchnorm: false to train on CPUs"
-            )
-        model = convert_sync_batchnorm(model)
-    return DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None
-    )
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DDP: what is evaluated (DDP's own forward broadcasts buffers, a
-    collective) and saved (without DDP's ``module.`` prefix)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 # -- data ---------------------------------------------------------------------------------------
-
-
-class ShardedSampler(Sampler[int]):
-    """Process ``rank``'s share (``distributed.shard``) of an :class:`EpochSampler`'s order: the
-    ImageFolder counterpart of ``TensorLoader(shard=...)``. Its ``worker_generator`` seeds the
-    DataLoader's workers from the epoch and the rank, so that processes draw different
-    augmentations for their different images."""
-
-    def __init__(self, sampler: EpochSampler, rank: int, world_size: int) -> None:
-        self.sampler, self.rank, self.world_size = sampler, rank, world_size
-        self.worker_generator = torch.Generator()
-        self.set_epoch(sampler.epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-        self.worker_generator.manual_seed(self.sampler.worker_generator.initial_seed() + self.rank)
-
-    def __len__(self) -> int:
-        return len(self.sampler) // self.world_size
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(shard(list(self.sampler), self.rank, self.world_size))
-
-
-def shard_loader(loader: DataLoader, env: DistributedEnv) -> DataLoader:
-    """``loader`` (from ``make_imagefolder_loader``) reading only this process's share of each
-    epoch."""
-    sampler = ShardedSampler(loader.sampler, env.rank, env.world_size)
-    return DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size,
-        sampler=sampler,
-        num_workers=loader.num_workers,
-        generator=sampler.worker_generator,
-        pin_memory=loader.pin_memory,
-    )
 
 
 def per_process_batch(config: Config, env: DistributedEnv) -> int:
@@ -248,7 +147,7 @@ def make_loaders(config: Config, runtime: Runtime, device: torch.device, env: Di
             for split, dataset in datasets.items()
         }
         if env.world_size > 1:
-            loaders["train"] = shard_loader(loaders["train"], env)
+            loaders["train"] = shard_loader(loaders["train"], env.rank, env.world_size)
         return info, loaders
     info, splits = load_splits(
         config.dataset,
@@ -431,7 +330,9 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         image_size=info.image_size,
     ).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = data_parallel(model.to(memory_format=memory_format), config, env, device)
+    model = data_parallel(
+        model.to(memory_format=memory_format), env, device, sync_batchnorm=config.sync_batchnorm
+    )
     module = unwrap(model)
     optimizer = create_optimizer(
         config.optimizer.name, model.parameters(), **config.optimizer.kwargs()

@@ -26,8 +26,13 @@ from torch.utils.data import TensorDataset
 
 from lightsam import store, train
 from lightsam.config import Config, load_spec
-from lightsam.data import DatasetInfo, ImageSplit, TensorLoader, make_imagefolder_loader
-from lightsam.distributed import DistributedEnv
+from lightsam.data import (
+    DatasetInfo,
+    ImageSplit,
+    TensorLoader,
+    make_imagefolder_loader,
+    shard_loader,
+)
 from lightsam.train import run
 
 ROOT = Path(__file__).parents[1]
@@ -311,10 +316,7 @@ def test_imagefolder_shards_interleave_into_the_batches_of_one():
     options = {"shuffle": True, "seed": 3, "num_workers": 0}
     whole = make_imagefolder_loader(dataset, batch_size=WORLD * 4, **options)
     shards = [
-        train.shard_loader(
-            make_imagefolder_loader(dataset, batch_size=4, **options),
-            DistributedEnv(rank, WORLD, rank, "gloo"),
-        )
+        shard_loader(make_imagefolder_loader(dataset, batch_size=4, **options), rank, WORLD)
         for rank in range(WORLD)
     ]
     for loader in (whole, *shards):
