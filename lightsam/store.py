@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,18 +109,24 @@ class RunLocked(RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive(run_dir: Path) -> Iterator[None]:
-    """Hold the run's lock for the block, or raise RunLocked at once if another process holds
-    it: two launches of one sweep never train the same run twice. The lock is an ``flock`` on
+def exclusive(run_dir: Path, wait_s: float = 1.0) -> Iterator[None]:
+    """Hold the run's lock for the block, or raise RunLocked if another process holds it: two
+    launches of one sweep never train the same run twice. The lock is an ``flock`` on
     ``run_dir/.lock``, released by the kernel when its holder dies (a killed or requeued job
-    leaves no stale lock)."""
+    leaves no stale lock). A holder is waited for up to ``wait_s`` seconds, so that a launcher's
+    momentary probe (:func:`is_running`) cannot turn a starting run away."""
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise RunLocked(f"run {run_dir.name} is being trained by another process") from None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise RunLocked(f"run {run_dir.name} is being trained by another process") from None
+            time.sleep(0.05)
     try:
         yield
     finally:
@@ -132,7 +139,7 @@ def is_running(run_dir: Path) -> bool:
     if not (run_dir / LOCK).exists():
         return False
     try:
-        with exclusive(run_dir):
+        with exclusive(run_dir, wait_s=0.0):
             return False
     except RunLocked:
         return True

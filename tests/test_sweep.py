@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,22 @@ def test_dry_run_lists_each_run_and_status_counts_them(tmp_path):
 
     table = lightsam("status", str(sweep), "--out", str(tmp_path / "store"))
     assert table.splitlines()[-1].split() == ["total", "0", "0", "0", "0", "8"]
+
+
+def test_a_status_probe_does_not_turn_a_starting_run_away(tmp_path):
+    run_dir = tmp_path / "run"
+    stop = threading.Event()
+
+    def probe() -> None:  # `lightsam status` and relaunches look at the lock all the time
+        while not stop.is_set():
+            store.is_running(run_dir)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(200):
+            with store.exclusive(run_dir):
+                pass
+    finally:
+        stop.set()
+        prober.join()
