@@ -122,7 +122,8 @@ class Config:
     sync_batchnorm: bool = field(default=False, metadata=ADDED_LATER)
     device: str = field(default="auto", metadata=RUNTIME)
     channels_last: bool = field(default=False, metadata=RUNTIME)
-    num_workers: int = field(default=4, metadata=RUNTIME)
+    # Identity, not runtime: ImageFolder workers draw the augmentations, seeded per worker.
+    num_workers: int = field(default=4, metadata=ADDED_LATER)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -372,7 +372,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         set_epoch(loaders["train"], epoch)
         model.train()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        loss_max = torch.zeros((), device=device)
+        recent = torch.zeros(SYNC_EVERY, device=device)  # losses since the last sync
         correct = torch.zeros((), device=device, dtype=torch.int64)
         seen = 0
         bar = tqdm(
@@ -387,13 +387,16 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             loss, logits = step(x, y)
             scheduler.step()
             loss_sum += loss.double() * len(y)
-            loss_max = torch.maximum(loss_max, loss.float().nan_to_num(math.inf))
+            recent[i % SYNC_EVERY] = loss.float().nan_to_num(math.inf)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                # Decided on a value every process shares (a non-finite loss anywhere makes it
-                # infinite): a process that stopped alone would wait forever in the next step.
-                if not all_reduce_mean(loss_max).item() <= config.divergence_loss:
+                # Decided on the global batch's losses, which every process shares (a
+                # non-finite loss anywhere makes them infinite): what one process on the global
+                # batch would decide, and no process stops alone to wait forever in a collective.
+                global_losses = all_reduce_mean(recent[: i % SYNC_EVERY + 1])
+                recent.zero_()
+                if not global_losses.max().item() <= config.divergence_loss:
                     status, diverged_epoch = "diverged", epoch + 1
                     break
                 elapsed = time.perf_counter() - started

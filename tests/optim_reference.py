@@ -41,24 +41,31 @@ def asam(grad, x, steps, lr, rho, **hp):
     return sgd_sam(grad, x, steps, lr, rho, adaptive=True, **hp)
 
 
-def lightsam_i(grad, x, steps, lr, rho, eps=1e-8, weight_decay=0.0):
+def _decay(x, g, lr, weight_decay, decoupled):
+    """(weights, gradient) after weight decay: L2 into the gradient, or decoupled shrinking."""
+    if decoupled:
+        return x - lr * weight_decay * x, g
+    return x, g + weight_decay * x
+
+
+def lightsam_i(grad, x, steps, lr, rho, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False):
     u = v = eps**2
     for _ in range(steps):
         s = grad(x)
         u = u + s @ s
-        g = grad(x + rho * s / u**0.5) + weight_decay * x
+        x, g = _decay(x, grad(x + rho * s / u**0.5), lr, weight_decay, decoupled_weight_decay)
         v = v + g @ g
         x = x - lr * g / v**0.5
     return x
 
 
-def lightsam_ii(grad, x, steps, lr, rho, eps=1e-8, weight_decay=0.0):
+def lightsam_ii(grad, x, steps, lr, rho, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False):
     u = torch.full_like(x, eps**2)
     v = torch.full_like(x, eps**2)
     for _ in range(steps):
         s = grad(x)
         u = u + s * s
-        g = grad(x + rho * s / u.sqrt()) + weight_decay * x
+        x, g = _decay(x, grad(x + rho * s / u.sqrt()), lr, weight_decay, decoupled_weight_decay)
         v = v + g * g
         x = x - lr * g / v.sqrt()
     return x
@@ -109,10 +116,10 @@ def adasam(grad, x, steps, lr, rho, eps=1e-8, betas=(0.9, 0.999), weight_decay=0
     return x
 
 
-def adagrad_norm(grad, x, steps, lr, eps=1e-8):
+def adagrad_norm(grad, x, steps, lr, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False):
     v = eps**2
     for _ in range(steps):
-        g = grad(x)
+        x, g = _decay(x, grad(x), lr, weight_decay, decoupled_weight_decay)
         v = v + g @ g
         x = x - lr * g / v**0.5
     return x

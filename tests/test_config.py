@@ -102,7 +102,8 @@ def test_a_sharpness_aware_optimizer_needs_rho():
 
 def test_run_id_depends_on_what_is_computed_not_where():
     config = from_dict(BASE)
-    assert config.replace(device="cpu", num_workers=0).run_id() == config.run_id()
+    assert config.replace(device="cpu", channels_last=True).run_id() == config.run_id()
+    assert config.replace(num_workers=0).run_id() != config.run_id()  # ImageFolder augmentation
     assert config.replace(seed=1).run_id() != config.run_id()
     changed = from_dict(with_changes(optimizer__rho=0.06))
     assert changed.run_id() != config.run_id()

@@ -272,3 +272,12 @@ def test_statistics_of_half_precision_parameters_are_float32(name, foreach):
         if isinstance(value, torch.Tensor):
             assert fresh.state[params[0]][key].dtype == torch.float32
             assert torch.equal(fresh.state[params[0]][key], value)
+
+
+@pytest.mark.parametrize("name", ["lightsam_i", "adagrad_norm"])
+def test_an_empty_first_param_group_is_fine(name):
+    model = make_model()
+    groups = [{"params": []}, {"params": list(model.parameters())}]
+    opt = create_optimizer(name, groups, **HPARAMS[name])
+    take_steps(model, opt, range(2))
+    assert all(torch.isfinite(p).all() for p in model.parameters())

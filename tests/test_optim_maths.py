@@ -76,8 +76,10 @@ CASES = [
     ("asam", {"momentum": 0.9, "asam_eta": 0.01}),
     ("lightsam_i", {}),
     ("lightsam_i", {"weight_decay": 0.01}),
+    ("lightsam_i", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("lightsam_ii", {}),
     ("lightsam_ii", {"weight_decay": 0.01, "eps": 1e-6}),
+    ("lightsam_ii", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("lightsam_iii", {}),
     ("lightsam_iii", {"bias_correction": True, "betas": (0.8, 0.99)}),
     ("lightsam_iii", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
@@ -104,10 +106,14 @@ def test_matches_hand_computation(name, hp, foreach):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
 
 
-def test_adagrad_norm_matches_hand_computation():
+@pytest.mark.parametrize(
+    "hp", [{}, {"weight_decay": 0.05}, {"weight_decay": 0.05, "decoupled_weight_decay": True}]
+)
+def test_adagrad_norm_matches_hand_computation(hp):
     groups = [{"lr": 0.3}, {"lr": 0.1}]
-    got = train("adagrad_norm", groups, lr=7.0)
-    want = run("adagrad_norm", flat_grad, initial_point(), STEPS, lr=per_coordinate(groups, "lr"))
+    got = train("adagrad_norm", groups, lr=7.0, **hp)
+    lrs = per_coordinate(groups, "lr")
+    want = run("adagrad_norm", flat_grad, initial_point(), STEPS, lr=lrs, **hp)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
 
 

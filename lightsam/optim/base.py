@@ -54,8 +54,10 @@ def accumulation_dtype(tensors: list[Tensor]) -> torch.dtype:
 def global_statistic(optimizer: Optimizer, name: str, init: float, like: list[Tensor]) -> Tensor:
     """A scalar statistic shared by all parameters (AdaGrad-Norm's accumulators), created on
     first use. Like ``torch.optim.LBFGS``, it lives in the state of the optimizer's first
-    parameter, so ``state_dict()`` carries it and loading moves it to the right device."""
-    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    parameter (of the first non-empty group), so ``state_dict()`` carries it and loading moves
+    it to the right device."""
+    first = next(p for group in optimizer.param_groups for p in group["params"])
+    state = optimizer.state[first]
     if name not in state:
         state[name] = torch.full((), init, dtype=accumulation_dtype(like), device=like[0].device)
     return state[name]

@@ -53,13 +53,15 @@ class LightSAM(SharpnessAwareOptimizer):
             ``bias_correction``, ``weight_decay``, ``decoupled_weight_decay`` and ``foreach``.
         variant: ``"adagrad_norm"`` (I), ``"adagrad"`` (II) or ``"adam"`` (III).
         lr: learning rate ``eta > 0``, in weight units per step: the descent moves the weights by
-            at most ``lr`` in L2 norm (I) or per coordinate (II; III up to a factor near 1).
+            at most ``lr`` in L2 norm (I) or per coordinate (II). For III the bound per
+            coordinate is ``lr * (1 - b1) / sqrt(1 - b2)`` in the first steps without bias
+            correction (3.16 ``lr`` for the default betas), and about ``lr`` with it.
         rho: perturbation radius ``>= 0``, in the same units. For LightSAM-I ``||e_t|| <= rho``
-            and the first ascent is exactly SAM's ``rho * s / ||s||``. For LightSAM-II and -III
-            *each coordinate* moves by up to ``rho``, so ``||e_t||`` can reach ``rho * sqrt(d)``
-            for ``d`` parameters: useful values are far smaller than SAM's (``1e-4`` to ``1e-2``
-            rather than ``0.05``). ``rho = 0`` gives the base optimizer (AdaGrad-Norm, AdaGrad,
-            Adam without bias correction) exactly.
+            and the first ascent is exactly SAM's ``rho * s / ||s||``. For LightSAM-II *each
+            coordinate* moves by up to ``rho`` (for III, by the factor above), so ``||e_t||``
+            can reach ``rho * sqrt(d)`` for ``d`` parameters: useful values are far smaller than
+            SAM's (``1e-4`` to ``1e-2`` rather than ``0.05``). ``rho = 0`` gives the base
+            optimizer (AdaGrad-Norm, AdaGrad, Adam without bias correction) exactly.
         eps: sets ``u_0 = v_0 = eps^2 > 0``. For LightSAM-I the statistics are global, so ``eps``
             is one value for the whole optimizer.
         betas: LightSAM-III's ``(b1, b2)``, each in ``[0, 1)``.

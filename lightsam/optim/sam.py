@@ -117,9 +117,6 @@ class SAM(SharpnessAwareOptimizer):
         check_non_negative("rho", merged["rho"])
         check_non_negative("asam_eta", merged["asam_eta"])
         super().add_param_group(param_group)
-        if hasattr(self, "base_optimizer"):  # a group added after construction
-            for name, default in self.base_optimizer.defaults.items():
-                param_group.setdefault(name, default)
 
     def _ascend(self) -> None:
         normalized_ascent(self)
