@@ -14,13 +14,12 @@ own Adam gains about 1.5x); it is a CUDA goal, measured with ``--device cuda``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torchvision
 
+from benchmarks.timing import median_seconds
 from lightsam import SharpnessAwareOptimizer, create_optimizer
 
 HPARAMS = {
@@ -73,24 +72,6 @@ def step_fn(name: str, params: list[torch.Tensor], foreach: bool | None) -> Call
     return opt.step
 
 
-def seconds_per_step(step: Callable[[], None], device: torch.device, steps: int, repeats: int):
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -108,9 +89,8 @@ def main() -> None:
         print(f"\n{model}: {len(params)} tensors, {n / 1e6:.2f}M parameters")
 
         def timed(name: str, foreach: bool | None, params: list[torch.Tensor] = params) -> float:
-            return seconds_per_step(
-                step_fn(name, params, foreach), device, args.steps, args.repeats
-            )
+            step = step_fn(name, params, foreach)
+            return median_seconds(step, device, calls=args.steps, repeats=args.repeats)
 
         adam = timed("adam", True)
         print(f"  Adam(foreach=True): {adam * 1e3:.2f} ms/step")

@@ -8,12 +8,11 @@ through ``lightsam.step.TrainStep``, the step the training loop runs, on one fix
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch import nn
 
+from benchmarks.timing import median_seconds
 from lightsam import create_optimizer
 from lightsam.models import create_model
 from lightsam.optim import OPTIMIZERS
@@ -45,18 +44,7 @@ def seconds_per_step(name: str, model_name: str, device: torch.device, steps: in
     )
     x = torch.randn(batch, channels, size, size, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    for _ in range(2):
-        step(x, y)
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step(x, y)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: step(x, y), device, calls=1, repeats=steps)
 
 
 def main() -> None:

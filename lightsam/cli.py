@@ -43,38 +43,32 @@ def load_or_exit(loader, *args):
 def sweep_command(args: argparse.Namespace) -> None:
     sweep = load_or_exit(load_sweep, resolve(args.sweep, "sweeps"))
     out = args.out or Path("runs") / sweep.name
-    configs = launch.to_launch(sweep.runs(), out, retry_failed=args.retry_failed)
-    runtime = Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb)
-    where = f"{args.executor}" + (f" (profile {args.profile})" if args.executor == "slurm" else "")
-    print(f"sweep {sweep.name}: {len(configs)} of {len(sweep.runs())} runs to launch -> {out}")
     if args.dry_run:
+        configs = launch.to_launch(sweep.runs, out, retry_failed=args.retry_failed)
+        where = args.executor + (f" (profile {args.profile})" if args.executor == "slurm" else "")
+        print(f"sweep {sweep.name}: {len(configs)} of {len(sweep.runs)} runs to launch -> {out}")
         for c in configs:
             print(
                 f"{c.optimizer.name:<14} lr={c.optimizer.lr:<10g} rho={c.optimizer.rho!s:<10} "
                 f"seed={c.seed:<3} {c.run_id()}  {where}"
             )
         return
-    if not configs:
-        return
-    launch.write_plan(sweep, out)
-    if args.executor == "slurm":
-        profile = load_or_exit(launch.load_profile, args.profile)
-        job_ids = launch.launch_slurm(
-            configs, out, runtime, profile, max_parallel=args.max_parallel
-        )
-        print(f"submitted SLURM job arrays: {' '.join(job_ids)}")
-        return
-    if args.executor == "debug":
-        counts = launch.launch_debug(configs, out, runtime)
-    else:
-        counts = launch.launch_local(configs, out, runtime, max_parallel=args.max_parallel)
-    print(", ".join(f"{state} {counts[state]}" for state in launch.STATES if counts[state]))
+    profile = load_or_exit(launch.load_profile, args.profile) if args.executor == "slurm" else None
+    launch.launch_sweep(
+        sweep,
+        out,
+        Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb),
+        executor=args.executor,
+        profile=profile,
+        max_parallel=args.max_parallel,
+        retry_failed=args.retry_failed,
+    )
 
 
 def status_command(args: argparse.Namespace) -> None:
     sweep = load_or_exit(load_sweep, resolve(args.sweep, "sweeps"))
     out = args.out or Path("runs") / sweep.name
-    counts = launch.status(sweep.runs(), out)
+    counts = launch.status(sweep.runs, out)
     print(f"{'optimizer':<14}" + "".join(f"{state:>10}" for state in launch.STATES))
     for name, counter in counts.items():
         print(f"{name:<14}" + "".join(f"{counter[state]:>10}" for state in launch.STATES))

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
@@ -32,6 +33,7 @@ from lightsam.train import Runtime, run
 
 EXECUTORS = ("local", "slurm", "debug")
 PLAN = "sweep.json"
+LAUNCHES = "launches.jsonl"
 STATES = ("done", "diverged", "failed", "running", "missing")
 
 
@@ -107,7 +109,7 @@ def write_plan(sweep: Sweep, out: Path) -> None:
             "rho": c.optimizer.rho,
             "seed": c.seed,
         }
-        for c in sweep.runs()
+        for c in sweep.runs
     ]
     store.write_json(out / PLAN, {"sweep": sweep.name, "runs": cells})
 
@@ -274,3 +276,52 @@ def launch_slurm(
         )
         job_ids.append(jobs[0].job_id.split("_")[0])
     return job_ids
+
+
+# -- a whole sweep ---------------------------------------------------------------------------------
+
+
+def record_launch(out: Path, runs: int, wall_s: float, parallel: int) -> None:
+    """Append a local launch's wall time to ``out/launches.jsonl``: the report states how long
+    the study took (a resumed study took the sum of its launches)."""
+    path = out / LAUNCHES
+    earlier = store.read_jsonl(path) if path.exists() else []
+    record = {"runs": runs, "wall_s": wall_s, "cores": available_cores(), "parallel": parallel}
+    store.write_jsonl(path, [*earlier, record])
+
+
+def launch_sweep(
+    sweep: Sweep,
+    out: Path,
+    runtime: Runtime,
+    *,
+    executor: str = "local",
+    profile: Profile | None = None,
+    max_parallel: int | None = None,
+    retry_failed: bool = False,
+) -> None:
+    """Launch what ``sweep`` still lacks in ``out`` (see :func:`to_launch`) and say so: the one
+    way ``lightsam sweep`` and ``lightsam reproduce`` run a sweep. SLURM returns after
+    submitting; the local and debug executors return when the runs are done."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    write_plan(sweep, out)
+    configs = to_launch(sweep.runs, out, retry_failed=retry_failed)
+    print(f"sweep {sweep.name}: {len(configs)} of {len(sweep.runs)} runs to launch -> {out}")
+    if not configs:
+        return
+    if executor == "slurm":
+        job_ids = launch_slurm(
+            configs, out, runtime, profile or Profile(), max_parallel=max_parallel
+        )
+        print(f"submitted SLURM job arrays: {' '.join(job_ids)}")
+        return
+    started = time.perf_counter()
+    if executor == "debug":
+        counts = launch_debug(configs, out, runtime)
+    else:
+        counts = launch_local(configs, out, runtime, max_parallel=max_parallel)
+        wall_s = time.perf_counter() - started
+        record_launch(out, len(configs), wall_s, max_parallel or available_cores())
+    states = ", ".join(f"{state} {counts[state]}" for state in STATES if counts[state])
+    print(f"{states} in {time.perf_counter() - started:.0f} s")

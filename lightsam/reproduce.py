@@ -16,12 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lightsam import launch, store
+from lightsam import launch
 from lightsam.agnostic import Problem, run_agnostic
 from lightsam.sweep import load_sweep
 from lightsam.train import Runtime
-
-LAUNCHES = "launches.jsonl"
 
 
 @dataclass(frozen=True)
@@ -52,16 +50,6 @@ PRESETS = {
 }
 
 
-def record_launch(store_dir: Path, runs: int, wall_s: float, max_parallel: int | None) -> None:
-    """Append this launch's wall time to ``store/launches.jsonl``: the report states how long
-    the study took (a resumed study took the sum of its launches)."""
-    path = store_dir / LAUNCHES
-    earlier = store.read_jsonl(path) if path.exists() else []
-    cores = launch.available_cores()
-    record = {"runs": runs, "wall_s": wall_s, "cores": cores, "parallel": max_parallel or cores}
-    store.write_jsonl(path, [*earlier, record])
-
-
 def reproduce(
     preset: str,
     *,
@@ -82,24 +70,14 @@ def reproduce(
         f"parameter-agnostic experiment: {len(rows)} cells in {time.perf_counter() - started:.0f} s"
     )
 
+    cluster = launch.load_profile(profile) if chosen.executor == "slurm" else None
     for name in chosen.sweeps:
         sweep = load_sweep(sweeps_dir / f"{name}.yaml")
-        store_dir = out / sweep.name
-        launch.write_plan(sweep, store_dir)
-        configs = launch.to_launch(sweep.runs(), store_dir, retry_failed=False)
-        total = len(sweep.runs())
-        print(f"sweep {sweep.name}: {len(configs)} of {total} runs to launch -> {store_dir}")
-        if not configs:
-            continue
-        started = time.perf_counter()
-        if chosen.executor == "slurm":
-            job_ids = launch.launch_slurm(
-                configs, store_dir, runtime, launch.load_profile(profile), max_parallel=max_parallel
-            )
-            print(f"  submitted SLURM job arrays {' '.join(job_ids)}; `make figures` when done")
-        else:
-            counts = launch.launch_local(configs, store_dir, runtime, max_parallel=max_parallel)
-            wall_s = time.perf_counter() - started
-            states = (f"{state} {counts[state]}" for state in launch.STATES if counts[state])
-            print(f"  {', '.join(states)} in {wall_s:.0f} s")
-            record_launch(store_dir, len(configs), wall_s, max_parallel)
+        launch.launch_sweep(
+            sweep,
+            out / sweep.name,
+            runtime,
+            executor=chosen.executor,
+            profile=cluster,
+            max_parallel=max_parallel,
+        )

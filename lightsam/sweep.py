@@ -16,6 +16,7 @@ config (``Config.run_id``), so the same cell is the same run whatever the order 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,10 @@ class Sweep:
     seeds: tuple[int, ...]
     grids: dict[str, Grid]
 
-    def runs(self) -> list[Config]:
-        """Every cell, validated, in a fixed order: optimizer, lr, rho, seed."""
+    @functools.cached_property
+    def runs(self) -> tuple[Config, ...]:
+        """Every cell, validated, in a fixed order: optimizer, lr, rho, seed (built once: each
+        cell's validation builds its optimizer)."""
         configs = []
         for name, grid in self.grids.items():
             for lr, rho, seed in itertools.product(grid.lr, grid.rho, self.seeds):
@@ -53,7 +56,7 @@ class Sweep:
                 if rho is not None:
                     optimizer["rho"] = rho
                 configs.append(from_dict({**self.base, "optimizer": optimizer, "seed": seed}))
-        return configs
+        return tuple(configs)
 
 
 def _numbers(where: str, value: Any) -> tuple[float, ...]:
@@ -112,5 +115,5 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError("optimizers must map optimizer names to their grids")
     grids = {name: _grid(name, grid) for name, grid in data["optimizers"].items()}
     sweep = Sweep(name=path.stem, base=base, seeds=tuple(seeds), grids=grids)
-    sweep.runs()  # validate every cell now, before anything is launched
+    sweep.runs  # noqa: B018  (builds, so validates, every cell before anything is launched)
     return sweep

@@ -82,7 +82,7 @@ def wait_until_finished(job_ids: list[str]) -> None:
 
 
 def results(sweep: Path, out: Path) -> dict[str, dict]:
-    return {c.run_id(): store.read_result(out / c.run_id()) for c in load_sweep(sweep).runs()}
+    return {c.run_id(): store.read_result(out / c.run_id()) for c in load_sweep(sweep).runs}
 
 
 def metrics(out: Path, run_id: str) -> list[dict]:
@@ -107,7 +107,7 @@ def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
     lightsam("sweep", str(sweep), "--executor", "local", "--out", str(reference))
 
     out = tmp_path / "slurm"
-    order = [c.run_id() for c in load_sweep(sweep).runs()]  # the array's task order
+    order = [c.run_id() for c in load_sweep(sweep).runs]  # the array's task order
     (array_id,) = submit(sweep, out)
     target = out / order[0]
     deadline = time.monotonic() + TIMEOUT_S

@@ -34,7 +34,7 @@ GRIDS = """\
 
 def test_a_sweep_expands_into_every_cell_with_stable_ids(tmp_path):
     sweep = load_sweep(write_sweep(tmp_path / "a.yaml", GRIDS))
-    runs = sweep.runs()
+    runs = sweep.runs
     assert len(runs) == 2 * 2 + 1 * 2 * 2
     cells = {(c.optimizer.name, c.optimizer.lr, c.optimizer.rho, c.seed) for c in runs}
     assert ("lightsam_ii", 0.01, 1e-3, 1) in cells and ("sgd", 0.1, None, 0) in cells
@@ -42,7 +42,7 @@ def test_a_sweep_expands_into_every_cell_with_stable_ids(tmp_path):
     assert runs[0].optimizer.hparams == {"momentum": 0.9}
     # The same cell is the same run whatever the order of the file.
     reordered = "".join(reversed(GRIDS.splitlines(keepends=True)))
-    other = load_sweep(write_sweep(tmp_path / "b.yaml", reordered)).runs()
+    other = load_sweep(write_sweep(tmp_path / "b.yaml", reordered)).runs
     assert {c.run_id() for c in runs} == {c.run_id() for c in other}
     assert len({c.run_id() for c in runs}) == len(runs)
 
@@ -65,7 +65,7 @@ def test_invalid_sweeps_are_rejected(tmp_path, grids, message):
 
 def test_the_studys_sweeps_are_valid():
     for path in (ROOT / "sweeps").glob("*.yaml"):
-        assert load_sweep(path).runs(), path
+        assert load_sweep(path).runs, path
 
 
 def small(name: str, lr: float, **changes):
@@ -129,7 +129,7 @@ def test_dry_run_lists_each_run_and_status_counts_them(tmp_path):
     out = lightsam("sweep", str(sweep), "--dry-run", "--out", str(tmp_path / "store"))
     lines = out.splitlines()
     assert lines[0].startswith("sweep s: 8 of 8 runs to launch")
-    ids = {c.run_id() for c in load_sweep(sweep).runs()}
+    ids = {c.run_id() for c in load_sweep(sweep).runs}
     assert {line.split()[4] for line in lines[1:]} == ids
     assert all(line.split()[-1] == "local" for line in lines[1:])
     assert "lr=0.01" in out and "rho=0.0001" in out and "seed=1" in out
