@@ -59,7 +59,6 @@ def what_was_run(collection: Collection) -> list[str]:
     runs = collection.runs
     store = collection.store
     configs = [json.loads(p.read_text()) for p in sorted(store.glob("*/config.json"))[:1]]
-    environments = [json.loads(p.read_text()) for p in sorted(store.glob("*/environment.json"))]
     config = configs[0] if configs else {}
     lines = [
         f"- Data and model: `{config.get('dataset')}` with `{config.get('model')}`, "
@@ -78,15 +77,13 @@ def what_was_run(collection: Collection) -> list[str]:
         rhos = sorted(cells["rho"].dropna().unique())
         rho_text = f"; rho {', '.join(fmt(v) for v in rhos)}" if rhos else ""
         lines.append(f"  - {common.LABELS.get(optimizer, optimizer)}: lr {lrs}{rho_text}")
-    if environments:
-        env = pd.DataFrame(environments)
-        dirty = int(env["git_dirty"].fillna(False).astype(bool).sum())
-        lines.append(
-            f"- Environment: git commit {unique(env['git_commit'])} ({dirty} of {len(env)} runs "
-            f"from a tree with uncommitted changes), Python {unique(env['python'])}, torch "
-            f"{unique(env['torch'])}, device {unique(env['device_name'])}, "
-            f"{unique(env['cpu_threads'])} thread(s) per run."
-        )
+    dirty = int(runs["git_dirty"].eq(True).sum())
+    lines.append(
+        f"- Environment: git commit {unique(runs['git_commit'])} ({dirty} of {len(runs)} runs "
+        f"from a tree with uncommitted changes), Python {unique(runs['python'])}, torch "
+        f"{unique(runs['torch'])}, device {unique(runs['device_name'])}, "
+        f"{unique(runs['cpu_threads'])} thread(s) per run."
+    )
     launches = read_jsonl(store / LAUNCHES)
     if launches:
         wall = sum(launch["wall_s"] for launch in launches)

@@ -38,11 +38,14 @@ STATUSES = ("ok", "diverged", "failed")
 COMPLETE = ("ok", "diverged")  # runs that say something about the optimizer
 
 CELL = ["optimizer", "lr", "rho"]
-RUN_COLUMNS = [
+RESULT_COLUMNS = [
     "run_id", "optimizer", "lr", "rho", "seed", "dataset", "model", "epochs", "num_classes",
     "status", "val_acc", "best_val_acc", "test_acc", "test_loss", "final_train_loss",
-    "epochs_completed", "diverged_epoch", "wall_s", "error", "git_commit", "git_dirty",
+    "epochs_completed", "diverged_epoch", "wall_s", "error",
 ]  # fmt: skip
+# What each run ran on, from its environment.json.
+ENVIRONMENT_COLUMNS = ["git_commit", "git_dirty", "python", "torch", "device_name", "cpu_threads"]
+RUN_COLUMNS = RESULT_COLUMNS + ENVIRONMENT_COLUMNS
 PLAN_COLUMNS = ["run_id", "optimizer", "lr", "rho", "seed"]
 # "Near the best": within one accuracy point.
 NEAR = 0.01
@@ -104,10 +107,9 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         environment = _read_json(run_dir / ENVIRONMENT)
     except (OSError, ValueError):
         environment = {}
-    row = {column: result.get(column) for column in RUN_COLUMNS}
+    row = {column: result.get(column) for column in RESULT_COLUMNS}
     row["run_id"] = result.get("run_id") or run_dir.name
-    row["git_commit"] = environment.get("git_commit")
-    row["git_dirty"] = environment.get("git_dirty")
+    row.update({column: environment.get(column) for column in ENVIRONMENT_COLUMNS})
     return row
 
 
