@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
-from lightsam.results import Collection, collect
+from analysis.results import ARM, Collection, collect
 
 STYLE = {
     "font.size": 14,
@@ -72,29 +72,40 @@ PER_COORDINATE_RHO = {"lightsam_ii", "lightsam_iii"}
 
 
 # -- names and styles -----------------------------------------------------------------------------
+# Arms are named by their optimizer, and where several arms share one, by what sets them apart:
+# "sgd_sam (epochs=10)" (lightsam.plan.arm_labels).
 
 
-def ordered(names: Iterable[str]) -> list[str]:
-    """The optimizers in the study's order, unknown ones last by name."""
-    names = set(names)
-    return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
+def optimizer_of(arm: str) -> str:
+    """The registry name of an arm's optimizer."""
+    return arm.split(" (", 1)[0]
 
 
-def label(optimizer: str) -> str:
-    return LABELS.get(optimizer, optimizer)
+def ordered(arms: Iterable[str]) -> list[str]:
+    """The arms in the study's order of optimizers, unknown ones last, by name within each."""
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(set(arms), key=lambda arm: (rank.get(optimizer_of(arm), len(ORDER)), arm))
 
 
-def line_style(optimizer: str) -> dict[str, Any]:
+def label(arm: str) -> str:
+    name = optimizer_of(arm)
+    return LABELS.get(name, name) + arm[len(name) :]
+
+
+def line_style(arm: str) -> dict[str, Any]:
     """Keyword arguments for ``Axes.plot``: the pair's colour, solid if sharpness-aware."""
+    name = optimizer_of(arm)
     return {
-        "color": COLORS.get(optimizer, OKABE_ITO["black"]),
-        "linestyle": "-" if optimizer in BASE_OF else "--",
-        "label": label(optimizer),
+        "color": COLORS.get(name, OKABE_ITO["black"]),
+        "linestyle": "-" if name in BASE_OF else "--",
+        "label": label(arm),
     }
 
 
-def rho_label(optimizer: str) -> str:
-    return "ρ per coordinate" if optimizer in PER_COORDINATE_RHO else "ρ (perturbation radius)"
+def rho_label(arm: str) -> str:
+    if optimizer_of(arm) in PER_COORDINATE_RHO:
+        return "ρ per coordinate"
+    return "ρ (perturbation radius)"
 
 
 def decade(value: float) -> str:
@@ -107,25 +118,39 @@ def decade(value: float) -> str:
     return f"{value:g}"
 
 
+def listed(values: pd.Series) -> str:
+    """The distinct values, in order, joined: a title states every one, never just the first."""
+    return " / ".join(str(v) for v in sorted(values.dropna().unique()))
+
+
 def with_rho(agg: pd.DataFrame) -> set[str]:
-    """The optimizers with a rho grid: the sharpness-aware ones."""
-    return set(agg.loc[agg["rho"].notna(), "optimizer"])
+    """The arms with a rho grid: the sharpness-aware ones."""
+    return set(agg.loc[agg["rho"].notna(), ARM])
 
 
 Pair = tuple[str | None, str | None]
 
 
-def pairs(optimizers: Iterable[str], sharpness_aware: set[str]) -> list[Pair]:
-    """(sharpness-aware method, its base optimizer) in the study's order, either None when
-    absent from the store. Figures draw a pair together, so that each method is read against
-    the optimizer it adds sharpness-awareness to."""
-    names = ordered(optimizers)
-    found: list[Pair] = []
-    for name in (n for n in names if n in sharpness_aware):
-        base = BASE_OF.get(name)
-        found.append((name, base if base in names else None))
+def _base_arm(arm: str, arms: list[str]) -> str | None:
+    """The arm of ``arm``'s base optimizer: the one set apart by the same fields, or the only
+    one there is."""
+    name = optimizer_of(arm)
+    base = BASE_OF.get(name)
+    candidates = [a for a in arms if optimizer_of(a) == base]
+    same = [a for a in candidates if a[len(base) :] == arm[len(name) :]] if base else []
+    if same:
+        return same[0]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def pairs(arms: Iterable[str], sharpness_aware: set[str]) -> list[Pair]:
+    """(sharpness-aware arm, the arm of its base optimizer) in the study's order, either None
+    when absent from the store. Figures draw a pair together, so that each method is read
+    against the optimizer it adds sharpness-awareness to."""
+    names = ordered(arms)
+    found: list[Pair] = [(arm, _base_arm(arm, names)) for arm in names if arm in sharpness_aware]
     paired = {base for _, base in found}
-    return found + [(None, n) for n in names if n not in sharpness_aware and n not in paired]
+    return found + [(None, a) for a in names if a not in sharpness_aware and a not in paired]
 
 
 # -- axes -----------------------------------------------------------------------------------------

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import common
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from analysis import common
+from lightsam import store as files
 
 PANELS_PER_ROW = 2
 # log10 of a relative norm that underflowed to 0 is shown as this floor.
@@ -27,10 +29,10 @@ FLOOR = -300.0
 def read(directory: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``cells.csv`` with ``log_grad`` (log10 of the relative gradient norm), and the problem
     from ``meta.json``."""
-    cells = pd.read_csv(directory / "cells.csv")
+    cells = pd.read_csv(directory / files.AGNOSTIC_CELLS)
     with np.errstate(divide="ignore"):
         log_grad = np.log10(cells["grad_norm"].astype(float)).clip(lower=FLOOR)
-    meta = json.loads((directory / "meta.json").read_text())
+    meta = json.loads((directory / files.AGNOSTIC_META).read_text())
     return cells.assign(log_grad=log_grad), meta.get("problem", meta)
 
 

@@ -1,4 +1,4 @@
-"""Figure 1: mean test accuracy over the (lr, rho) grid of every optimizer, on one colour scale.
+"""Figure 1: mean test accuracy over the (lr, rho) grid of every arm, on one colour scale.
 
 A flat, wide bright region is what "insensitive to lr and rho" looks like. Each sharpness-aware
 method is a rho x lr heatmap with its base optimizer (no rho) as a one-row strip below it.
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import common
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -19,7 +18,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from lightsam.results import Collection, aggregate
+from analysis import common
+from analysis.results import Collection, aggregate
 
 BLOCKS_PER_ROW = 2
 
@@ -46,7 +46,7 @@ def cell_grid(
 
 
 def panel(
-    ax: Axes, cells: pd.DataFrame, optimizer: str, norm: Normalize, strip: bool, xlabel: bool
+    ax: Axes, cells: pd.DataFrame, arm: str, norm: Normalize, strip: bool, xlabel: bool
 ) -> AxesImage:
     rhos, lrs, values, marks, texts = cell_grid(cells)
     image = common.heatmap(ax, values, marks, texts, norm, common.ACCURACY_CMAP)
@@ -57,8 +57,8 @@ def panel(
         ax.set_yticks([])
     else:
         common.category_ticks(ax, "y", rhos)
-        ax.set_ylabel(common.rho_label(optimizer))
-    ax.set_title(common.label(optimizer), fontweight="bold")
+        ax.set_ylabel(common.rho_label(arm))
+    ax.set_title(common.label(arm), fontweight="bold")
     return image
 
 
@@ -68,10 +68,10 @@ def make(collection: Collection, out: Path) -> list[Path]:
     coloured = agg.loc[agg["status"].isin(["ok", "partial"]), "test_acc_mean"] * 100
     norm = common.value_range(coloured, default=(0, 100))
     with_rho = common.with_rho(agg)
-    pairs = common.pairs(agg["optimizer"].unique(), with_rho)
+    pairs = common.pairs(agg["arm"].unique(), with_rho)
     block_rows = -(-len(pairs) // BLOCKS_PER_ROW)
     columns = min(len(pairs), BLOCKS_PER_ROW)
-    n_rho = agg.groupby("optimizer")["rho"].nunique().max() or 1
+    n_rho = agg.groupby("arm")["rho"].nunique().max() or 1
     fig = Figure(
         figsize=(5.4 * columns + 1.2, (0.55 * n_rho + 2.4) * block_rows), layout="constrained"
     )
@@ -79,19 +79,20 @@ def make(collection: Collection, out: Path) -> list[Path]:
     axes = []
     for index, (method, base) in enumerate(pairs):
         row, column = divmod(index, BLOCKS_PER_ROW)
-        for optimizer, offset in ((method, 0), (base, 1)):
-            if optimizer is None:
+        for arm, offset in ((method, 0), (base, 1)):
+            if arm is None:
                 continue
             ax = fig.add_subplot(grid[2 * row + offset, column])
-            cells = agg[agg["optimizer"].eq(optimizer)]
-            strip = optimizer not in with_rho
-            image = panel(ax, cells, optimizer, norm, strip, xlabel=strip or base is None)
+            cells = agg[agg["arm"].eq(arm)]
+            strip = arm not in with_rho
+            image = panel(ax, cells, arm, norm, strip, xlabel=strip or base is None)
             axes.append(ax)
     fig.colorbar(image, ax=axes, label="mean test accuracy (%)", shrink=0.8, aspect=40)
     runs = collection.runs
     fig.suptitle(
-        f"Test accuracy over the grid: {runs['dataset'].iloc[0]}, {runs['model'].iloc[0]}, "
-        f"{int(runs['epochs'].max())} epochs, mean over up to {int(agg['n'].max())} seeds"
+        f"Test accuracy over the grid: {common.listed(runs['dataset'])}, "
+        f"{common.listed(runs['model'])}, {common.listed(runs['epochs'].astype(int))} epochs, "
+        f"mean over up to {int(agg['n'].max())} seeds"
     )
     fig.legend(
         handles=common.heatmap_legend(

@@ -1,10 +1,10 @@
-"""Figure 3: how much each optimizer's grid loses against its best cell, and what tuning costs.
+"""Figure 3: how much each arm's grid loses against its best cell, and what tuning costs.
 
 Left, the test accuracy of the best cell (chosen on validation), the grid median and the worst
 cell; middle, the fraction of the grid within one point of the best; right, the expected test
 accuracy after a random search of k grid cells (exact expectation over all k-subsets, band from
-resampling seeds). An optimizer that does not need tuning reaches its best at small k. Diverged
-runs count as chance (see lightsam.results).
+resampling seeds). A method that does not need tuning reaches its best at small k. Diverged
+runs count as chance (see analysis.results).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import common
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
-from lightsam.results import NEAR, Collection, aggregate, best_settings, expected_best_of_k
+from analysis import common
+from analysis.results import NEAR, Collection, aggregate, best_settings, expected_best_of_k
 
 STATISTICS = {"best_test": ("o", "best (chosen on val.)"), "median_test": ("D", "grid median"),
               "worst_test": ("v", "worst cell")}  # fmt: skip
@@ -27,7 +27,7 @@ N_BOOT, SEED = 1000, 0
 
 
 def spread(ax: Axes, summary: pd.DataFrame) -> None:
-    """Best, median and worst cell per optimizer, one row each."""
+    """Best, median and worst cell per arm, one row each."""
     y = np.arange(len(summary))[::-1]
     colors = [common.line_style(o)["color"] for o in summary.index]
     ax.hlines(y, 100 * summary["worst_test"], 100 * summary["best_test"], color=colors, lw=2.5)
@@ -64,11 +64,11 @@ def near_best(ax: Axes, summary: pd.DataFrame) -> None:
     ax.grid(axis="x", alpha=0.3)
 
 
-def tuning_cost(ax: Axes, curves: pd.DataFrame, optimizers: Sequence[str]) -> None:
+def tuning_cost(ax: Axes, curves: pd.DataFrame, arms: Sequence[str]) -> None:
     """Expected best test accuracy of a random search against its number of trials k."""
-    for optimizer in optimizers:
-        own = curves[curves["optimizer"].eq(optimizer)]
-        style = common.line_style(optimizer)
+    for arm in arms:
+        own = curves[curves["arm"].eq(arm)]
+        style = common.line_style(arm)
         ax.plot(own["k"], 100 * own["expected"], linewidth=2, **style)
         ax.fill_between(
             own["k"],
@@ -93,23 +93,23 @@ def tuning_cost(ax: Axes, curves: pd.DataFrame, optimizers: Sequence[str]) -> No
 @common.styled
 def make(collection: Collection, out: Path) -> list[Path]:
     agg = aggregate(collection.runs, collection.missing)
-    summary = best_settings(agg).dropna(subset=["lr"]).set_index("optimizer")
-    optimizers = common.ordered(summary.index)
-    summary = summary.loc[optimizers]
+    summary = best_settings(agg).dropna(subset=["lr"]).set_index("arm")
+    arms = common.ordered(summary.index)
+    summary = summary.loc[arms]
     curves = expected_best_of_k(collection.runs, n_boot=N_BOOT, seed=SEED)
-    fig = Figure(figsize=(16, 0.5 * len(optimizers) + 4), layout="constrained")
+    fig = Figure(figsize=(16, 0.5 * len(arms) + 4), layout="constrained")
     left, middle, right = fig.subplots(1, 3, width_ratios=[1.3, 0.8, 1.5])
     middle.sharey(left)
     spread(left, summary)
     near_best(middle, summary)
-    tuning_cost(right, curves, optimizers)
+    tuning_cost(right, curves, arms)
     fig.legend(
         handles=[common.marker_handle(marker, name) for marker, name in STATISTICS.values()],
         loc="outside lower left",
         ncols=3,
         frameon=False,
     )
-    fig.suptitle("Robustness over each optimizer's whole grid (diverged runs count as chance)")
+    fig.suptitle("Robustness over each method's whole grid (diverged runs count as chance)")
     return common.save(fig, out, "robustness")
 
 

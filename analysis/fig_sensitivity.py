@@ -1,10 +1,10 @@
 """Figure 2: test accuracy against rho at each method's best lr, and against lr at its best rho.
 
-Slices of figure 1 through each optimizer's best cell, with 95% confidence bands over seeds
+Slices of figure 1 through each arm's best cell, with 95% confidence bands over seeds
 (where every seed finished). One column per method: radii are not comparable across methods
 (LightSAM-II/III's rho is per coordinate), so each gets its own rho axis; below it, the lr
 curve of the method at its best rho and of its base optimizer (dashed), on one lr axis. Curves
-go through chance where a setting diverged (see lightsam.results).
+go through chance where a setting diverged (see analysis.results).
 """
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import common
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lightsam.results import Collection, aggregate, best_settings
+from analysis import common
+from analysis.results import Collection, aggregate, best_settings
 
 MARKERS = {"ok": "o", "partial": "D", "diverged": "X"}
 
 
-def curve(ax: Axes, cells: pd.DataFrame, x: str, optimizer: str) -> None:
+def curve(ax: Axes, cells: pd.DataFrame, x: str, arm: str) -> None:
     """Mean test score along ``x`` with its 95% CI band where every seed finished, and a marker
     per cell saying whether it diverged."""
     cells = cells[cells["status"].isin(list(MARKERS))].sort_values(x)
-    style = common.line_style(optimizer)
+    style = common.line_style(arm)
     ax.plot(cells[x], 100 * cells["test_score"], linewidth=2, **style)
     banded = cells["status"].eq("ok") & cells["test_acc_ci95"].notna()
     ax.fill_between(
@@ -67,21 +67,21 @@ def marker_legend() -> list[Line2D]:
     return [*handles, Line2D([], [], color="grey", linestyle=":", label="chance")]
 
 
-def rho_panel(ax: Axes, agg: pd.DataFrame, best: pd.Series, optimizer: str) -> None:
-    """Accuracy against rho at the optimizer's best lr, on its own rho axis."""
-    own = agg[agg["optimizer"].eq(optimizer) & agg["lr"].eq(best["lr"])]
-    curve(ax, own, "rho", optimizer)
-    decorate(ax, best["chance"], common.rho_label(optimizer))
-    ax.set_title(f"{common.label(optimizer)} at η = {common.decade(best['lr'])}")
+def rho_panel(ax: Axes, agg: pd.DataFrame, best: pd.Series, arm: str) -> None:
+    """Accuracy against rho at the arm's best lr, on its own rho axis."""
+    own = agg[agg["arm"].eq(arm) & agg["lr"].eq(best["lr"])]
+    curve(ax, own, "rho", arm)
+    decorate(ax, best["chance"], common.rho_label(arm))
+    ax.set_title(f"{common.label(arm)} at η = {common.decade(best['lr'])}")
 
 
 def lr_panel(ax: Axes, agg: pd.DataFrame, best: pd.DataFrame, pair: common.Pair) -> None:
     """Accuracy against lr of a method at its best rho and of its base optimizer."""
-    for optimizer in filter(None, pair):
-        own = agg[agg["optimizer"].eq(optimizer)]
-        if optimizer == pair[0]:
-            own = own[own["rho"].eq(best.loc[optimizer, "rho"])]
-        curve(ax, own, "lr", optimizer)
+    for arm in filter(None, pair):
+        own = agg[agg["arm"].eq(arm)]
+        if arm == pair[0]:
+            own = own[own["rho"].eq(best.loc[arm, "rho"])]
+        curve(ax, own, "lr", arm)
     decorate(ax, best["chance"].max(), "learning rate η")
     ax.legend(loc="best", framealpha=0.9, fontsize=11)
     method = pair[0] or pair[1]
@@ -92,8 +92,8 @@ def lr_panel(ax: Axes, agg: pd.DataFrame, best: pd.DataFrame, pair: common.Pair)
 @common.styled
 def make(collection: Collection, out: Path) -> list[Path]:
     agg = aggregate(collection.runs, collection.missing)
-    best = best_settings(agg).dropna(subset=["lr"]).set_index("optimizer")
-    best["chance"] = agg.groupby("optimizer")["chance"].max()
+    best = best_settings(agg).dropna(subset=["lr"]).set_index("arm")
+    best["chance"] = agg.groupby("arm")["chance"].max()
     columns = common.pairs(best.index, common.with_rho(agg))
     fig = Figure(figsize=(3.7 * len(columns) + 2, 9), layout="constrained")
     axes = fig.subplots(2, len(columns), squeeze=False, sharey=True)

@@ -1,6 +1,6 @@
-"""Figure 4: training loss and validation accuracy per epoch at each optimizer's best setting.
+"""Figure 4: training loss and validation accuracy per epoch at each arm's best setting.
 
-The setting is the one chosen on validation (lightsam.results.best_settings); lines are the mean
+The setting is the one chosen on validation (analysis.results.best_settings); lines are the mean
 over its seeds that finished, bands their range (min to max).
 """
 
@@ -9,30 +9,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import common
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from lightsam.results import Collection, aggregate, best_settings, read_metrics
+from analysis import common
+from analysis.results import Collection, aggregate, best_settings, read_metrics
 
 PANELS = {"train_loss": "training loss", "val_acc": "validation accuracy (%)"}
 
 
 def best_runs(collection: Collection, best: pd.DataFrame) -> pd.DataFrame:
-    """(run_id, optimizer) of the ok runs of each optimizer's best cell."""
+    """(run_id, arm) of the ok runs of each arm's best cell."""
     runs = collection.runs[collection.runs["status"].eq("ok")]
-    chosen = best[["optimizer", "lr", "rho"]]
-    return runs.merge(chosen, on=["optimizer", "lr", "rho"])[["run_id", "optimizer"]]
+    chosen = best[["arm", "lr", "rho"]]
+    return runs.merge(chosen, on=["arm", "lr", "rho"])[["run_id", "arm"]]
 
 
-def band(ax: Axes, metrics: pd.DataFrame, column: str, optimizer: str, name: str) -> None:
+def band(ax: Axes, metrics: pd.DataFrame, column: str, arm: str, name: str) -> None:
     """Mean over seeds per epoch, shaded from the lowest to the highest seed."""
     scale = 100 if column == "val_acc" else 1
     stats = metrics.dropna(subset=[column]).groupby("epoch")[column].agg(["mean", "min", "max"])
-    style = common.line_style(optimizer) | {"label": name}
+    style = common.line_style(arm) | {"label": name}
     ax.plot(stats.index, scale * stats["mean"], marker="o", linewidth=2, **style)
     ax.fill_between(
         stats.index,
@@ -51,8 +51,8 @@ def make(collection: Collection, out: Path) -> list[Path]:
     metrics = read_metrics(collection.store, chosen["run_id"]).merge(chosen, on="run_id")
     fig = Figure(figsize=(15, 6), layout="constrained")
     axes = dict(zip(PANELS, fig.subplots(1, 2), strict=True))
-    for row in best.set_index("optimizer").loc[common.ordered(best["optimizer"])].itertuples():
-        own = metrics[metrics["optimizer"].eq(row.Index)]
+    for row in best.set_index("arm").loc[common.ordered(best["arm"])].itertuples():
+        own = metrics[metrics["arm"].eq(row.Index)]
         if own.empty:
             continue
         rho = "" if np.isnan(row.rho) else f", ρ={common.decade(row.rho)}"
@@ -71,7 +71,7 @@ def make(collection: Collection, out: Path) -> list[Path]:
     axes["train_loss"].set_title("Training loss (log scale)")
     axes["val_acc"].set_title("Validation accuracy")
     axes["val_acc"].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.suptitle("Training at each optimizer's best setting: mean over seeds, band = min to max")
+    fig.suptitle("Training at each method's best setting: mean over seeds, band = min to max")
     return common.save(fig, out, "training_curves")
 
 

@@ -1,8 +1,9 @@
 """Every figure and table of every store under a runs directory, and REPORT.md.
 
-    python analysis/report.py --runs runs --out figures --report REPORT.md [--readme README.md]
+    lightsam figures [--runs runs --out figures --report REPORT.md --readme README.md]
+    python -m analysis.report --runs runs --out figures --report REPORT.md
 
-For each sweep store (a directory holding ``sweep.json``) the figures and tables go to
+For each sweep store (a directory holding a plan) the figures and tables go to
 ``<out>/<sweep>/``, for the parameter-agnostic experiment (``<runs>/agnostic``) to
 ``<out>/agnostic/``. REPORT.md says what was run, shows the figures and tables, and states in a
 few sentences what the numbers show; every number in it is read from the store, none typed by
@@ -13,22 +14,30 @@ first sweep store, so that the README shows the study's own heatmap and table.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import all as all_figures
-import common
-import fig_agnostic
 import pandas as pd
 
-from lightsam.results import Collection, aggregate, best_settings
+from analysis import (
+    common,
+    fig_agnostic,
+    fig_heatmaps,
+    fig_robustness,
+    fig_sensitivity,
+    fig_training_curves,
+    table_best,
+)
+from analysis.results import ARM, Collection, aggregate, best_settings
+from lightsam import store as files
 
+STORE_FIGURES = (table_best, fig_heatmaps, fig_sensitivity, fig_robustness, fig_training_curves)
 README_START = "<!-- results:start (written by analysis/report.py; do not edit) -->"
 README_END = "<!-- results:end -->"
-LAUNCHES = "launches.jsonl"
+# The outside-the-plan runs the report names one by one; beyond, it counts them.
+OUTSIDE_LISTED = 10
 
 
 def fmt(value: float) -> str:
@@ -41,12 +50,6 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def unique(values: pd.Series) -> str:
     present = sorted({str(v) for v in values.dropna()})
     return ", ".join(present) if present else "unknown"
@@ -55,36 +58,76 @@ def unique(values: pd.Series) -> str:
 # -- what was run ---------------------------------------------------------------------------------
 
 
+def settings(collection: Collection, key: str) -> str:
+    """Every value the planned runs give the config field ``key`` (those present without a
+    plan), in backticks: one value when the sweep fixes it."""
+    if collection.plan is not None:
+        configs = list(collection.plan.runs.values())
+    else:
+        configs = [files.read_config(collection.store / r) or {} for r in collection.runs["run_id"]]
+    values = sorted({str(config.get(key)) for config in configs})
+    return " / ".join(f"`{v}`" for v in values) if values else "unknown"
+
+
+def provenance(runs: pd.DataFrame) -> str:
+    """How many results trained under more than one commit, or from a changed tree."""
+    several = int(runs["commits"].gt(1).sum())
+    dirty = int(runs["git_dirty"].eq(True).sum())
+    resumed = int(runs["segments"].gt(1).sum())
+    return (
+        f"{several} of {len(runs)} runs trained across more than one git commit, {dirty} from a "
+        f"tree with uncommitted changes (its `git diff` kept in the run directory), {resumed} "
+        "resumed at least once"
+    )
+
+
+def outside_the_plan(collection: Collection) -> list[str]:
+    outside = collection.outside
+    if outside.empty:
+        return []
+    lines = [
+        f"- Outside the plan: {len(outside)} run directories of this store are not runs of "
+        f"{collection.plan.source if collection.plan else 'its sweep'} as it stands (an earlier "
+        "version of the sweep file, or a copy); they are not counted anywhere in this report:"
+    ]
+    for row in outside.head(OUTSIDE_LISTED).itertuples():
+        lines.append(
+            f"  - `{row.run_id}`: {row.optimizer}, lr {row.lr:g}, rho {row.rho}, seed "
+            f"{row.seed}, {row.epochs:g} epochs, {row.status or 'no result'}"
+        )
+    if len(outside) > OUTSIDE_LISTED:
+        lines.append(f"  - and {len(outside) - OUTSIDE_LISTED} more (`lightsam status` lists all)")
+    return lines
+
+
 def what_was_run(collection: Collection) -> list[str]:
     runs = collection.runs
-    store = collection.store
-    configs = [json.loads(p.read_text()) for p in sorted(store.glob("*/config.json"))[:1]]
-    config = configs[0] if configs else {}
+    planned = pd.concat([runs, collection.missing], ignore_index=True)
     lines = [
-        f"- Data and model: `{config.get('dataset')}` with `{config.get('model')}`, "
-        f"{config.get('epochs')} epochs, batch size {config.get('batch_size')}, "
-        f"{config.get('val_size')} training images held out for validation, "
-        f"LR schedule `{config.get('lr_schedule')}`, augmentation `{config.get('augment')}`.",
-        f"- Seeds: {unique(runs['seed'])}; {collection.expected or len(runs)} runs planned, "
+        f"- Data and model: {settings(collection, 'dataset')} with "
+        f"{settings(collection, 'model')}, {settings(collection, 'epochs')} epochs, batch size "
+        f"{settings(collection, 'batch_size')}, {settings(collection, 'val_size')} training "
+        f"images held out for validation, LR schedule {settings(collection, 'lr_schedule')}, "
+        f"augmentation {settings(collection, 'augment')}.",
+        f"- Seeds: {unique(planned['seed'])}; {collection.expected or len(runs)} runs planned, "
         f"{int(runs['status'].eq('ok').sum())} ok, {int(runs['status'].eq('diverged').sum())} "
         f"diverged, {int(runs['status'].eq('failed').sum())} failed, "
         f"{len(collection.missing)} missing.",
         "- Grids (learning rate x radius):",
     ]
-    for optimizer in common.ordered(runs["optimizer"].unique()):
-        cells = runs[runs["optimizer"].eq(optimizer)]
+    for arm in common.ordered(planned[ARM].unique()):
+        cells = planned[planned[ARM].eq(arm)]
         lrs = ", ".join(fmt(v) for v in sorted(cells["lr"].unique()))
         rhos = sorted(cells["rho"].dropna().unique())
         rho_text = f"; rho {', '.join(fmt(v) for v in rhos)}" if rhos else ""
-        lines.append(f"  - {common.LABELS.get(optimizer, optimizer)}: lr {lrs}{rho_text}")
-    dirty = int(runs["git_dirty"].eq(True).sum())
+        lines.append(f"  - {common.label(arm)}: lr {lrs}{rho_text}")
     lines.append(
-        f"- Environment: git commit {unique(runs['git_commit'])} ({dirty} of {len(runs)} runs "
-        f"from a tree with uncommitted changes), Python {unique(runs['python'])}, torch "
-        f"{unique(runs['torch'])}, device {unique(runs['device_name'])}, "
-        f"{unique(runs['cpu_threads'])} thread(s) per run."
+        f"- Environment: git commit {unique(runs['git_commit'])}, Python "
+        f"{unique(runs['python'])}, torch {unique(runs['torch'])}, device "
+        f"{unique(runs['device_name'])}, {unique(runs['cpu_threads'])} thread(s) per run."
     )
-    launches = read_jsonl(store / LAUNCHES)
+    lines.append(f"- Provenance: {provenance(runs)}.")
+    launches = files.read_launches(collection.store)
     if launches:
         wall = sum(launch["wall_s"] for launch in launches)
         cores = unique(pd.Series([launch["cores"] for launch in launches]))
@@ -92,24 +135,25 @@ def what_was_run(collection: Collection) -> list[str]:
             f"- Wall time: {wall / 60:.1f} minutes for the runs ({len(launches)} launch(es), "
             f"{cores} cores); {runs['wall_s'].sum() / 60:.1f} minutes of training summed over runs."
         )
-    return lines
+    return lines + outside_the_plan(collection)
 
 
 # -- what the numbers show ------------------------------------------------------------------------
 
 
 def sensitivity(agg: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """Per sharpness-aware optimizer: at its best lr, how many rho values (of how many) score
+    """Per sharpness-aware arm: at its best lr, how many rho values (of how many) score
     within a point of the best, and the largest drop over rho; at its best rho, the same over
-    lr. Diverged runs count as chance (the ``test_score`` of ``lightsam.results``)."""
+    lr. Diverged runs count as chance (the ``test_score`` of ``analysis.results``)."""
     rows = []
     for _, b in best.dropna(subset=["rho"]).iterrows():
-        cells = agg[agg["optimizer"].eq(b["optimizer"]) & agg["test_score"].notna()]
+        cells = agg[agg[ARM].eq(b[ARM]) & agg["test_score"].notna()]
         over_rho = cells[cells["lr"].eq(b["lr"])]["test_score"]
         over_lr = cells[cells["rho"].eq(b["rho"])]["test_score"]
         near = b["best_test"] - 0.01
         rows.append(
             {
+                ARM: b[ARM],
                 "optimizer": b["optimizer"],
                 "rho_near": int((over_rho >= near).sum()),
                 "rho_count": len(over_rho),
@@ -122,10 +166,10 @@ def sensitivity(agg: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def breaks_at(agg: pd.DataFrame, optimizer: str) -> str:
-    """Where an optimizer breaks: the smallest lr at which a run of it diverged, and the
-    smallest at which every run did."""
-    cells = agg[agg["optimizer"].eq(optimizer) & (agg["n_ok"] + agg["n_diverged"]).gt(0)]
+def breaks_at(agg: pd.DataFrame, arm: str) -> str:
+    """Where an arm breaks: the smallest lr at which a run of it diverged, and the smallest at
+    which every run did."""
+    cells = agg[agg[ARM].eq(arm) & (agg["n_ok"] + agg["n_diverged"]).gt(0)]
     some = cells[cells["n_diverged"].gt(0)]
     if some.empty:
         return "never diverged on its grid"
@@ -136,28 +180,27 @@ def breaks_at(agg: pd.DataFrame, optimizer: str) -> str:
 
 
 def leaders(table: pd.DataFrame, near: str, count: str) -> str:
-    """The optimizers with the largest share of near-best values (several when tied)."""
+    """The arms with the largest share of near-best values (several when tied)."""
     share = table[near] / table[count]
     top = table[share.eq(share.max())]
-    return ", ".join(common.LABELS.get(o, o) for o in common.ordered(top["optimizer"]))
+    return ", ".join(common.label(arm) for arm in common.ordered(top[ARM]))
 
 
 def findings(collection: Collection) -> list[str]:
     agg = aggregate(collection.runs, collection.missing)
     best = best_settings(agg)
-    label = {o: common.LABELS.get(o, o) for o in best["optimizer"]}
+    label = {arm: common.label(arm) for arm in best[ARM]}
     sens = sensitivity(agg, best)
     out = []
     if not sens.empty:
-        sens = sens.set_index("optimizer").loc[common.ordered(sens["optimizer"])].reset_index()
+        sens = sens.set_index(ARM).loc[common.ordered(sens[ARM])].reset_index()
         rho_text = "; ".join(
-            f"{label[r.optimizer]} {r.rho_near}/{r.rho_count} (largest drop "
+            f"{label[r.arm]} {r.rho_near}/{r.rho_count} (largest drop "
             f"{100 * r.rho_drop:.1f} points)"
             for r in sens.itertuples()
         )
         lr_text = "; ".join(
-            f"{label[r.optimizer]} {r.lr_near}/{r.lr_count} (largest drop "
-            f"{100 * r.lr_drop:.1f} points)"
+            f"{label[r.arm]} {r.lr_near}/{r.lr_count} (largest drop {100 * r.lr_drop:.1f} points)"
             for r in sens.itertuples()
         )
         out.append(
@@ -170,9 +213,9 @@ def findings(collection: Collection) -> list[str]:
             f"**{leaders(sens, 'lr_near', 'lr_count')}**. At each "
             f"method's best radius, the learning rates within one point of its best: {lr_text}."
         )
-    ordered = best.set_index("optimizer").loc[common.ordered(best["optimizer"])].reset_index()
+    ordered = best.set_index(ARM).loc[common.ordered(best[ARM])].reset_index()
     grid_text = "; ".join(
-        f"{label[b.optimizer]} {percent(b.frac_near_best)} of {b.grid_cells} cells"
+        f"{label[b.arm]} {percent(b.frac_near_best)} of {b.grid_cells} cells"
         for b in ordered.itertuples()
         if b.grid_cells
     )
@@ -191,20 +234,20 @@ def findings(collection: Collection) -> list[str]:
             else "about as robust as"
         )
         out.append(
-            f"By that measure the most robust LightSAM variant, {label[most['optimizer']]} "
+            f"By that measure the most robust LightSAM variant, {label[most[ARM]]} "
             f"({percent(most['frac_near_best'])}), is {verdict} SGD-SAM ({percent(reference)})."
         )
     out.append(
         "Where each breaks: "
-        + "; ".join(f"{label[o]} {breaks_at(agg, o)}" for o in common.ordered(best["optimizer"]))
+        + "; ".join(f"{label[a]} {breaks_at(agg, a)}" for a in common.ordered(best[ARM]))
         + "."
     )
     return out
 
 
 def agnostic_findings(directory: Path) -> list[str]:
-    cells = pd.read_csv(directory / "cells.csv")
-    meta = json.loads((directory / "meta.json").read_text())
+    cells = pd.read_csv(directory / files.AGNOSTIC_CELLS)
+    meta = files.read_json(directory / files.AGNOSTIC_META)
     problem = meta["problem"]
     bound = 2.0 / problem["smoothness"]
     lrs, rhos = sorted(cells["lr"].unique()), sorted(cells["rho"].unique())
@@ -284,7 +327,58 @@ def rewrite_readme(readme: Path, block: str) -> None:
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < 0:
         raise SystemExit(f"{readme} has no results markers ({README_START} ... {README_END})")
-    readme.write_text(text[:start] + block + text[end + len(README_END) :])
+    files.write_text(readme, text[:start] + block + text[end + len(README_END) :])
+
+
+def sweep_stores(runs: Path) -> list[Path]:
+    """The stores under ``runs`` that hold a plan (the parameter-agnostic experiment's
+    directory holds none)."""
+    return sorted(p.parent for p in runs.glob(f"*/{files.PLAN}"))
+
+
+def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None) -> None:
+    """Every figure and table of every sweep store under ``runs`` and of the parameter-agnostic
+    experiment (``runs/agnostic``) into ``out``, REPORT.md into ``report``, and with ``readme``
+    the README's results block, from the first sweep store."""
+    agnostic = runs / "agnostic"
+    report_dir = report.parent
+    header = [
+        "# lightsam: the sensitivity study",
+        "",
+        "Written by `analysis/report.py` from the stored results; regenerate with "
+        "`make figures`. Every number below is read from the result store.",
+        "",
+    ]
+    lines: list[str] = []
+    block = None
+    for store in sweep_stores(runs):
+        collection = common.load(store)
+        if collection is None:
+            continue
+        figures = out / store.name
+        for script in STORE_FIGURES:
+            common.report(script.make(collection, figures))
+        setup, facts = what_was_run(collection), findings(collection)
+        lines += store_section(collection, setup, facts, figures, report_dir)
+        if block is None and readme is not None:
+            block = readme_block(collection, setup, facts, figures, readme.parent)
+    if (agnostic / files.AGNOSTIC_CELLS).exists():
+        common.report(fig_agnostic.make(agnostic, out / "agnostic"))
+        lines += [
+            "## The parameter-agnostic experiment",
+            "",
+            *(f"- {f}" for f in agnostic_findings(agnostic)),
+            "",
+            image(out / "agnostic" / "agnostic.png", report_dir, "final gradient norms"),
+            "",
+        ]
+    if not lines:
+        raise SystemExit(f"nothing to report: no results in {runs}")
+    files.write_text(report, "\n".join(header + lines))
+    print(f"wrote {report}")
+    if block is not None:
+        rewrite_readme(readme, block)
+        print(f"rewrote the results block of {readme}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -294,47 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, default=Path("REPORT.md"))
     parser.add_argument("--readme", type=Path, help="rewrite this README's results block")
     args = parser.parse_args(argv)
-
-    stores = sorted(p.parent for p in args.runs.glob("*/sweep.json"))
-    agnostic = args.runs / "agnostic"
-    report_dir = args.report.parent
-    header = [
-        "# lightsam: the sensitivity study",
-        "",
-        "Written by `analysis/report.py` from the stored results; regenerate with "
-        "`make figures`. Every number below is read from the result store.",
-        "",
-    ]
-    lines: list[str] = []
-    readme = None
-    for store in stores:
-        collection = common.load(store)
-        if collection is None:
-            continue
-        figures = args.out / store.name
-        for script in all_figures.STORE_SCRIPTS:
-            common.report(script.make(collection, figures))
-        setup, facts = what_was_run(collection), findings(collection)
-        lines += store_section(collection, setup, facts, figures, report_dir)
-        if readme is None and args.readme is not None:
-            readme = readme_block(collection, setup, facts, figures, args.readme.parent)
-    if (agnostic / "cells.csv").exists():
-        common.report(fig_agnostic.make(agnostic, args.out / "agnostic"))
-        lines += [
-            "## The parameter-agnostic experiment",
-            "",
-            *(f"- {f}" for f in agnostic_findings(agnostic)),
-            "",
-            image(args.out / "agnostic" / "agnostic.png", report_dir, "final gradient norms"),
-            "",
-        ]
-    if not lines:
-        raise SystemExit(f"nothing to report: no results in {args.runs}")
-    args.report.write_text("\n".join(header + lines))
-    print(f"wrote {args.report}")
-    if readme is not None:
-        rewrite_readme(args.readme, readme)
-        print(f"rewrote the results block of {args.readme}")
+    write_report(args.runs, args.out, args.report, args.readme)
 
 
 if __name__ == "__main__":

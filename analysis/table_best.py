@@ -1,6 +1,6 @@
-"""Table 1: each optimizer's best setting and how its whole grid fares, as Markdown and LaTeX.
+"""Table 1: each method's best setting and how its whole grid fares, as Markdown and LaTeX.
 
-Per optimizer: the (lr, rho) chosen on mean validation accuracy, its test accuracy mean ± std
+Per arm: the (lr, rho) chosen on mean validation accuracy, its test accuracy mean ± std
 over the seeds that finished (n), the grid median and worst test accuracy and the fraction of
 the grid within one point of the best (diverged runs at chance), and the diverged, failed and
 missing run counts. Also writes the tidy tables behind every figure: ``runs.csv`` (one row per
@@ -13,11 +13,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import common
 import numpy as np
 import pandas as pd
 
-from lightsam.results import NEAR, Collection, aggregate, best_settings, write_csv
+from analysis import common
+from analysis.results import NEAR, Collection, aggregate, best_settings, write_csv
 
 HEADER = ["optimizer", "lr", "rho", "test acc. (%) (n)", "median (%)", "worst (%)",
           f"within {100 * NEAR:.0f} pt", "diverged", "failed", "missing"]  # fmt: skip
@@ -34,9 +34,9 @@ def percent(value: float) -> str:
 
 
 def rows(best: pd.DataFrame) -> list[list[str]]:
-    """The table's cells as text, in the study's order of optimizers."""
+    """The table's cells as text, in the study's order of arms."""
     table = []
-    for row in best.set_index("optimizer").loc[common.ordered(best["optimizer"])].itertuples():
+    for row in best.set_index("arm").loc[common.ordered(best["arm"])].itertuples():
         if not row.grid_cells:
             accuracy = median = worst = near = "–"
         else:

@@ -97,7 +97,7 @@ def run_cell(problem: Problem, hessian: torch.Tensor, name: str, lr: float, rho:
 
 def run_agnostic(out: Path, problem: Problem = Problem()) -> list[dict[str, Any]]:
     """Run every cell (or reuse ``out``'s results for the same ``problem``); returns the rows."""
-    meta_path, cells_path = out / "meta.json", out / "cells.csv"
+    meta_path, cells_path = out / store.AGNOSTIC_META, out / store.AGNOSTIC_CELLS
     meta = store.read_json(meta_path)
     settings = json.loads(json.dumps(asdict(problem)))  # as meta.json holds them (lists)
     if meta is not None and meta.get("problem") == settings and cells_path.exists():

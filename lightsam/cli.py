@@ -1,36 +1,26 @@
-"""The ``lightsam`` command."""
+"""The ``lightsam`` command. It works from any directory: names of specs, sweeps and profiles,
+and the default store and outputs, are the project's (:mod:`lightsam.project`)."""
 
 from __future__ import annotations
 
 import argparse
 import collections
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightsam import __version__, launch
-from lightsam.config import ConfigError, load_spec
+from lightsam import __version__, launch, project, store
+from lightsam.config import ConfigError, Runtime, load_spec
 from lightsam.optim import OPTIMIZERS
 from lightsam.reproduce import PRESETS, reproduce
-from lightsam.store import RunLocked
-from lightsam.sweep import load_sweep
-from lightsam.train import Runtime, run
+from lightsam.sweep import Sweep, load_sweep
+from lightsam.train import run
 
 
 def list_optimizers(_: argparse.Namespace) -> None:
     for name, entry in OPTIMIZERS.items():
         kind = "sharpness-aware" if entry.sharpness_aware else "base"
         print(f"{name:<14} {kind:<16} {', '.join(sorted(entry.hyperparameters))}")
-
-
-def resolve(name_or_path: str, folder: str) -> Path:
-    """A file's path, or the name of a YAML file in ./<folder> (``mnist5k_lenet``)."""
-    path = Path(name_or_path)
-    if path.exists() or path.suffix:
-        return path
-    return Path(folder) / f"{name_or_path}.yaml"
 
 
 def load_or_exit(loader, *args):
@@ -40,56 +30,128 @@ def load_or_exit(loader, *args):
         raise SystemExit(f"lightsam: {error}") from error
 
 
+def runtime_of(args: argparse.Namespace) -> Runtime:
+    return load_or_exit(
+        lambda: Runtime(
+            device=args.device,
+            channels_last=args.channels_last,
+            data_dir=args.data_dir or project.default("data"),
+            download=args.download,
+            wandb=args.wandb,
+        )
+    )
+
+
+def sweep_and_store(args: argparse.Namespace) -> tuple[Sweep, Path]:
+    sweep = load_or_exit(load_sweep, project.find(args.sweep, "sweeps"))
+    return sweep, args.out or project.default("runs") / sweep.name
+
+
+def load_profile(name_or_path: str):
+    from lightsam import slurm
+
+    return load_or_exit(slurm.load_profile, project.find(name_or_path, "slurm/profiles"))
+
+
 def sweep_command(args: argparse.Namespace) -> None:
-    sweep = load_or_exit(load_sweep, resolve(args.sweep, "sweeps"))
-    out = args.out or Path("runs") / sweep.name
+    sweep, out = sweep_and_store(args)
     if args.dry_run:
-        configs = launch.to_launch(sweep.runs, out, retry_failed=args.retry_failed)
+        plan = sweep.plan()
+        state = launch.store_state(plan, out)
+        run_ids = launch.to_launch(state, retry_failed=args.retry_failed)
         where = args.executor + (f" (profile {args.profile})" if args.executor == "slurm" else "")
-        print(f"sweep {sweep.name}: {len(configs)} of {len(sweep.runs)} runs to launch -> {out}")
-        for c in configs:
+        for note in plan.notes:
+            print(f"note: {note}")
+        print(f"sweep {sweep.name}: {len(run_ids)} of {len(plan.runs)} runs to launch -> {out}")
+        for run_id in run_ids:
+            optimizer, seed = plan.runs[run_id]["optimizer"], plan.runs[run_id]["seed"]
             print(
-                f"{c.optimizer.name:<14} lr={c.optimizer.lr:<10g} rho={c.optimizer.rho!s:<10} "
-                f"seed={c.seed:<3} {c.run_id()}  {where}"
+                f"{optimizer['name']:<14} lr={optimizer['lr']:<10g} rho={optimizer['rho']!s:<10} "
+                f"seed={seed:<3} {run_id}  {where}"
             )
         return
-    profile = load_or_exit(launch.load_profile, args.profile) if args.executor == "slurm" else None
-    launch.launch_sweep(
-        sweep,
-        out,
-        Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb),
-        executor=args.executor,
-        profile=profile,
-        max_parallel=args.max_parallel,
-        retry_failed=args.retry_failed,
+    profile = load_profile(args.profile) if args.executor == "slurm" else None
+    try:
+        launch.launch_sweep(
+            sweep,
+            out,
+            runtime_of(args),
+            executor=args.executor,
+            profile=profile,
+            max_parallel=args.max_parallel,
+            retry_failed=args.retry_failed,
+        )
+    except store.PlanConflict as error:
+        raise SystemExit(f"lightsam sweep: {error}") from error
+
+
+def describe(run_dir: Path) -> str:
+    """One line on a run directory: what it computed and how it ended."""
+    config = store.read_config(run_dir) or {}
+    optimizer = config.get("optimizer") or {}
+    result = store.read_result(run_dir) or {}
+    return (
+        f"{run_dir.name}  {optimizer.get('name')} lr={optimizer.get('lr')} "
+        f"rho={optimizer.get('rho')} seed={config.get('seed')} epochs={config.get('epochs')} "
+        f"schema={config.get('schema', 1)}  {result.get('status', 'no result')}"
     )
 
 
 def status_command(args: argparse.Namespace) -> None:
-    sweep = load_or_exit(load_sweep, resolve(args.sweep, "sweeps"))
-    out = args.out or Path("runs") / sweep.name
-    counts = launch.status(sweep.runs, out)
-    print(f"{'optimizer':<14}" + "".join(f"{state:>10}" for state in launch.STATES))
+    sweep, out = sweep_and_store(args)
+    plan = sweep.plan()
+    state = launch.store_state(plan, out)
+    try:
+        stored = store.read_plan(out)
+    except ValueError as error:
+        print(f"warning: the store's plan is unreadable: {error}")
+        stored = None
+    if stored is not None and stored.runs.keys() != plan.runs.keys():
+        print(
+            f"note: {sweep.source} differs from the plan last launched into {out}; "
+            "`lightsam sweep` makes it the plan"
+        )
+    if state.queue_note:
+        print(f"warning: {state.queue_note}")
+    counts = state.counts(plan)
+    print(f"{'optimizer':<14}" + "".join(f"{s:>10}" for s in launch.STATES))
     for name, counter in counts.items():
-        print(f"{name:<14}" + "".join(f"{counter[state]:>10}" for state in launch.STATES))
+        print(f"{name:<14}" + "".join(f"{counter[s]:>10}" for s in launch.STATES))
     total = sum(counts.values(), collections.Counter())
-    print(f"{'total':<14}" + "".join(f"{total[state]:>10}" for state in launch.STATES))
+    print(f"{'total':<14}" + "".join(f"{total[s]:>10}" for s in launch.STATES))
+    if state.outside:
+        print(f"{len(state.outside)} run(s) outside the plan (never pooled into its cells):")
+        for name in state.outside:
+            print(f"  {describe(out / name)}")
+
+
+def cancel_command(args: argparse.Namespace) -> None:
+    from lightsam import slurm
+
+    sweep, out = sweep_and_store(args)
+    try:
+        live = slurm.live_submissions(out)
+        slurm.cancel(row["job_id"] for row in live)
+    except slurm.SchedulerUnavailable as error:
+        raise SystemExit(f"lightsam cancel: {error}") from error
+    arrays = len({row["array_id"] for row in live})
+    print(f"cancelled {len(live)} queued or running job(s) of sweep {sweep.name} ({arrays} arrays)")
 
 
 def run_command(args: argparse.Namespace) -> None:
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     try:
-        config = load_spec(resolve(args.spec, "experiments"), overrides)
+        config = load_spec(project.find(args.spec, "experiments"), overrides)
     except ConfigError as error:
         raise SystemExit(f"lightsam run: {error}") from error
-    runtime = Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb)
+    out = args.out or project.default("runs")
     # Under torchrun every process runs this command; one of them speaks.
     speaks = os.environ.get("RANK", "0") == "0"
     if speaks:
-        print(f"run {config.run_id()} -> {args.out / config.run_id()}", flush=True)
+        print(f"run {config.run_id()} -> {out / config.run_id()}", flush=True)
     try:
-        result = run(config, args.out, runtime)
-    except RunLocked as error:
+        result = run(config, out, runtime_of(args))
+    except store.RunLocked as error:
         raise SystemExit(f"lightsam run: {error}") from error
     if speaks:
         keys = ("status", "epochs_completed", "val_acc", "test_acc")
@@ -97,30 +159,55 @@ def run_command(args: argparse.Namespace) -> None:
 
 
 def reproduce_command(args: argparse.Namespace) -> None:
-    runtime = Runtime(data_dir=args.data_dir, download=args.download, wandb=args.wandb)
-    reproduce(
-        args.preset,
-        out=args.out,
-        sweeps_dir=Path("sweeps"),
-        runtime=runtime,
-        profile=args.profile,
-        max_parallel=args.max_parallel,
-    )
+    on_slurm = PRESETS[args.preset].executor == "slurm"
+    try:
+        reproduce(
+            args.preset,
+            out=args.out or project.default("runs"),
+            sweeps_dir=project.root() / "sweeps",
+            runtime=runtime_of(args),
+            profile=load_profile(args.profile) if on_slurm else None,
+            max_parallel=args.max_parallel,
+        )
+    except store.PlanConflict as error:
+        raise SystemExit(f"lightsam reproduce: {error}") from error
 
 
 def figures_command(args: argparse.Namespace) -> None:
-    script = Path("analysis") / "report.py"
-    if not script.exists():
-        raise SystemExit("lightsam figures: run it from the repository root (analysis/report.py)")
-    command = [sys.executable, str(script), "--runs", str(args.runs), "--out", str(args.out)]
-    command += ["--report", str(args.report)]
-    if args.readme is not None:
-        command += ["--readme", str(args.readme)]
-    raise SystemExit(subprocess.run(command).returncode)
+    try:
+        from analysis.report import write_report
+    except ImportError as error:
+        raise SystemExit(
+            "lightsam figures needs the study's analysis package, which a checkout of the "
+            f"repository installs (pip install -e .): {error}"
+        ) from error
+    write_report(
+        runs=args.runs or project.default("runs"),
+        out=args.out or project.default("figures"),
+        report=args.report or project.default("REPORT.md"),
+        readme=args.readme,
+    )
+
+
+def migrate_command(args: argparse.Namespace) -> None:
+    from lightsam.migrate import migrate_store
+
+    try:
+        migration = migrate_store(args.store)
+    except FileNotFoundError as error:
+        raise SystemExit(f"lightsam migrate: {error}") from error
+    print(f"{args.store}: {migration.summary()}")
+    if args.sweep is not None:
+        sweep = load_or_exit(load_sweep, project.find(args.sweep, "sweeps"))
+        try:
+            store.write_plan(args.store, sweep.plan())
+        except store.PlanConflict as error:
+            raise SystemExit(f"lightsam migrate: {error}") from error
+        print(f"wrote the plan of sweep {sweep.name} ({len(sweep.runs)} runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightsam", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lightsam", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lightsam {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     optimizers = commands.add_parser(
@@ -131,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = commands.add_parser(
         "run", help="train one experiment spec into a run directory (resumes if interrupted)"
     )
-    run_parser.add_argument("spec", help="a YAML spec, or the name of one in ./experiments")
+    run_parser.add_argument("spec", help="a YAML spec, or the name of one in experiments/")
     run_parser.add_argument(
         "--set",
         action="append",
@@ -140,14 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a spec value, e.g. --set epochs=1 --set optimizer.rho=0.1",
     )
     run_parser.add_argument("--seed", type=int, help="shorthand for --set seed=N")
-    run_parser.add_argument("--out", type=Path, default=Path("runs"), help="the result store")
+    run_parser.add_argument("--out", type=Path, help="the result store (default: runs/)")
     add_runtime_arguments(run_parser)
     run_parser.set_defaults(handler=run_command)
 
     sweep_parser = commands.add_parser(
-        "sweep", help="launch the runs of a sweep that are not complete yet"
+        "sweep", help="write a sweep's plan and launch the runs the store still lacks"
     )
-    sweep_parser.add_argument("sweep", help="a sweep file, or the name of one in ./sweeps")
+    add_sweep_arguments(sweep_parser)
     sweep_parser.add_argument("--executor", choices=launch.EXECUTORS, default="local")
     sweep_parser.add_argument(
         "--dry-run", action="store_true", help="print the runs it would launch, launch nothing"
@@ -161,24 +248,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-failed", action="store_true", help="rerun only the runs that failed"
     )
     sweep_parser.add_argument(
-        "--profile", default="local", help="SLURM profile: a name in ./slurm/profiles or a path"
+        "--profile", default="local", help="SLURM profile: a name in slurm/profiles or a path"
     )
-    sweep_parser.add_argument("--out", type=Path, help="the result store (default runs/<sweep>)")
     add_runtime_arguments(sweep_parser)
     sweep_parser.set_defaults(handler=sweep_command)
 
     status_parser = commands.add_parser(
-        "status", help="count a sweep's runs: done, diverged, failed, running, missing"
+        "status",
+        help="count a sweep's runs (done, diverged, failed, running, queued, missing) and list "
+        "the store's runs outside its plan",
     )
-    status_parser.add_argument("sweep")
-    status_parser.add_argument("--out", type=Path, help="the result store (default runs/<sweep>)")
+    add_sweep_arguments(status_parser)
     status_parser.set_defaults(handler=status_command)
+
+    cancel_parser = commands.add_parser(
+        "cancel", help="cancel the SLURM jobs of a sweep that are still queued or running"
+    )
+    add_sweep_arguments(cancel_parser)
+    cancel_parser.set_defaults(handler=cancel_command)
 
     reproduce_parser = commands.add_parser(
         "reproduce", help="run the study's experiments (then `lightsam figures`)"
     )
     reproduce_parser.add_argument("--preset", choices=PRESETS, default="quick")
-    reproduce_parser.add_argument("--out", type=Path, default=Path("runs"))
+    reproduce_parser.add_argument("--out", type=Path, help="the result stores (default: runs/)")
     reproduce_parser.add_argument("--profile", default="local", help="SLURM profile (paper)")
     reproduce_parser.add_argument("--max-parallel", type=int)
     add_runtime_arguments(reproduce_parser)
@@ -187,18 +280,34 @@ def build_parser() -> argparse.ArgumentParser:
     figures_parser = commands.add_parser(
         "figures", help="regenerate every figure, table and REPORT.md from stored results"
     )
-    figures_parser.add_argument("--runs", type=Path, default=Path("runs"))
-    figures_parser.add_argument("--out", type=Path, default=Path("figures"))
-    figures_parser.add_argument("--report", type=Path, default=Path("REPORT.md"))
+    figures_parser.add_argument("--runs", type=Path, help="the result stores (default: runs/)")
+    figures_parser.add_argument("--out", type=Path, help="where figures go (default: figures/)")
+    figures_parser.add_argument("--report", type=Path, help="the report (default: REPORT.md)")
     figures_parser.add_argument(
         "--readme", type=Path, help="rewrite this README's results block (make figures does)"
     )
     figures_parser.set_defaults(handler=figures_command)
+
+    migrate_parser = commands.add_parser(
+        "migrate", help="rename a store's runs written under an earlier identity schema"
+    )
+    migrate_parser.add_argument("store", type=Path, help="a result store (runs/<sweep>)")
+    migrate_parser.add_argument("--sweep", help="also write this sweep's plan into the store")
+    migrate_parser.set_defaults(handler=migrate_command)
     return parser
 
 
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", help="a sweep file, or the name of one in sweeps/")
+    parser.add_argument("--out", type=Path, help="the result store (default: runs/<sweep>)")
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format for images"
+    )
+    parser.add_argument("--data-dir", type=Path, help="where datasets are (default: data/)")
     parser.add_argument(
         "--download", action="store_true", help="download (and verify) missing datasets"
     )

@@ -4,10 +4,19 @@ A spec names every hyperparameter of a run; ``--set key=value`` overrides reach 
 (``optimizer.rho=0.1``). Everything is checked before anything trains: unknown keys, wrong types
 and invalid values raise :class:`ConfigError` naming the field and the valid choices.
 
-Fields marked ``runtime`` (where and how fast a run executes, not what it computes) are left out
-of the run's identity, so a run keeps its id when it moves to another machine or device. Fields
-added after runs were first stored are in the identity only when they differ from their default,
-so the runs stored before keep their ids.
+What a run computes and where it runs are two objects. :class:`Config` is the computation, and
+all of it is the run's identity; :class:`Runtime` (device, memory format, data directory,
+logging) is the one place for what does not change the result, so a run keeps its id when it
+moves to another machine or device.
+
+The identity (:meth:`Config.identity`) is canonical: the optimizer's hyperparameters are
+resolved against its constructor (defaults filled in, ``0`` and ``0.0`` one number), and it
+carries ``SCHEMA``. A field added to ``Config`` after runs were stored is declared with
+:func:`added_later` and the value that reproduces those runs; at that value it is left out of
+the identity, so stored runs keep their ids, and because the legacy value is written in code, a
+later change of the field's default cannot make a new run take an old, different run's id. A
+store written under an earlier schema is brought up to date by ``lightsam migrate``
+(:mod:`lightsam.migrate`).
 """
 
 from __future__ import annotations
@@ -28,13 +37,22 @@ import yaml
 from lightsam.data import AUGMENTATIONS, DATASETS
 from lightsam.models import MODELS, TIMM_PREFIX
 from lightsam.optim import OPTIMIZERS, create_optimizer, optimizer_entry
+from lightsam.optim.registry import IMPLEMENTATION, OWN_FIELDS
+from lightsam.plan import SCHEMA_KEY
 from lightsam.step import PERTURBATIONS
 
 LR_SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
-RUNTIME = {"runtime": True}
-# A field added to the identity after runs were stored: hashed only when it is not the default.
-ADDED_LATER = {"hashed_unless_default": True}
+# The version of the identity's definition; a run directory records the one it was written
+# under (config.json's "schema"). 1: before it was recorded (hyperparameters as written).
+SCHEMA = 2
+
+
+def added_later(legacy: Any) -> dict[str, Any]:
+    """The metadata of a ``Config`` field added after runs were stored under this schema:
+    ``legacy`` is the value that computes what those runs computed (usually the behaviour before
+    the field existed, whatever its default becomes)."""
+    return {"legacy": legacy}
 
 
 class _Loader(yaml.SafeLoader):
@@ -63,7 +81,8 @@ class ConfigError(ValueError):
 class OptimizerConfig:
     """``name`` in the ``lightsam.create_optimizer`` registry and its constructor arguments:
     ``lr``, ``rho`` for the sharpness-aware ones, and any other (``momentum``, ``betas``,
-    ``weight_decay``, ...) in ``hparams``."""
+    ``weight_decay``, ...) in ``hparams``. A validated config holds every argument of the
+    constructor in ``hparams`` (``OptimizerEntry.resolve``), the defaults written out."""
 
     name: str
     lr: float
@@ -73,12 +92,13 @@ class OptimizerConfig:
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``create_optimizer``."""
         rho = {} if self.rho is None else {"rho": self.rho}
-        return {"lr": self.lr, **rho, **self.hparams}
+        hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in self.hparams.items()}
+        return {"lr": self.lr, **rho, **hparams}
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines a training run.
+    """Everything that defines what a training run computes.
 
     Learning-rate schedules act per step: ``cosine`` decays from ``optimizer.lr`` to 0 over the
     run; ``step`` multiplies by ``lr_gamma`` at each epoch in ``lr_milestones``. A training loss
@@ -97,7 +117,8 @@ class Config:
     processes, which sets m; SyncBatchNorm through the statistics it normalises with. The number
     of processes itself is not a config field, as a global-mode run computes the same whatever
     it is (BatchNorm aside): it is recorded in ``result.json`` and ``environment.json``, and a
-    local-mode run refuses to resume with a different one.
+    local-mode run refuses to resume with a different one. ``num_workers`` belongs to it too:
+    ImageFolder workers draw the augmentations, seeded per worker.
     """
 
     dataset: str
@@ -117,36 +138,65 @@ class Config:
     precision: str = "fp32"
     grad_clip: float | None = None
     divergence_loss: float = 1e3
-    accumulation: int = field(default=1, metadata=ADDED_LATER)
-    perturbation: str = field(default="global", metadata=ADDED_LATER)
-    sync_batchnorm: bool = field(default=False, metadata=ADDED_LATER)
-    device: str = field(default="auto", metadata=RUNTIME)
-    channels_last: bool = field(default=False, metadata=RUNTIME)
-    # Identity, not runtime: ImageFolder workers draw the augmentations, seeded per worker.
-    num_workers: int = field(default=4, metadata=ADDED_LATER)
+    accumulation: int = 1
+    perturbation: str = "global"
+    sync_batchnorm: bool = False
+    num_workers: int = 4
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as stored (``config.json``, the plan): every field, and the schema it was
+        written under, in JSON's types (lists, not tuples). ``from_dict`` reads it back."""
+        return json.loads(json.dumps({SCHEMA_KEY: SCHEMA, **dataclasses.asdict(self)}))
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define what a run computes: all but the runtime ones, and those added
-        later only where they differ from their default."""
+        """What the run computes, canonically: :meth:`to_dict` without the fields and optimizer
+        arguments that are at their legacy value (see the module docstring)."""
         values = self.to_dict()
-        left_out = {
-            f.name
-            for f in dataclasses.fields(self)
-            if f.metadata.get("runtime")
-            or (f.metadata.get("hashed_unless_default") and values[f.name] == f.default)
+        for f in dataclasses.fields(self):
+            if "legacy" in f.metadata and values[f.name] == f.metadata["legacy"]:
+                del values[f.name]
+        legacy = optimizer_entry(self.optimizer.name).legacy
+        values["optimizer"]["hparams"] = {
+            k: v
+            for k, v in values["optimizer"]["hparams"].items()
+            if not (k in legacy and legacy[k] == v)
         }
-        return {k: v for k, v in values.items() if k not in left_out}
+        return values
 
     def run_id(self) -> str:
-        """A stable hash of :meth:`identity`: the same run has the same id on any machine."""
-        canonical = json.dumps(self.identity(), sort_keys=True, default=list)
+        """A stable hash of :meth:`identity`: the same computation has the same id on any
+        machine, however its spec spelled it."""
+        canonical = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> Config:
         return from_dict({**self.to_dict(), **changes})
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a run executes: none of it changes what the run computes, so none of it is
+    in the run identity. ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda`` or
+    ``cuda:N``; ``channels_last``: the memory format of images and convolution weights;
+    ``data_dir``, ``download``: where datasets are read, and whether a missing one is fetched;
+    ``wandb``: also log to Weights & Biases; ``progress``: a progress bar (None: only on a
+    terminal)."""
+
+    device: str = "auto"
+    channels_last: bool = False
+    data_dir: Path = Path("data")
+    download: bool = False
+    wandb: bool = False
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as error:
+                raise ConfigError(
+                    f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}"
+                ) from error
 
 
 # -- building and checking ------------------------------------------------------------------------
@@ -213,7 +263,10 @@ def _at_least(name: str, value: float, minimum: float) -> None:
         raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
 
 
-def _check_optimizer(opt: OptimizerConfig) -> None:
+def _resolved_optimizer(opt: OptimizerConfig, stored: bool) -> OptimizerConfig:
+    """``opt`` checked, with every constructor argument in ``hparams`` (see
+    ``OptimizerEntry.resolve``). A ``stored`` config (one read back from a store) lacks only
+    arguments added since it was written: they take their legacy value, not today's default."""
     _choice("optimizer.name", opt.name, tuple(OPTIMIZERS))
     entry = optimizer_entry(opt.name)
     if entry.sharpness_aware and opt.rho is None:
@@ -221,22 +274,31 @@ def _check_optimizer(opt: OptimizerConfig) -> None:
     if not entry.sharpness_aware and opt.rho is not None:
         raise ConfigError(f"optimizer.rho is not a hyperparameter of {opt.name!r}")
     for name in opt.hparams:
-        if name in ("lr", "rho"):
+        if name in OWN_FIELDS:
             raise ConfigError(f"optimizer.hparams.{name}: set optimizer.{name} instead")
+        if name in IMPLEMENTATION:
+            raise ConfigError(
+                f"optimizer.hparams.{name} chooses an implementation, not the computation; "
+                "lightsam picks it for the device, so a spec cannot set it"
+            )
+    given = {**entry.legacy, **opt.hparams} if stored else opt.hparams
     try:
+        resolved = dataclasses.replace(opt, hparams=entry.resolve(given))
         # Build it once on a dummy parameter: the optimizer's own checks (lr > 0, rho >= 0,
-        # betas in [0, 1), unknown arguments) run before anything trains.
-        create_optimizer(opt.name, [torch.zeros(1, requires_grad=True)], **opt.kwargs())
+        # betas in [0, 1)) run before anything trains.
+        create_optimizer(opt.name, [torch.zeros(1, requires_grad=True)], **resolved.kwargs())
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"optimizer: {error}") from error
+        raise ConfigError(f"optimizer ({opt.name}): {error}") from error
+    return resolved
 
 
-def validate(config: Config) -> Config:
-    """Check every value; returns ``config`` or raises ConfigError."""
+def validate(config: Config, stored: bool = False) -> Config:
+    """Check every value; returns ``config`` with its optimizer's arguments resolved, or raises
+    ConfigError."""
+    config = dataclasses.replace(config, optimizer=_resolved_optimizer(config.optimizer, stored))
     _choice("dataset", config.dataset, DATASETS)
     if not config.model.startswith(TIMM_PREFIX):
         _choice("model", config.model, (*MODELS, f"{TIMM_PREFIX}<name>"))
-    _check_optimizer(config.optimizer)
     _at_least("epochs", config.epochs, 1)
     _at_least("batch_size", config.batch_size, 1)
     _choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
@@ -262,17 +324,37 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"divergence_loss must be > 0, got {config.divergence_loss!r}")
     _at_least("accumulation", config.accumulation, 1)
     _choice("perturbation", config.perturbation, PERTURBATIONS)
-    if config.device != "auto":
-        try:
-            torch.device(config.device)
-        except RuntimeError as error:
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; {error}") from error
     _at_least("num_workers", config.num_workers, 0)
     return config
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    return validate(_build(Config, data, ""))
+    """A validated Config from a spec's mapping, or from a stored one (``Config.to_dict``, which
+    carries its ``schema``): in a stored config, a field added since it was written takes its
+    legacy value, as the run it describes computed with that."""
+    data = dict(data)
+    schema = data.pop(SCHEMA_KEY, None)
+    if schema is not None and schema != SCHEMA:
+        raise ConfigError(
+            f"schema: this config was written under schema {schema!r}; this lightsam reads "
+            f"schema {SCHEMA}; `lightsam migrate STORE` brings a store up to date"
+        )
+    runtime = sorted(set(data) & RUNTIME_KEYS)
+    if runtime:
+        flags = ", ".join(f"--{key.replace('_', '-')}" for key in runtime)
+        raise ConfigError(
+            f"{', '.join(runtime)}: where a run executes is not part of the experiment; "
+            f"give it on the command line ({flags}), not in the spec"
+        )
+    stored = schema is not None
+    if stored:
+        for f in dataclasses.fields(Config):
+            if "legacy" in f.metadata and f.name not in data:
+                data[f.name] = f.metadata["legacy"]
+    return validate(_build(Config, data, ""), stored=stored)
+
+
+RUNTIME_KEYS = frozenset(f.name for f in dataclasses.fields(Runtime))
 
 
 # -- specs and overrides --------------------------------------------------------------------------

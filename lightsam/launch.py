@@ -1,9 +1,11 @@
-"""Launching runs: a local process pool, SLURM job arrays through submitit, or in-process.
+"""Launching a sweep's plan: a local process pool, SLURM job arrays (:mod:`lightsam.slurm`), or
+in-process through submitit's debug executor.
 
-The launcher knows nothing of the science: it gets configs, a result store and a runtime, and
-runs :func:`run_one` for each. What is already complete is never launched again; a run being
-trained elsewhere is skipped (``store.exclusive``); a failed run keeps its traceback in its run
-directory and is rerun only when asked (``retry_failed``).
+The launcher knows nothing of the science: it gets a plan, a result store and a runtime, and
+runs :func:`run_one` for each run the store still lacks. What is complete is never launched
+again; a run being trained elsewhere is skipped (``store.exclusive``); a run waiting in a live
+SLURM job is not submitted twice; a failed run keeps its traceback in its run directory and is
+rerun only when asked (``retry_failed``).
 """
 
 from __future__ import annotations
@@ -12,29 +14,24 @@ import collections
 import dataclasses
 import multiprocessing
 import os
-import re
-import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import submitit
 import torch
 from tqdm import tqdm
 
 from lightsam import store
-from lightsam.config import Config, ConfigError, from_dict, read_yaml
+from lightsam.config import Config, Runtime, from_dict
+from lightsam.plan import Plan
 from lightsam.sweep import Sweep
-from lightsam.train import Runtime, run
+from lightsam.train import run
 
 EXECUTORS = ("local", "slurm", "debug")
-PLAN = "sweep.json"
-LAUNCHES = "launches.jsonl"
-STATES = ("done", "diverged", "failed", "running", "missing")
+STATES = ("done", "diverged", "failed", "running", "queued", "missing")
 
 
 # -- what a job does ------------------------------------------------------------------------------
@@ -50,68 +47,63 @@ def run_one(config: dict[str, Any], out: str, runtime: Runtime) -> str:
     return "done" if result["status"] == "ok" else result["status"]
 
 
-class RunJob(submitit.helpers.Checkpointable):
-    """``run_one`` as a submitit job. On preemption or time-out submitit calls ``checkpoint``
-    (inherited), which resubmits the same call; the run then resumes from its last epoch
-    checkpoint, so a requeued job loses at most one epoch of work.
-
-    A job with several tasks (``Profile.tasks_per_node``, ``nodes``) trains one run on all of
-    them: every task makes this call, joins the run's process group (``train.run``), and returns
-    the main task's state, which is the job's result (submitit's ``result()`` is task 0's). Only
-    the main task takes the run's lock and writes; only it checkpoints and requeues the job on
-    preemption (submitit's rule too).
-    """
-
-    def __call__(self, config: dict[str, Any], out: str, runtime: Runtime) -> str:
-        # Use the CPUs SLURM allotted, not every core of the node; the thread count also fixes
-        # the order of floating-point reductions, so equal counts give bit-identical runs.
-        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-        if cpus:
-            torch.set_num_threads(int(cpus))
-        return run_one(config, out, runtime)
-
-
 # -- what is left to do ---------------------------------------------------------------------------
 
 
-def state_of(run_dir: Path) -> str:
+@dataclass(frozen=True)
+class StoreState:
+    """A store against a plan: each planned run's state (``STATES``), the run directories that
+    are not in the plan, and a note when the scheduler could not be asked about queued runs."""
+
+    states: dict[str, str]
+    outside: tuple[str, ...]
+    queue_note: str | None = None
+
+    def counts(self, plan: Plan) -> dict[str, collections.Counter]:
+        """Per optimizer, how many planned runs are in each state."""
+        counts: dict[str, collections.Counter] = {}
+        for run_id, state in self.states.items():
+            name = plan.runs[run_id]["optimizer"]["name"]
+            counts.setdefault(name, collections.Counter())[state] += 1
+        return counts
+
+
+def queued_runs(out: Path) -> tuple[set[str], str | None]:
+    """The runs of ``out`` that a live SLURM job will still train (pending, or started but not
+    yet holding the run's lock), and a note if the scheduler could not be asked."""
+    if not store.read_submissions(out):
+        return set(), None
+    from lightsam import slurm  # only stores with submissions need a scheduler
+
+    try:
+        live = slurm.live_submissions(out)
+    except slurm.SchedulerUnavailable as error:
+        return set(), f"{error}; runs submitted to SLURM may be queued yet shown as missing"
+    return {row["run_id"] for row in live}, None
+
+
+def state_of(run_dir: Path, queued: bool = False) -> str:
     if store.is_running(run_dir):
         return "running"
     result = store.read_result(run_dir)
-    if result is None:
-        return "missing"
+    if result is None or (queued and result.get("status") == "failed"):
+        return "queued" if queued else "missing"
     return "done" if result.get("status") == "ok" else result.get("status", "failed")
 
 
-def status(configs: Iterable[Config], out: Path) -> dict[str, collections.Counter]:
-    """Per optimizer, how many runs are done, diverged, failed, running and missing."""
-    counts: dict[str, collections.Counter] = {}
-    for config in configs:
-        counter = counts.setdefault(config.optimizer.name, collections.Counter())
-        counter[state_of(out / config.run_id())] += 1
-    return counts
+def store_state(plan: Plan, out: Path) -> StoreState:
+    """Where every run of ``plan`` stands in ``out``, and what ``out`` holds beyond it."""
+    queued, note = queued_runs(out)
+    states = {run_id: state_of(out / run_id, run_id in queued) for run_id in plan.runs}
+    outside = tuple(p.name for p in store.run_dirs(out) if p.name not in plan.runs)
+    return StoreState(states, outside, note)
 
 
-def to_launch(configs: Iterable[Config], out: Path, *, retry_failed: bool) -> list[Config]:
-    """The runs a launch submits: the missing ones, or with ``retry_failed`` the failed ones."""
+def to_launch(state: StoreState, *, retry_failed: bool) -> list[str]:
+    """The run ids a launch starts: the missing ones, or with ``retry_failed`` the failed ones
+    (never a queued or running one)."""
     wanted = "failed" if retry_failed else "missing"
-    return [c for c in configs if state_of(out / c.run_id()) == wanted]
-
-
-def write_plan(sweep: Sweep, out: Path) -> None:
-    """Record the sweep's cells in ``out/sweep.json``, so that the store says what it should
-    hold: the analysis reports missing cells of a half-done sweep from it."""
-    cells = [
-        {
-            "run_id": c.run_id(),
-            "optimizer": c.optimizer.name,
-            "lr": c.optimizer.lr,
-            "rho": c.optimizer.rho,
-            "seed": c.seed,
-        }
-        for c in sweep.runs
-    ]
-    store.write_json(out / PLAN, {"sweep": sweep.name, "runs": cells})
+    return [run_id for run_id, s in state.states.items() if s == wanted]
 
 
 # -- local ----------------------------------------------------------------------------------------
@@ -155,139 +147,7 @@ def launch_local(
     return counts
 
 
-def launch_debug(configs: list[Config], out: Path, runtime: Runtime) -> collections.Counter:
-    """Every run in this process, one after the other, through submitit's debug executor."""
-    executor = submitit.AutoExecutor(folder=out / ".submitit", cluster="debug")
-    counts: collections.Counter = collections.Counter()
-    for config in configs:
-        job = executor.submit(RunJob(), config.to_dict(), str(out), runtime)
-        try:
-            counts[job.result()] += 1
-        except Exception:
-            counts["failed"] += 1
-    return counts
-
-
-# -- SLURM ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A cluster's resources for one run, from ``slurm/profiles/<name>.yaml``.
-
-    ``setup`` lines run in the job before Python starts (``module load cuda``, activating an
-    environment); ``extra`` passes any other sbatch option (``{constraint: a100}``).
-
-    ``nodes`` x ``tasks_per_node`` processes train each run together, data-parallel: one task
-    per GPU (``tasks_per_node`` = ``gpus_per_node``), ``cpus_per_task`` each. ``mem_gb`` is per
-    node. With several tasks, srun ends them all as soon as one fails, rather than leaving the
-    others waiting in a collective until it times out.
-    """
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    nodes: int = 1
-    tasks_per_node: int = 1
-    gpus_per_node: int = 0
-    cpus_per_task: int = 1
-    mem_gb: float | None = None
-    timeout_min: int = 60
-    array_parallelism: int = 64
-    max_array_size: int = 1000
-    signal_delay_s: int = 120
-    setup: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def submitit_parameters(self) -> dict[str, Any]:
-        parameters: dict[str, Any] = {
-            "slurm_partition": self.partition,
-            "slurm_account": self.account,
-            "slurm_qos": self.qos,
-            "nodes": self.nodes,
-            "tasks_per_node": self.tasks_per_node,
-            "gpus_per_node": self.gpus_per_node,
-            "cpus_per_task": self.cpus_per_task,
-            "mem_gb": self.mem_gb,
-            "timeout_min": self.timeout_min,
-            "slurm_array_parallelism": self.array_parallelism,
-            "slurm_signal_delay_s": self.signal_delay_s,
-            "slurm_setup": list(self.setup),
-            "slurm_additional_parameters": dict(self.extra),
-        }
-        if self.nodes * self.tasks_per_node > 1:
-            parameters["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
-        return {k: v for k, v in parameters.items() if v is not None and v != [] and v != {}}
-
-
-def load_profile(name_or_path: str) -> Profile:
-    """A profile by path, or by name in ./slurm/profiles."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = Path("slurm") / "profiles" / f"{name_or_path}.yaml"
-    data = read_yaml(path, "SLURM profile")
-    valid = {f.name for f in fields(Profile)}
-    unknown = sorted(set(data) - valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} in {path}; valid: {', '.join(sorted(valid))}"
-        )
-    if "setup" in data:
-        data["setup"] = tuple(data["setup"] or ())
-    return Profile(**data)
-
-
-def cluster_max_array_size() -> int | None:
-    """The cluster's MaxArraySize (array indices run from 0 to it minus 1), if it answers."""
-    try:
-        out = subprocess.run(
-            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
-def launch_slurm(
-    configs: list[Config],
-    out: Path,
-    runtime: Runtime,
-    profile: Profile,
-    *,
-    max_parallel: int | None = None,
-) -> list[str]:
-    """Submit the runs as SLURM job arrays, each below the cluster's maximum array size and
-    with at most ``max_parallel`` (default: the profile's) tasks running at once. Returns the
-    array job ids without waiting for them."""
-    out = out.resolve()
-    runtime = dataclasses.replace(runtime, data_dir=runtime.data_dir.resolve(), progress=False)
-    executor = submitit.AutoExecutor(folder=out / ".submitit" / "%j", cluster="slurm")
-    parameters = profile.submitit_parameters()
-    if max_parallel:
-        parameters["slurm_array_parallelism"] = max_parallel
-    executor.update_parameters(**parameters)
-    size = min(filter(None, (profile.max_array_size, cluster_max_array_size())))
-    job_ids = []
-    for start in range(0, len(configs), size):
-        chunk = configs[start : start + size]
-        jobs = executor.map_array(
-            RunJob(), [c.to_dict() for c in chunk], [str(out)] * len(chunk), [runtime] * len(chunk)
-        )
-        job_ids.append(jobs[0].job_id.split("_")[0])
-    return job_ids
-
-
 # -- a whole sweep ---------------------------------------------------------------------------------
-
-
-def record_launch(out: Path, runs: int, wall_s: float, parallel: int) -> None:
-    """Append a local launch's wall time to ``out/launches.jsonl``: the report states how long
-    the study took (a resumed study took the sum of its launches)."""
-    path = out / LAUNCHES
-    earlier = store.read_jsonl(path) if path.exists() else []
-    record = {"runs": runs, "wall_s": wall_s, "cores": available_cores(), "parallel": parallel}
-    store.write_jsonl(path, [*earlier, record])
 
 
 def launch_sweep(
@@ -296,32 +156,56 @@ def launch_sweep(
     runtime: Runtime,
     *,
     executor: str = "local",
-    profile: Profile | None = None,
+    profile: Any = None,
     max_parallel: int | None = None,
     retry_failed: bool = False,
 ) -> None:
-    """Launch what ``sweep`` still lacks in ``out`` (see :func:`to_launch`) and say so: the one
-    way ``lightsam sweep`` and ``lightsam reproduce`` run a sweep. SLURM returns after
-    submitting; the local and debug executors return when the runs are done."""
+    """Write the sweep's plan into ``out`` and launch what the store still lacks (see
+    :func:`to_launch`), saying so: the one way ``lightsam sweep`` and ``lightsam reproduce`` run
+    a sweep. SLURM returns after submitting (``profile``: a ``slurm.Profile``); the local and
+    debug executors return when the runs are done."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
-    write_plan(sweep, out)
-    configs = to_launch(sweep.runs, out, retry_failed=retry_failed)
-    print(f"sweep {sweep.name}: {len(configs)} of {len(sweep.runs)} runs to launch -> {out}")
+    plan = sweep.plan()
+    store.write_plan(out, plan)
+    for note in plan.notes:
+        print(f"note: {note}")
+    state = store_state(plan, out)
+    if state.queue_note:
+        print(f"warning: {state.queue_note}")
+    by_id = {config.run_id(): config for config in sweep.runs}
+    configs = [by_id[run_id] for run_id in to_launch(state, retry_failed=retry_failed)]
+    waiting = sum(s in ("queued", "running") for s in state.states.values())
+    busy = f" ({waiting} queued or running)" if waiting else ""
+    print(f"sweep {sweep.name}: {len(configs)} of {len(plan.runs)} runs to launch{busy} -> {out}")
+    if state.outside:
+        outside = len(state.outside)
+        print(f"{outside} run(s) in {out} are outside the plan (lightsam status lists them)")
     if not configs:
         return
     if executor == "slurm":
-        job_ids = launch_slurm(
-            configs, out, runtime, profile or Profile(), max_parallel=max_parallel
+        from lightsam import slurm
+
+        array_ids = slurm.submit(
+            configs, out, runtime, profile or slurm.Profile(), max_parallel=max_parallel
         )
-        print(f"submitted SLURM job arrays: {' '.join(job_ids)}")
+        print(f"submitted SLURM job arrays: {' '.join(array_ids)}")
         return
     started = time.perf_counter()
     if executor == "debug":
-        counts = launch_debug(configs, out, runtime)
+        from lightsam import slurm
+
+        counts = slurm.run_debug(configs, out, runtime)
     else:
         counts = launch_local(configs, out, runtime, max_parallel=max_parallel)
-        wall_s = time.perf_counter() - started
-        record_launch(out, len(configs), wall_s, max_parallel or available_cores())
-    states = ", ".join(f"{state} {counts[state]}" for state in STATES if counts[state])
+        store.record_launch(
+            out,
+            {
+                "runs": len(configs),
+                "wall_s": time.perf_counter() - started,
+                "cores": available_cores(),
+                "parallel": max_parallel or available_cores(),
+            },
+        )
+    states = ", ".join(f"{s} {counts[s]}" for s in STATES if counts[s])
     print(f"{states} in {time.perf_counter() - started:.0f} s")

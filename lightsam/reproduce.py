@@ -15,11 +15,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lightsam import launch
 from lightsam.agnostic import Problem, run_agnostic
+from lightsam.config import Runtime
 from lightsam.sweep import load_sweep
-from lightsam.train import Runtime
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,11 @@ def reproduce(
     out: Path,
     sweeps_dir: Path,
     runtime: Runtime,
-    profile: str = "local",
+    profile: Any = None,
     max_parallel: int | None = None,
 ) -> None:
-    """Run ``preset``'s experiments into ``out``: ``out/agnostic`` and ``out/<sweep>``."""
+    """Run ``preset``'s experiments into ``out``: ``out/agnostic`` and ``out/<sweep>``
+    (``profile``: the ``slurm.Profile`` of a preset that submits to SLURM)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
     chosen = PRESETS[preset]
@@ -70,7 +72,6 @@ def reproduce(
         f"parameter-agnostic experiment: {len(rows)} cells in {time.perf_counter() - started:.0f} s"
     )
 
-    cluster = launch.load_profile(profile) if chosen.executor == "slurm" else None
     for name in chosen.sweeps:
         sweep = load_sweep(sweeps_dir / f"{name}.yaml")
         launch.launch_sweep(
@@ -78,6 +79,6 @@ def reproduce(
             out / sweep.name,
             runtime,
             executor=chosen.executor,
-            profile=cluster,
+            profile=profile,
             max_parallel=max_parallel,
         )

@@ -1,22 +1,35 @@
-"""The result store: one directory per run, named by the run's stable id.
+"""The result store: one directory per run, named by the run's id, and the sweep's records.
 
-    <store>/<run_id>/
-        config.json      the resolved config (written first)
-        environment.json git commit and dirty flag, Python / torch / CUDA versions, device, host
-        metrics.jsonl    one JSON line per epoch, rewritten from the checkpoint on resume
-        checkpoint.pt    model, optimizer, scheduler and RNG states after the last epoch
-        error.txt        the traceback of a failed run
-        result.json      written last: its presence with status ok or diverged means complete
-        .lock            held (flock) by the process training the run
+This module is the only one that knows the store's file names::
+
+    <store>/
+        plan.json            the sweep's plan: each run id with its canonical config
+        .plans/              earlier plans of the store, kept when a new one replaces them
+        launches.jsonl       one line per local launch: runs, wall time, cores
+        submissions.jsonl    one line per run submitted to SLURM: its array job and task
+        .submitit/           submitit's job folders (scripts, logs, pickled calls)
+        <run_id>/
+            config.json      the canonical config (``Config.to_dict``), written first
+            environment.json one segment per start or resume: commit, dirty flag, host,
+                             device, threads, library versions, time, first epoch
+            git-<n>.diff     ``git diff HEAD`` of the tree segment n started from, if dirty
+            metrics.jsonl    one JSON line per epoch, rewritten from the checkpoint on resume
+            checkpoint.pt    model, optimizer, scheduler and RNG states after the last epoch
+            error.txt        the traceback of a failed run
+            result.json      written last: its presence with status ok or diverged means done
+            .lock            held (flock) by the process training the run
 
 Every file is written atomically (to a temporary name, then renamed), so a run killed at any
-moment leaves either the old file or the new one, never half of one.
+moment leaves either the old file or the new one, never half of one. Readers here take damaged
+files in their stride: a missing or unparsable file reads as absent, never as an exception.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -29,13 +42,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
+from lightsam.plan import Plan
 
+PLAN, PLANS = "plan.json", ".plans"
+LEGACY_PLAN = "sweep.json"  # schema 1's plan, which held no configs (see lightsam.migrate)
+LAUNCHES, SUBMISSIONS, SUBMITIT = "launches.jsonl", "submissions.jsonl", ".submitit"
 CONFIG, ENVIRONMENT, METRICS = "config.json", "environment.json", "metrics.jsonl"
 CHECKPOINT, ERROR, RESULT = "checkpoint.pt", "error.txt", "result.json"
 LOCK = ".lock"
+# Outputs of the parameter-agnostic experiment, a directory of its own.
+AGNOSTIC_CELLS, AGNOSTIC_META = "cells.csv", "meta.json"
 STATUSES = ("ok", "diverged", "failed")
 COMPLETE = ("ok", "diverged")
+
+
+# -- files ----------------------------------------------------------------------------------------
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -64,15 +85,9 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _atomic(path, lambda handle: torch.save(state, handle))
-
-
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    # Our own checkpoints hold RNG states and Python values besides tensors.
-    return torch.load(path, map_location="cpu", weights_only=False)
+def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` added to the JSON lines of ``path`` (rewritten whole, atomically)."""
+    write_jsonl(path, [*read_jsonl(path), *rows])
 
 
 def read_json(path: Path) -> Any | None:
@@ -85,11 +100,40 @@ def read_json(path: Path) -> Any | None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The JSON lines of ``path`` (none if it is missing); a line that does not parse is
+    skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    rows = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            row = json.loads(line)
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
+# -- one run --------------------------------------------------------------------------------------
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    write_json(run_dir / CONFIG, config)
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    config = read_json(run_dir / CONFIG)
+    return config if isinstance(config, dict) else None
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(run_dir / RESULT)
+    result = read_json(run_dir / RESULT)
+    return result if isinstance(result, dict) else None
+
+
+def write_result(run_dir: Path, result: dict[str, Any]) -> None:
+    write_json(run_dir / RESULT, result)
 
 
 def is_complete(run_dir: Path) -> bool:
@@ -98,10 +142,129 @@ def is_complete(run_dir: Path) -> bool:
     return result is not None and result.get("status") in COMPLETE
 
 
+def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    write_jsonl(run_dir / METRICS, rows)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(run_dir / METRICS)
+
+
+def write_error(run_dir: Path, text: str) -> None:
+    write_text(run_dir / ERROR, text)
+
+
+def clear_error(run_dir: Path) -> None:
+    (run_dir / ERROR).unlink(missing_ok=True)
+
+
+def read_error(run_dir: Path) -> str | None:
+    try:
+        return (run_dir / ERROR).read_text()
+    except OSError:
+        return None
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    import torch  # the analysis reads stores without loading torch's checkpoint code
+
+    _atomic(run_dir / CHECKPOINT, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    import torch
+
+    # Our own checkpoints hold RNG states and Python values besides tensors.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (run_dir / CHECKPOINT).exists()
+
+
 def run_dirs(store: Path) -> Iterator[Path]:
-    """Every run directory of a store (those holding a config), in name order."""
+    """Every run directory of a store (a visible directory holding a config), in name order."""
     if store.is_dir():
-        yield from sorted(p.parent for p in store.glob(f"*/{CONFIG}"))
+        for path in sorted(p.parent for p in store.glob(f"*/{CONFIG}")):
+            if not path.name.startswith("."):
+                yield path
+
+
+# -- provenance -----------------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def environment(device: Any) -> dict[str, Any]:
+    """What a result is being computed with: the code's git commit and whether its tree had
+    uncommitted changes (to tracked files), the library versions, the device, the host, the
+    time (UTC)."""
+    import torch
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git_commit": commit.strip() if commit else None,
+        "git_dirty": None if status is None else bool(status.strip()),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if getattr(device, "type", None) == "cuda"
+        else platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+    }
+
+
+def read_environment(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's environment segments, oldest first (a store written before segments holds one
+    environment, read as one segment); none if the file is missing or damaged."""
+    data = read_json(run_dir / ENVIRONMENT)
+    if isinstance(data, dict) and isinstance(data.get("segments"), list):
+        return [s for s in data["segments"] if isinstance(s, dict)]
+    return [data] if isinstance(data, dict) else []
+
+
+def write_environment(run_dir: Path, segments: list[dict[str, Any]]) -> None:
+    write_json(run_dir / ENVIRONMENT, {"segments": segments})
+
+
+def begin_segment(run_dir: Path, segment: dict[str, Any]) -> None:
+    """Add a start (or resume) of the run to its ``environment.json``. From a tree with
+    uncommitted changes, the changes (``git diff HEAD``) are kept beside it, so that the code a
+    result came from can be rebuilt; the segment names the file."""
+    segments = read_environment(run_dir)
+    segment = dict(segment)
+    if segment.get("git_dirty"):
+        diff = _git("diff", "HEAD")
+        if diff:
+            name = f"git-{len(segments)}.diff"
+            write_text(run_dir / name, diff)
+            segment["git_diff"] = name
+    write_environment(run_dir, [*segments, segment])
+
+
+# -- locks ----------------------------------------------------------------------------------------
 
 
 class RunLocked(RuntimeError):
@@ -145,37 +308,79 @@ def is_running(run_dir: Path) -> bool:
         return True
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
+# -- the store's records --------------------------------------------------------------------------
+
+
+class PlanConflict(ValueError):
+    """A store already holds the plan of another sweep."""
+
+
+def read_plan(store: Path) -> Plan | None:
+    """The store's plan, None if it has none. Raises ValueError for a plan that cannot be read
+    (the caller says so: the planned runs are then unknown)."""
+    path = store / PLAN
+    if not path.exists():
         return None
-    return out.stdout.strip()
+    try:
+        return Plan.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """What a result was computed with: the code's git commit and whether its tree had
-    uncommitted changes, the library versions, the device, the host."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {
-        "git_commit": commit,
-        "git_dirty": None if status is None else bool(status),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-    }
+def write_plan(store: Path, plan: Plan) -> None:
+    """Make ``plan`` the store's plan. A different plan of the same sweep (its file was edited)
+    replaces the old one, which is kept in ``.plans/``; the plan of another sweep is refused
+    with :class:`PlanConflict`, as one store answers one sweep."""
+    try:
+        current = read_plan(store)
+    except ValueError:
+        current = None  # an unreadable plan is kept aside below, not trusted
+    if current is not None and current.sweep != plan.sweep:
+        raise PlanConflict(
+            f"{store} holds the plan of sweep {current.sweep!r} (from {current.source}); "
+            f"give sweep {plan.sweep!r} a store of its own (--out)"
+        )
+    if current is not None and current.to_json() == plan.to_json():
+        return
+    _keep_aside(store, PLAN)
+    write_json(store / PLAN, plan.to_json())
+
+
+def _keep_aside(store: Path, name: str) -> None:
+    """Move the plan file ``name`` into ``.plans/`` under a name of its time and content."""
+    path = store / name
+    if not path.exists():
+        return
+    old = path.read_bytes()
+    kept = f"{int(time.time())}-{hashlib.sha256(old).hexdigest()[:8]}-{name}"
+    _atomic(store / PLANS / kept, lambda handle: handle.write(old))
+    path.unlink()
+
+
+def keep_legacy_plan_aside(store: Path) -> None:
+    """A schema-1 plan (``sweep.json``) moved into ``.plans/``: it names runs by their old ids."""
+    _keep_aside(store, LEGACY_PLAN)
+
+
+def record_launch(store: Path, record: dict[str, Any]) -> None:
+    """A local launch's runs, wall time and cores: the report states how long the study took
+    (a resumed study took the sum of its launches)."""
+    append_jsonl(store / LAUNCHES, [record])
+
+
+def read_launches(store: Path) -> list[dict[str, Any]]:
+    return read_jsonl(store / LAUNCHES)
+
+
+def record_submissions(store: Path, rows: list[dict[str, Any]]) -> None:
+    """Runs submitted to SLURM, one row each: ``run_id``, ``job_id`` (``<array>_<task>``),
+    ``array_id``, ``task``, ``submitted_at``."""
+    append_jsonl(store / SUBMISSIONS, rows)
+
+
+def read_submissions(store: Path) -> list[dict[str, Any]]:
+    return [row for row in read_jsonl(store / SUBMISSIONS) if "run_id" in row and "job_id" in row]
+
+
+def submitit_folder(store: Path) -> Path:
+    return store / SUBMITIT

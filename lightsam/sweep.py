@@ -1,4 +1,4 @@
-"""Sweeps: a base experiment spec and its axes, expanded into runs with stable ids.
+"""Sweeps: a base experiment spec and its axes, expanded into a plan of runs with stable ids.
 
 A sweep file (YAML, in ``sweeps/``)::
 
@@ -10,13 +10,20 @@ A sweep file (YAML, in ``sweeps/``)::
       lightsam_ii: {lr: [0.001, 0.01], rho: [1.0e-4, 1.0e-3]}
       sgd:         {lr: [0.01, 0.1], hparams: {momentum: 0.9}}
 
-expands into every (optimizer, lr, rho, seed) cell. Each run's id is the hash of its resolved
-config (``Config.run_id``), so the same cell is the same run whatever the order or the machine.
+expands into every (optimizer, lr, rho, seed) cell. Each grid sets its optimizer's name, ``lr``
+and ``rho``; every other optimizer argument is merged, never dropped: the base spec's
+``optimizer.hparams``, then those of ``set: {optimizer.hparams.<name>: ...}``, then the grid's
+own ``hparams``, each over the one before. A base-spec argument reaches the optimizers that take
+it, and the plan notes which ones do not; an argument in ``set`` that no optimizer of the sweep
+takes, and ``set`` of the optimizer's name, ``lr`` or ``rho`` (which the grids sweep), are
+errors. Each run's id is the hash of its canonical config (``Config.run_id``), so the same cell
+is the same run whatever the order or the spelling of the file.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +31,11 @@ from typing import Any
 
 from lightsam.config import Config, ConfigError, apply_overrides, from_dict, read_yaml, set_in
 from lightsam.optim import OPTIMIZERS
+from lightsam.plan import Plan
 
 SWEEP_KEYS = ("base", "set", "seeds", "optimizers")
 GRID_KEYS = ("lr", "rho", "hparams")
+SWEPT = ("name", "lr", "rho")  # the optimizer fields each grid sets
 
 
 @dataclass(frozen=True)
@@ -40,10 +49,19 @@ class Grid:
 
 @dataclass(frozen=True)
 class Sweep:
+    """``base``: the base spec with ``set`` applied, ``optimizer`` left out (the grids and
+    ``shared`` make it); ``source_sha256``: the hash of the file's text as it was read;
+    ``shared``: the optimizer arguments from the base spec and ``set``;
+    ``notes``: which of those some optimizer does not take."""
+
     name: str
+    source: Path
+    source_sha256: str
     base: dict[str, Any]
+    shared: dict[str, Any]
     seeds: tuple[int, ...]
     grids: dict[str, Grid]
+    notes: tuple[str, ...] = ()
 
     @functools.cached_property
     def runs(self) -> tuple[Config, ...]:
@@ -51,12 +69,24 @@ class Sweep:
         cell's validation builds its optimizer)."""
         configs = []
         for name, grid in self.grids.items():
+            accepted = OPTIMIZERS[name].configurable
+            hparams = {k: v for k, v in self.shared.items() if k in accepted} | grid.hparams
             for lr, rho, seed in itertools.product(grid.lr, grid.rho, self.seeds):
-                optimizer = {"name": name, "lr": lr, "hparams": grid.hparams}
+                optimizer = {"name": name, "lr": lr, "hparams": hparams}
                 if rho is not None:
                     optimizer["rho"] = rho
                 configs.append(from_dict({**self.base, "optimizer": optimizer, "seed": seed}))
         return tuple(configs)
+
+    def plan(self) -> Plan:
+        """The plan of this sweep: every run id with its canonical config."""
+        return Plan(
+            sweep=self.name,
+            source=str(self.source.resolve()),
+            source_sha256=self.source_sha256,
+            runs={config.run_id(): config.to_dict() for config in self.runs},
+            notes=self.notes,
+        )
 
 
 def _numbers(where: str, value: Any) -> tuple[float, ...]:
@@ -91,29 +121,94 @@ def _grid(name: str, data: Any) -> Grid:
     return Grid(lr=_numbers(f"{where}.lr", data["lr"]), rho=rho, hparams=hparams)
 
 
+def _hparams(optimizer: Any, where: str) -> dict[str, Any]:
+    if optimizer is None:
+        return {}
+    if not isinstance(optimizer, dict):
+        raise ConfigError(f"{where}optimizer must be a mapping")
+    hparams = optimizer.get("hparams", {})
+    if not isinstance(hparams, dict):
+        raise ConfigError(f"{where}optimizer.hparams must be a mapping")
+    return hparams
+
+
+def _shared_hparams(
+    spec: dict[str, Any], overrides: dict[str, Any], grids: dict[str, Grid]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The optimizer arguments every grid starts from (the base spec's, then ``set``'s) and the
+    notes on those that some optimizer does not take; ConfigError for a ``set`` that would be
+    ignored."""
+    changed: dict[str, Any] = {"optimizer": {"hparams": {}}}
+    for key, value in overrides.items():
+        keys = key.split(".")
+        if keys[0] != "optimizer":
+            continue
+        if len(keys) == 1 or keys[1] != "hparams":
+            raise ConfigError(
+                f"set: {key}: each optimizer's grid sets its {', '.join(SWEPT)} "
+                "(optimizers.<name>); set optimizer.hparams.<argument> for the others"
+            )
+        set_in(changed, keys, value)
+    from_set = _hparams(changed["optimizer"], "set: ")
+    shared = _hparams(spec.get("optimizer"), "the base spec's ") | from_set
+    notes = []
+    for argument in sorted(shared):
+        takers = [name for name in grids if argument in OPTIMIZERS[name].configurable]
+        others = [name for name in grids if name not in takers]
+        if argument in from_set and not takers:
+            raise ConfigError(
+                f"set: optimizer.hparams.{argument} is an argument of none of the sweep's "
+                f"optimizers ({', '.join(grids)})"
+            )
+        if others:
+            to = f"reaches {', '.join(takers)}; not" if takers else "reaches none of"
+            value = shared[argument]
+            notes.append(f"optimizer.hparams.{argument}={value!r} {to} {', '.join(others)}")
+    return shared, tuple(notes)
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (every run it expands into is validated too)."""
     path = Path(path)
     data = read_yaml(path, "sweep")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     unknown = sorted(set(data) - set(SWEEP_KEYS))
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}; valid: {SWEEP_KEYS}")
     for key in ("base", "optimizers"):
         if key not in data:
             raise ConfigError(f"sweep {path} needs a {key!r} key")
-    base = read_yaml(path.parent / data["base"], "base spec")
+    spec = read_yaml(path.parent / data["base"], "base spec")
     overrides = data.get("set", {})
     if not isinstance(overrides, dict):
         raise ConfigError("set must be a mapping of spec keys to values")
-    base = apply_overrides(base, [])
-    for key, value in overrides.items():
-        set_in(base, key.split("."), value)
-    seeds = data.get("seeds", [base.get("seed", 0)])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"seeds must be a list of integers, got {seeds!r}")
     if not isinstance(data["optimizers"], dict) or not data["optimizers"]:
         raise ConfigError("optimizers must map optimizer names to their grids")
     grids = {name: _grid(name, grid) for name, grid in data["optimizers"].items()}
-    sweep = Sweep(name=path.stem, base=base, seeds=tuple(seeds), grids=grids)
-    sweep.runs  # noqa: B018  (builds, so validates, every cell before anything is launched)
+    shared, notes = _shared_hparams(spec, overrides, grids)
+    base = apply_overrides(spec, [])
+    for key, value in overrides.items():
+        if key.split(".")[0] != "optimizer":
+            set_in(base, key.split("."), value)
+    base.pop("optimizer", None)
+    seeds = data.get("seeds", [base.get("seed", 0)])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"seeds must be a list of integers, got {seeds!r}")
+    sweep = Sweep(
+        name=path.stem,
+        source=path,
+        source_sha256=digest,
+        base=base,
+        shared=shared,
+        seeds=tuple(seeds),
+        grids=grids,
+        notes=notes,
+    )
+    ids = [config.run_id() for config in sweep.runs]  # builds, so validates, every cell
+    if len(set(ids)) < len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(
+            f"sweep {path} lists one computation more than once (runs {', '.join(repeated)}): "
+            "a grid value or seed repeated, or spelled twice"
+        )
     return sweep

@@ -29,7 +29,6 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lightsam import store
-from lightsam.config import Config
+from lightsam.config import Config, Runtime
 from lightsam.data import (
     ImageSplit,
     TensorLoader,
@@ -64,16 +63,6 @@ from lightsam.step import TrainStep
 # How often (in steps) the loop reads the loss back from the device: to test for divergence and
 # refresh the progress bar. Reading it every step would stall a GPU.
 SYNC_EVERY = 20
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where a run reads its data and what it reports to; none of it changes the results."""
-
-    data_dir: Path = Path("data")
-    download: bool = False
-    wandb: bool = False
-    progress: bool | None = None  # None: a progress bar only on a terminal
 
 
 @contextlib.contextmanager
@@ -248,11 +237,12 @@ class Recorder:
         self.tracker: Any = None
         self.wandb_id: str | None = None
 
-    def begin(self, config: Config, environment: dict[str, Any]) -> None:
-        """The config and the environment, first: even a run that fails at once has them."""
+    def begin(self, config: Config, segment: dict[str, Any]) -> None:
+        """The config and this start's environment segment, first: even a run that fails at
+        once has them, and a resumed run keeps the segments of its earlier starts."""
         if self.active:
-            store.write_json(self.run_dir / store.CONFIG, config.to_dict())
-            store.write_json(self.run_dir / store.ENVIRONMENT, environment)
+            store.write_config(self.run_dir, config.to_dict())
+            store.begin_segment(self.run_dir, segment)
 
     def start(
         self, config: Config, history: list[dict[str, Any]], wandb_id: str | None, wandb: bool
@@ -263,7 +253,7 @@ class Recorder:
         if not self.active:
             return
         if history:
-            store.write_jsonl(self.run_dir / store.METRICS, history)
+            store.write_metrics(self.run_dir, history)
         if wandb:
             self.tracker = start_wandb(config, self.run_dir, wandb_id)
             self.wandb_id = self.tracker.id
@@ -274,8 +264,8 @@ class Recorder:
             return
         if self.tracker is not None:
             self.tracker.log(history[-1], step=history[-1]["epoch"])
-        store.save_checkpoint(self.run_dir / store.CHECKPOINT, checkpoint)
-        store.write_jsonl(self.run_dir / store.METRICS, history)
+        store.save_checkpoint(self.run_dir, checkpoint)
+        store.write_metrics(self.run_dir, history)
 
     def end(self, result: dict[str, Any]) -> None:
         """The result, written last: its presence marks the run complete."""
@@ -284,7 +274,7 @@ class Recorder:
         if self.tracker is not None:
             self.tracker.summary.update(result)
             self.tracker.finish()
-        store.write_json(self.run_dir / store.RESULT, result)
+        store.write_result(self.run_dir, result)
 
 
 def show_progress(runtime: Runtime) -> bool:
@@ -315,9 +305,14 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     """Train ``config`` into ``run_dir`` (resuming from its checkpoint if any) as process
     ``env.rank`` of ``env.world_size``; returns the result, which the main process also writes
     to ``run_dir/result.json``."""
-    device = resolve_device(config.device, env)
+    device = resolve_device(runtime.device, env)
+    checkpoint = store.load_checkpoint(run_dir)  # read by every process
+    start_epoch = checkpoint["epoch"] if checkpoint is not None else 0
     record = Recorder(run_dir)
-    record.begin(config, {**store.environment(device), "world_size": env.world_size})
+    record.begin(
+        config,
+        {**store.environment(device), "world_size": env.world_size, "start_epoch": start_epoch},
+    )
     # The same seed in every process: the same initial weights, and the same random stream, so
     # that the main process's RNG state, which is checkpointed, is every process's.
     torch.manual_seed(config.seed)
@@ -329,7 +324,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         in_channels=info.in_channels,
         image_size=info.image_size,
     ).to(device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model = data_parallel(
         model.to(memory_format=memory_format), env, device, sync_batchnorm=config.sync_batchnorm
     )
@@ -352,8 +347,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     )
 
     history: list[dict[str, Any]] = []
-    start_epoch, wall_s, wandb_id = 0, 0.0, None
-    checkpoint = store.load_checkpoint(run_dir / store.CHECKPOINT)  # read by every process
+    wall_s, wandb_id = 0.0, None
     if checkpoint is not None:
         check_resumable(checkpoint, config, env)
         module.load_state_dict(checkpoint["model"])
@@ -362,7 +356,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         torch.set_rng_state(checkpoint["rng_cpu"])
         if device.type == "cuda" and checkpoint["rng_cuda"] is not None:
             torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
-        history, start_epoch = checkpoint["history"], checkpoint["epoch"]
+        history = checkpoint["history"]
         wall_s, wandb_id = checkpoint["wall_s"], checkpoint["wandb_id"]
     record.start(config, history, wandb_id, runtime.wandb)
 
@@ -478,15 +472,13 @@ def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, An
         if complete is not None:
             return complete
         if is_main():
-            (run_dir / store.ERROR).unlink(missing_ok=True)
+            store.clear_error(run_dir)
         try:
             result = train(config, run_dir, runtime, env)
         except Exception as error:
             if is_main():
-                store.write_text(run_dir / store.ERROR, traceback.format_exc())
+                store.write_error(run_dir, traceback.format_exc())
                 failure = f"{type(error).__name__}: {error}"
-                store.write_json(
-                    run_dir / store.RESULT, {**result_header(config, "failed"), "error": failure}
-                )
+                store.write_result(run_dir, {**result_header(config, "failed"), "error": failure})
             raise
         return from_main(result)

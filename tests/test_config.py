@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from lightsam.config import ConfigError, apply_overrides, from_dict, load_spec
+from lightsam.config import (
+    SCHEMA,
+    Config,
+    ConfigError,
+    Runtime,
+    added_later,
+    apply_overrides,
+    from_dict,
+    load_spec,
+)
+from lightsam.optim import OPTIMIZERS
 
 EXPERIMENTS = sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml"))
 
@@ -56,7 +67,8 @@ def test_overrides_are_typed_and_reach_nested_fields():
         )
     )
     assert config.epochs == 5 and config.optimizer.rho == 1e-3
-    assert config.optimizer.kwargs() == {"lr": 0.1, "rho": 1e-3, "betas": [0.8, 0.99]}
+    kwargs = config.optimizer.kwargs()
+    assert (kwargs["lr"], kwargs["rho"], kwargs["betas"]) == (0.1, 1e-3, (0.8, 0.99))
     assert config.lr_milestones == (2, 4)
 
 
@@ -86,6 +98,17 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"accumulation": 1.5}, "accumulation must be int"),
         ({"perturbation": "m"}, "perturbation must be one of global, local"),
         ({"sync_batchnorm": 1}, "sync_batchnorm must be bool"),
+        ({"optimizer__hparams__eps": "abc"}, "hparams.eps must be a number, got 'abc'"),
+        (
+            {"optimizer__name": "lightsam_iii", "optimizer__hparams__betas": "[0.9]"},
+            "hparams.betas must be a list of 2 numbers",
+        ),
+        ({"optimizer__hparams__betas": "[0.9, 0.99]"}, "unknown hyperparameter.*betas"),
+        ({"optimizer__hparams__decoupled_weight_decay": 1}, "must be true or false"),
+        ({"optimizer__hparams__foreach": "true"}, "foreach chooses an implementation"),
+        ({"device": "cpu"}, r"device: where a run executes .*--device"),
+        ({"channels_last": "true"}, "--channels-last"),
+        ({"schema": 1}, "written under schema 1.*lightsam migrate"),
     ],
 )
 def test_invalid_values_are_rejected_naming_the_field(changes, message):
@@ -100,13 +123,114 @@ def test_a_sharpness_aware_optimizer_needs_rho():
         from_dict(data)
 
 
-def test_run_id_depends_on_what_is_computed_not_where():
+def test_run_id_depends_on_what_is_computed():
     config = from_dict(BASE)
-    assert config.replace(device="cpu", channels_last=True).run_id() == config.run_id()
     assert config.replace(num_workers=0).run_id() != config.run_id()  # ImageFolder augmentation
     assert config.replace(seed=1).run_id() != config.run_id()
     changed = from_dict(with_changes(optimizer__rho=0.06))
     assert changed.run_id() != config.run_id()
+    with pytest.raises(ConfigError, match="device"):
+        Runtime(device="tpu")
+
+
+def test_a_stored_config_reads_back_as_the_same_run():
+    config = from_dict(with_changes(optimizer__hparams__eps=1e-6))
+    stored = config.to_dict()
+    assert stored["schema"] == SCHEMA
+    assert from_dict(stored) == config and from_dict(stored).run_id() == config.run_id()
+
+
+def test_every_optimizer_argument_is_written_out_with_its_default():
+    config = from_dict(BASE)
+    assert config.optimizer.hparams == OPTIMIZERS["lightsam_i"].resolve({})
+    assert config.identity()["optimizer"]["hparams"]["eps"] == 1e-8
+    # Spelled as a default, or not at all: one run; numbers are one whatever their spelling.
+    assert from_dict(with_changes(optimizer__hparams__eps=1e-8)).run_id() == config.run_id()
+    assert from_dict(with_changes(optimizer__hparams__weight_decay=0)).run_id() == (config.run_id())
+
+
+def test_the_identity_is_pinned():
+    # A change to what the identity holds, or how it is hashed, must come with a new SCHEMA and
+    # a migration (lightsam.migrate); this pin fails first.
+    assert SCHEMA == 2
+    assert from_dict(BASE).run_id() == "c8b9da74612dd759"
+
+
+def test_every_field_is_in_the_identity_even_at_its_default():
+    identity = from_dict(BASE).identity()
+    assert set(identity) == {"schema"} | {f.name for f in dataclasses.fields(Config)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Later(Config):
+    """``Config`` with a field added after runs were stored, at legacy value 0.0."""
+
+    knob: float = dataclasses.field(default=0.5, metadata=added_later(legacy=0.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class LaterStill(Later):
+    """The same field once its default has changed."""
+
+    knob: float = dataclasses.field(default=0.7, metadata=added_later(legacy=0.0))
+
+
+def later(cls, **changes):
+    config = from_dict(BASE)
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)}
+    return cls(**values, **changes)
+
+
+def test_a_field_added_later_keeps_stored_ids_and_a_new_default_aliases_nothing():
+    stored = from_dict(BASE).run_id()
+    assert later(Later, knob=0.0).run_id() == stored  # the legacy value: the old computation
+    assert later(Later).run_id() != stored  # its default is a new computation
+    # Changing the default later: runs at the old default keep their id, new ones get another.
+    assert later(LaterStill, knob=0.5).run_id() == later(Later).run_id()
+    assert later(LaterStill).run_id() not in {stored, later(Later).run_id()}
+
+
+def test_an_optimizer_argument_added_later_keeps_stored_ids(monkeypatch):
+    stored = from_dict(BASE).run_id()
+    entry = OPTIMIZERS["lightsam_i"]
+    monkeypatch.setitem(OPTIMIZERS, "lightsam_i", dataclasses.replace(entry, legacy={"eps": 1e-8}))
+    assert from_dict(BASE).run_id() != stored  # the hash without eps, at its legacy value
+    assert "eps" not in from_dict(BASE).identity()["optimizer"]["hparams"]
+    assert (
+        "eps"
+        in from_dict(with_changes(optimizer__hparams__eps=1e-6)).identity()["optimizer"]["hparams"]
+    )
+    # A stored config without the argument reads back at the legacy value, not the default.
+    stored_config = from_dict(BASE).to_dict()
+    del stored_config["optimizer"]["hparams"]["eps"]
+    assert from_dict(stored_config).optimizer.hparams["eps"] == 1e-8
+
+
+# What each registered optimizer's configuration holds. A torch release or a lightsam change that
+# adds a constructor argument changes it: give the argument its legacy value in the registry
+# (OptimizerEntry.legacy) so that stored runs keep their ids, then update this table.
+RESOLVED = {
+    "sgd": {"dampening": 0.0, "maximize": False, "momentum": 0.0, "nesterov": False,
+            "weight_decay": 0.0},
+    "adam": {"amsgrad": False, "betas": [0.9, 0.999], "decoupled_weight_decay": False,
+             "eps": 1e-08, "maximize": False, "weight_decay": 0.0},
+    "adagrad": {"eps": 1e-10, "initial_accumulator_value": 0.0, "lr_decay": 0.0,
+                "maximize": False, "weight_decay": 0.0},
+    "adagrad_norm": {"decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},
+    "sgd_sam": {"dampening": 0.0, "maximize": False, "momentum": 0.0, "nesterov": False,
+                "weight_decay": 0.0},
+    "asam": {"asam_eta": 0.01, "dampening": 0.0, "maximize": False, "momentum": 0.0,
+             "nesterov": False, "weight_decay": 0.0},
+    "adasam": {"betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0.0},
+    "lightsam_i": {"decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},
+    "lightsam_ii": {"decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},
+    "lightsam_iii": {"betas": [0.9, 0.999], "bias_correction": False,
+                     "decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},
+}  # fmt: skip
+
+
+def test_every_registered_optimizer_resolves_to_its_pinned_arguments():
+    assert {name: entry.resolve({}) for name, entry in OPTIMIZERS.items()} == RESOLVED
 
 
 def test_data_parallel_settings_are_read_from_overrides():
@@ -124,14 +248,6 @@ def test_data_parallel_settings_are_read_from_overrides():
 def test_data_parallel_settings_belong_to_the_run_identity(change):
     config = from_dict(BASE)
     assert config.replace(**change).run_id() != config.run_id()
-
-
-def test_runs_stored_before_the_data_parallel_settings_keep_their_ids():
-    # The id of BASE before accumulation, perturbation and sync_batchnorm existed: at their
-    # defaults they are left out of the identity, so existing run directories still match.
-    config = from_dict(BASE)
-    assert config.run_id() == "ce07db87e50ecee0"
-    assert not {"accumulation", "perturbation", "sync_batchnorm"} & config.identity().keys()
 
 
 def test_unreadable_spec_is_a_config_error(tmp_path):

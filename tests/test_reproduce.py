@@ -1,4 +1,5 @@
-"""A miniature `make reproduce`, end to end: experiments, figures, tables, REPORT.md, README."""
+"""A miniature `make reproduce`, end to end: experiments, figures, tables, REPORT.md, README; then
+the sweep file edited and rerun, whose old runs must stay out of every number."""
 
 from __future__ import annotations
 
@@ -8,30 +9,42 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lightsam.results import aggregate, best_settings, collect
+from analysis.results import aggregate, best_settings, collect
 
 ROOT = Path(__file__).parents[1]
 FIGURES = ("heatmaps", "sensitivity", "robustness", "training_curves")
 
 
-def run(*args: str) -> str:
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+def lightsam(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightsam", *args], capture_output=True, text=True, cwd=cwd
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
+
+
+def best_rows_agree(text: str, store: Path) -> None:
+    collection = collect(store)
+    best = best_settings(aggregate(collection.runs, collection.missing))
+    for row in best.itertuples():
+        mean, std = 100 * row.test_acc_mean, 100 * row.test_acc_std
+        assert f"{mean:.2f} ± {std:.2f} ({row.n_seeds})" in text, row.arm
 
 
 def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path):
     runs, figures = tmp_path / "runs", tmp_path / "figures"
     report, readme = tmp_path / "REPORT.md", tmp_path / "README.md"
     shutil.copy(ROOT / "README.md", readme)
+    elsewhere = tmp_path / "elsewhere"  # the command works from any directory
+    elsewhere.mkdir()
 
-    first = run("-m", "lightsam", "reproduce", "--preset", "smoke", "--out", str(runs))
+    first = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
     assert "sweep smoke: 20 of 20 runs to launch" in first
-    again = run("-m", "lightsam", "reproduce", "--preset", "smoke", "--out", str(runs))
+    again = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
     assert "sweep smoke: 0 of 20 runs to launch" in again  # a second call trains nothing
 
-    run("analysis/report.py", "--runs", str(runs), "--out", str(figures),
-        "--report", str(report), "--readme", str(readme))  # fmt: skip
+    lightsam("figures", "--runs", str(runs), "--out", str(figures), "--report", str(report),
+             "--readme", str(readme), cwd=elsewhere)  # fmt: skip
     for stem in FIGURES:
         for suffix in (".png", ".pdf"):
             assert (figures / "smoke" / f"{stem}{suffix}").stat().st_size > 0
@@ -40,12 +53,8 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     assert (figures / "agnostic" / "agnostic.png").stat().st_size > 0
 
     text = report.read_text()
-    collection = collect(runs / "smoke")
-    best = best_settings(aggregate(collection.runs, collection.missing))
-    for row in best.itertuples():
-        mean, std = 100 * row.test_acc_mean, 100 * row.test_acc_std
-        assert f"{mean:.2f} ± {std:.2f} ({row.n_seeds})" in text, row.optimizer
-    assert "20 runs planned" in text and "0 missing" in text
+    best_rows_agree(text, runs / "smoke")
+    assert "20 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
     assert "SGD-SAM: diverged in" in text  # the parameter-agnostic findings
@@ -53,3 +62,23 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
     assert "heatmaps.png" in block and "| SGD-SAM |" in block
     assert (ROOT / "README.md").read_text() != readme.read_text()
+
+    # The sweep file edited (epochs 1 -> 2) and rerun into the same store: the old runs are
+    # outside the new plan, listed, and pooled into nothing.
+    edited = elsewhere / "smoke.yaml"
+    text = (ROOT / "sweeps" / "smoke.yaml").read_text()
+    text = text.replace("../experiments/", f"{ROOT}/experiments/").replace("epochs: 1", "epochs: 2")
+    edited.write_text(text)
+    rerun = lightsam("sweep", str(edited), "--out", str(runs / "smoke"), cwd=elsewhere)
+    assert "20 of 20 runs to launch" in rerun and "20 run(s) in" in rerun
+    status = lightsam("status", str(edited), "--out", str(runs / "smoke"), cwd=elsewhere)
+    assert "20 run(s) outside the plan" in status
+    lightsam("figures", "--runs", str(runs), "--out", str(figures), "--report", str(report),
+             cwd=elsewhere)  # fmt: skip
+    text = report.read_text()
+    best_rows_agree(text, runs / "smoke")
+    assert "`2` epochs" in text and "20 runs planned" in text
+    assert "Outside the plan: 20 run directories" in text
+    collection = collect(runs / "smoke")
+    assert len(collection.runs) == 20 and set(collection.runs["epochs"]) == {2.0}
+    assert aggregate(collection.runs)["n"].max() == 2  # two seeds a cell, as planned

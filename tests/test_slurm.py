@@ -1,4 +1,5 @@
-"""Sweeps on a real SLURM cluster: job arrays, requeue mid-training, relaunch.
+"""Sweeps on a real SLURM cluster: job arrays, requeue mid-training, relaunch, queued runs and
+cancel.
 
 These tests need a running cluster; `sudo bash slurm/local_cluster.sh start` gives a one-node
 one on localhost, and CI (.ci/run) always starts it.
@@ -98,7 +99,7 @@ def test_sweep_runs_as_job_arrays_and_a_second_launch_submits_nothing(tmp_path):
     again = lightsam("sweep", str(sweep), "--executor", "slurm", "--out", str(out))
     assert "0 of 2 runs to launch" in again and "submitted" not in again
     table = lightsam("status", str(sweep), "--out", str(out))
-    assert table.splitlines()[-1].split() == ["total", "2", "0", "0", "0", "0"]
+    assert table.splitlines()[-1].split() == ["total", "2", "0", "0", "0", "0", "0"]
 
 
 def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
@@ -135,3 +136,44 @@ def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
         assert metrics(out, run_id) == metrics(reference, run_id)
     config = json.loads((target / store.CONFIG).read_text())
     assert config["epochs"] == 6
+
+
+def totals(sweep: Path, out: Path) -> dict[str, int]:
+    """The total row of ``lightsam status``, by state."""
+    lines = lightsam("status", str(sweep), "--out", str(out)).splitlines()
+    header = next(line for line in lines if line.startswith("optimizer")).split()[1:]
+    total = next(line for line in lines if line.startswith("total")).split()[1:]
+    return dict(zip(header, map(int, total), strict=True))
+
+
+def test_queued_runs_are_never_resubmitted_and_cancel_ends_the_sweeps_jobs(tmp_path):
+    # Five runs of about a minute each, and the local profile lets two tasks run at once: three
+    # at least are still waiting when the relaunch and the cancel come.
+    sweep = tmp_path / "q.yaml"
+    sweep.write_text(
+        f"base: {ROOT / 'experiments' / 'mnist5k_lenet.yaml'}\n"
+        "set: {epochs: 40, batch_size: 128}\n"
+        "seeds: [0, 1, 2, 3, 4]\n"
+        "optimizers:\n  sgd: {lr: [0.05], hparams: {momentum: 0.9}}\n"
+    )
+    out = tmp_path / "store"
+    (array_id,) = submit(sweep, out)
+    assert len(store.read_submissions(out)) == 5
+    waiting = totals(sweep, out)
+    assert waiting["missing"] == 0 and waiting["queued"] >= 3, waiting
+    assert waiting["queued"] + waiting["running"] + waiting["done"] == 5
+
+    again = lightsam("sweep", str(sweep), "--executor", "slurm", "--out", str(out))
+    assert "0 of 5 runs to launch" in again and "submitted" not in again
+    assert len(store.read_submissions(out)) == 5  # nothing submitted twice
+
+    cancelled = lightsam("cancel", str(sweep), "--out", str(out))
+    count = int(re.search(r"cancelled (\d+) queued or running job", cancelled).group(1))
+    assert count >= 3, cancelled
+    wait_until_finished([array_id])
+    after = totals(sweep, out)
+    assert after["queued"] == after["running"] == 0 and after["missing"] >= 3, after
+    assert after["done"] + after["missing"] == 5
+    dry = lightsam("sweep", str(sweep), "--dry-run", "--out", str(out))
+    assert f"{after['missing']} of 5 runs to launch" in dry  # the cancelled ones, once more
+    assert "cancelled 0 queued or running job" in lightsam("cancel", str(sweep), "--out", str(out))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lightsam import launch, store
-from lightsam.config import ConfigError, from_dict
+from lightsam import launch, slurm, store
+from lightsam.config import ConfigError, Runtime, from_dict
+from lightsam.plan import Plan
 from lightsam.sweep import load_sweep
-from lightsam.train import Runtime
 
 ROOT = Path(__file__).parents[1]
 BASE = ROOT / "experiments" / "mnist5k_lenet.yaml"
@@ -39,7 +39,7 @@ def test_a_sweep_expands_into_every_cell_with_stable_ids(tmp_path):
     cells = {(c.optimizer.name, c.optimizer.lr, c.optimizer.rho, c.seed) for c in runs}
     assert ("lightsam_ii", 0.01, 1e-3, 1) in cells and ("sgd", 0.1, None, 0) in cells
     assert all(c.epochs == 1 and c.batch_size == 128 for c in runs)
-    assert runs[0].optimizer.hparams == {"momentum": 0.9}
+    assert runs[0].optimizer.hparams["momentum"] == 0.9
     # The same cell is the same run whatever the order of the file.
     reordered = "".join(reversed(GRIDS.splitlines(keepends=True)))
     other = load_sweep(write_sweep(tmp_path / "b.yaml", reordered)).runs
@@ -81,6 +81,11 @@ def small(name: str, lr: float, **changes):
     return from_dict({**base, **changes})
 
 
+def plan_of(configs) -> Plan:
+    runs = {c.run_id(): c.to_dict() for c in configs}
+    return Plan(sweep="t", source="t.yaml", source_sha256="-", runs=runs)
+
+
 def test_local_launch_runs_everything_once_and_a_failure_does_not_stop_the_others(tmp_path):
     configs = [
         small("sgd", 0.05),
@@ -93,26 +98,29 @@ def test_local_launch_runs_everything_once_and_a_failure_does_not_stop_the_other
     assert store.read_result(failed)["status"] == "failed"
     assert "no_such_model" in (failed / "error.txt").read_text()
 
-    assert launch.to_launch(configs, tmp_path, retry_failed=False) == []
-    assert launch.to_launch(configs, tmp_path, retry_failed=True) == [configs[2]]
-    counts = launch.status(configs, tmp_path)
+    plan = plan_of(configs)
+    state = launch.store_state(plan, tmp_path)
+    assert launch.to_launch(state, retry_failed=False) == []
+    assert launch.to_launch(state, retry_failed=True) == [configs[2].run_id()]
+    counts = state.counts(plan)
     assert counts["sgd"] == {"done": 1, "failed": 1} and counts["lightsam_i"] == {"done": 1}
 
 
 def test_a_run_held_by_another_process_is_not_trained_again(tmp_path):
     config = small("sgd", 0.05)
-    run_dir = tmp_path / config.run_id()
+    plan, run_dir = plan_of([config]), tmp_path / config.run_id()
     with store.exclusive(run_dir):
         assert launch.state_of(run_dir) == "running"
-        assert launch.status([config], tmp_path)["sgd"] == {"running": 1}
-        assert launch.to_launch([config], tmp_path, retry_failed=False) == []
+        state = launch.store_state(plan, tmp_path)
+        assert state.counts(plan)["sgd"] == {"running": 1}
+        assert launch.to_launch(state, retry_failed=False) == []
         assert launch.run_one(config.to_dict(), str(tmp_path), Runtime()) == "running"
         assert store.read_result(run_dir) is None
     assert launch.state_of(run_dir) == "missing"
 
 
 def test_debug_executor_runs_in_process(tmp_path):
-    counts = launch.launch_debug([small("sgd", 0.05)], tmp_path, Runtime())
+    counts = slurm.run_debug([small("sgd", 0.05)], tmp_path, Runtime())
     assert counts == {"done": 1}
 
 
@@ -136,7 +144,7 @@ def test_dry_run_lists_each_run_and_status_counts_them(tmp_path):
     assert not (tmp_path / "store").exists()
 
     table = lightsam("status", str(sweep), "--out", str(tmp_path / "store"))
-    assert table.splitlines()[-1].split() == ["total", "0", "0", "0", "0", "8"]
+    assert table.splitlines()[-1].split() == ["total", "0", "0", "0", "0", "0", "8"]
 
 
 def test_a_status_probe_does_not_turn_a_starting_run_away(tmp_path):
@@ -156,3 +164,114 @@ def test_a_status_probe_does_not_turn_a_starting_run_away(tmp_path):
     finally:
         stop.set()
         prober.join()
+
+
+# -- the sweep file merges, never drops --------------------------------------------------------
+
+
+def write_spec(path: Path, hparams: str) -> Path:
+    path.write_text(
+        "dataset: mnist5k\nmodel: lenet5\nepochs: 1\nbatch_size: 128\nval_size: 500\n"
+        f"optimizer: {{name: sgd, lr: 0.1, hparams: {hparams}}}\n"
+    )
+    return path
+
+
+def sweep_file(path: Path, base: Path, optimizers: str, set_: str = "{epochs: 1}") -> Path:
+    path.write_text(f"base: {base}\nset: {set_}\nseeds: [0]\noptimizers:\n{optimizers}")
+    return path
+
+
+def test_the_base_specs_hparams_reach_every_run_that_takes_them(tmp_path):
+    base = write_spec(tmp_path / "base.yaml", "{momentum: 0.9, weight_decay: 5.0e-4}")
+    grids = (
+        "  sgd: {lr: [0.1]}\n  sgd_sam: {lr: [0.1], rho: [0.05]}\n"
+        "  lightsam_i: {lr: [1.0], rho: [0.05]}\n"
+    )
+    sweep = load_sweep(sweep_file(tmp_path / "s.yaml", base, grids))
+    hparams = {c.optimizer.name: c.optimizer.hparams for c in sweep.runs}
+    assert hparams["sgd"]["momentum"] == hparams["sgd_sam"]["momentum"] == 0.9
+    assert all(h["weight_decay"] == 5e-4 for h in hparams.values())
+    assert "momentum" not in hparams["lightsam_i"]  # it takes no momentum: noted, not silent
+    assert sweep.notes == ("optimizer.hparams.momentum=0.9 reaches sgd, sgd_sam; not lightsam_i",)
+    assert sweep.plan().notes == sweep.notes
+
+
+def test_set_then_the_grid_override_the_base_spec_argument_by_argument(tmp_path):
+    base = write_spec(tmp_path / "base.yaml", "{momentum: 0.9, weight_decay: 5.0e-4}")
+    grids = "  sgd: {lr: [0.1], hparams: {nesterov: true}}\n  sgd_sam: {lr: [0.1], rho: [0.05]}\n"
+    set_ = "{epochs: 1, optimizer.hparams.momentum: 0.5}"
+    sweep = load_sweep(sweep_file(tmp_path / "s.yaml", base, grids, set_))
+    hparams = {c.optimizer.name: c.optimizer.hparams for c in sweep.runs}
+    assert hparams["sgd"]["momentum"] == hparams["sgd_sam"]["momentum"] == 0.5
+    assert hparams["sgd"]["nesterov"] and not hparams["sgd_sam"]["nesterov"]
+    assert hparams["sgd"]["weight_decay"] == 5e-4
+
+
+@pytest.mark.parametrize(
+    ("set_", "message"),
+    [
+        ("{optimizer.lr: 0.3}", "set: optimizer.lr: each optimizer's grid sets"),
+        ("{optimizer.rho: 0.3}", "set: optimizer.rho"),
+        ("{optimizer.name: adam}", "set: optimizer.name"),
+        ("{optimizer.hparams.betas: [0.9, 0.99]}", "betas is an argument of none of"),
+    ],
+)
+def test_a_set_that_would_be_ignored_is_an_error(tmp_path, set_, message):
+    base = write_spec(tmp_path / "base.yaml", "{}")
+    path = sweep_file(tmp_path / "s.yaml", base, "  sgd: {lr: [0.1]}\n", set_)
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(path)
+
+
+def test_three_spellings_of_one_computation_are_one_run(tmp_path):
+    base = write_spec(tmp_path / "base.yaml", "{}")
+    ids = set()
+    for spelling in ("{momentum: 0}", "{momentum: 0.0}", "{}"):
+        grids = f"  sgd: {{lr: [1, 1.0e-1], hparams: {spelling}}}\n"
+        sweep = load_sweep(sweep_file(tmp_path / "s.yaml", base, grids))
+        ids.add(tuple(c.run_id() for c in sweep.runs))
+    assert len(ids) == 1
+
+
+def test_a_sweep_listing_one_computation_twice_is_rejected(tmp_path):
+    base = write_spec(tmp_path / "base.yaml", "{}")
+    path = sweep_file(tmp_path / "s.yaml", base, "  sgd: {lr: [0.1, 1.0e-1]}\n")
+    with pytest.raises(ConfigError, match="more than once"):
+        load_sweep(path)
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+
+def test_an_edited_sweep_replaces_the_plan_and_its_old_runs_are_outside_it(tmp_path):
+    base = write_spec(tmp_path / "base.yaml", "{}")
+    path, out = tmp_path / "s.yaml", tmp_path / "store"
+    sweep_file(path, base, "  sgd: {lr: [0.1]}\n", "{epochs: 1}")
+    first = load_sweep(path)
+    launch.launch_sweep(first, out, Runtime())
+    assert store.read_plan(out) == first.plan()
+
+    sweep_file(path, base, "  sgd: {lr: [0.1]}\n", "{epochs: 2}")
+    second = load_sweep(path)
+    (old_id,), (new_id,) = first.plan().runs, second.plan().runs
+    state = launch.store_state(second.plan(), out)
+    assert state.states == {new_id: "missing"} and state.outside == (old_id,)
+    launch.launch_sweep(second, out, Runtime())
+    assert store.read_plan(out) == second.plan()
+    (kept,) = (out / store.PLANS).iterdir()  # the first plan, kept
+    assert Plan.from_json(store.read_json(kept)) == first.plan()
+    table = lightsam("status", str(path), "--out", str(out))
+    assert table.splitlines()[-3].split() == ["total", "1", "0", "0", "0", "0", "0"]
+    assert "1 run(s) outside the plan" in table and old_id in table and "epochs=1" in table
+
+
+def test_a_store_answers_one_sweep(tmp_path):
+    base = write_spec(tmp_path / "base.yaml", "{}")
+    out = tmp_path / "store"
+    a = load_sweep(sweep_file(tmp_path / "a.yaml", base, "  sgd: {lr: [0.1]}\n"))
+    b = load_sweep(sweep_file(tmp_path / "b.yaml", base, "  sgd: {lr: [0.2]}\n"))
+    store.write_plan(out, a.plan())
+    with pytest.raises(store.PlanConflict, match="holds the plan of sweep 'a'"):
+        store.write_plan(out, b.plan())
+    assert store.read_plan(out) == a.plan()

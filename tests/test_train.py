@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from lightsam import store
-from lightsam.config import from_dict
+from lightsam.config import Runtime, from_dict
 from lightsam.data import DatasetUnavailableError
-from lightsam.train import Runtime, run
+from lightsam.train import Recorder, run
 
 SPEC = Path(__file__).parents[1] / "experiments" / "mnist5k_lenet.yaml"
 
@@ -213,3 +213,30 @@ def test_wandb_offline_logs_and_a_resumed_run_continues_the_same_wandb_run(tmp_p
     run(cfg, tmp_path, Runtime(wandb=True))
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(wandb_id) for r in runs)
+
+
+def test_every_start_and_resume_records_its_environment_and_a_dirty_trees_diff(
+    tmp_path, monkeypatch
+):
+    cfg, run_dir = config(epochs=2), tmp_path / config(epochs=2).run_id()
+    git = {"rev-parse": "aaa\n", "status": "", "diff": ""}
+    monkeypatch.setattr(store, "_git", lambda command, *_: git[command])
+    finish_epoch = Recorder.epoch
+
+    def killed_after_the_first_epoch(self, history, checkpoint):
+        finish_epoch(self, history, checkpoint)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Recorder, "epoch", killed_after_the_first_epoch)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(cfg, tmp_path)
+    monkeypatch.setattr(Recorder, "epoch", finish_epoch)
+    # Resumed at another commit, from a tree with changes.
+    git.update({"rev-parse": "bbb\n", "status": " M lightsam/train.py\n", "diff": "diff --git\n"})
+    assert run(cfg, tmp_path)["status"] == "ok"
+
+    segments = store.read_environment(run_dir)
+    starts = [(s["git_commit"], s["git_dirty"], s["start_epoch"]) for s in segments]
+    assert starts == [("aaa", False, 0), ("bbb", True, 1)]
+    assert "git_diff" not in segments[0]
+    assert (run_dir / segments[1]["git_diff"]).read_text() == "diff --git\n"

@@ -1,9 +1,21 @@
-"""Reading a result store into tables, and the summaries the sensitivity study reports.
+"""Reading a result store against its plan into tables, and the summaries the study reports.
 
-The analysis reads only the JSON files a run leaves (see :mod:`lightsam.store` for the layout),
-never checkpoints, so it needs neither torch nor the training code, and it reads a store that is
-still being written: a run without ``result.json`` is incomplete, one whose ``result.json`` does
-not parse is corrupt; both are reported and skipped, never fatal.
+The analysis reads only the JSON files a run leaves, through :mod:`lightsam.store` (the one
+module that knows their names), never checkpoints, and nothing of the training code. It reads a
+store that is still being written: a run without ``result.json`` is incomplete, one whose
+``result.json`` does not parse, or holds a value of the wrong type, is corrupt; both are
+reported and skipped, never fatal.
+
+Which runs count: the store's plan (``plan.json``, written when the sweep is launched) says
+which runs the sweep is made of, each with its canonical config. Only those are read. A run
+directory that is not in the plan (a run of an earlier version of the sweep file, a copy such
+as ``<id>.bak``, a run of another spelling migrated next to it) is listed as *outside the plan*
+and never pooled. A store without a plan is read as it is: every run directory whose name is
+its own run id.
+
+Runs are pooled by identity: a *cell* is a whole config but the seed, an *arm* a cell but its
+``lr`` and ``rho`` (:mod:`lightsam.plan`). Two cells that share (optimizer, lr, rho) but differ
+in anything else are two cells, and their arms are labelled by what differs.
 
 How runs count:
 
@@ -15,15 +27,14 @@ How runs count:
   three would look as good as its one lucky seed.
 - A ``failed`` run (an exception, a bug) says nothing about the optimizer: it is counted and
   shown, but scores nothing.
-- A ``missing`` run is a cell of the sweep's plan (``sweep.json``) with no readable result:
-  never started, incomplete, or corrupt.
+- A ``missing`` run is a run of the plan with no readable result: never started, incomplete,
+  or corrupt.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,22 +42,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# The store's file names (lightsam.store imports torch for its checkpoints, so not imported).
-PLAN, RESULT = "sweep.json", "result.json"
-METRICS, ENVIRONMENT = "metrics.jsonl", "environment.json"
-STATUSES = ("ok", "diverged", "failed")
-COMPLETE = ("ok", "diverged")  # runs that say something about the optimizer
+from lightsam import store as files
+from lightsam.plan import Plan, arm_key, arm_labels, cell_key
 
-CELL = ["optimizer", "lr", "rho"]
-RESULT_COLUMNS = [
-    "run_id", "optimizer", "lr", "rho", "seed", "dataset", "model", "epochs", "num_classes",
-    "status", "val_acc", "best_val_acc", "test_acc", "test_loss", "final_train_loss",
-    "epochs_completed", "diverged_epoch", "wall_s", "error",
+STATUSES = files.STATUSES
+COMPLETE = files.COMPLETE  # runs that say something about the optimizer
+# An arm's runs at one lr and rho are the seeds of one cell: the whole config but the seed, as
+# an arm label names one arm key.
+ARM, CELL_ID = "arm", "cell_id"
+CELL = [ARM, "lr", "rho"]
+# What a run is, from its config.
+CONFIG_COLUMNS = ["optimizer", "lr", "rho", "seed", "dataset", "model", "epochs", "batch_size"]
+# What it gave, from its result.
+NUMBERS = [
+    "num_classes", "val_acc", "best_val_acc", "test_acc", "test_loss", "final_train_loss",
+    "epochs_completed", "diverged_epoch", "wall_s",
 ]  # fmt: skip
-# What each run ran on, from its environment.json.
-ENVIRONMENT_COLUMNS = ["git_commit", "git_dirty", "python", "torch", "device_name", "cpu_threads"]
-RUN_COLUMNS = RESULT_COLUMNS + ENVIRONMENT_COLUMNS
-PLAN_COLUMNS = ["run_id", "optimizer", "lr", "rho", "seed"]
+RESULT_COLUMNS = ["status", *NUMBERS, "error"]
+# What it ran on, from its environment segments: the last start's commit and libraries, how
+# many commits and starts it spans, and whether any start was from a tree with changes.
+ENVIRONMENT_COLUMNS = [
+    "git_commit", "commits", "segments", "git_dirty", "python", "torch", "device_name",
+    "cpu_threads",
+]  # fmt: skip
+RUN_COLUMNS = ["run_id", CELL_ID, ARM, *CONFIG_COLUMNS, *RESULT_COLUMNS, *ENVIRONMENT_COLUMNS]
+MISSING_COLUMNS = ["run_id", CELL_ID, ARM, *CONFIG_COLUMNS, "reason"]
+OUTSIDE_COLUMNS = ["run_id", *CONFIG_COLUMNS, "status"]
 # "Near the best": within one accuracy point.
 NEAR = 0.01
 
@@ -58,17 +79,20 @@ NEAR = 0.01
 class Collection:
     """What a store holds.
 
-    ``store``: where it was read. ``runs``: one row per run with a readable result
-    (``RUN_COLUMNS``). ``problems``: (run_id, reason) for incomplete and corrupt run directories.
-    ``missing``: the planned runs with no readable result (``PLAN_COLUMNS`` and ``reason``).
-    ``expected``: the number of planned runs, None for a store without ``sweep.json``, whose
-    plan is unknown.
+    ``store``: where it was read; ``plan``: its plan, None if it has none (or it is
+    unreadable). ``runs``: one row per planned run with a readable result (``RUN_COLUMNS``).
+    ``missing``: the planned runs without one (``MISSING_COLUMNS``). ``outside``: the run
+    directories that are not in the plan (``OUTSIDE_COLUMNS``). ``problems``: (run, reason) for
+    every run directory that could not be used. ``expected``: the number of planned runs, None
+    without a plan.
     """
 
     store: Path
+    plan: Plan | None
     runs: pd.DataFrame
-    problems: list[tuple[str, str]]
     missing: pd.DataFrame
+    outside: pd.DataFrame
+    problems: list[tuple[str, str]]
     expected: int | None
 
     def summary(self) -> str:
@@ -82,7 +106,9 @@ class Collection:
             missing = f"{len(self.missing)} of {self.expected} planned runs missing"
             lines.append(f"{missing} ({detail})" if detail else missing)
         else:
-            lines.append("no sweep.json: the planned runs are unknown, only what is present counts")
+            lines.append("no plan.json: the planned runs are unknown, only what is present counts")
+        if len(self.outside):
+            lines.append(f"{len(self.outside)} run(s) outside the plan, not pooled")
         lines += [f"  {run_id}: {reason}" for run_id, reason in self.problems]
         commits = self.runs["git_commit"].dropna().unique()
         if len(commits) > 1:
@@ -92,81 +118,121 @@ class Collection:
         return "\n".join(lines)
 
 
-def _read_json(path: Path) -> Any:
-    """The JSON in ``path``; raises OSError or ValueError, which the caller reports."""
-    return json.loads(path.read_text())
-
-
-def _run_row(run_dir: Path) -> dict[str, Any]:
-    """A run's table row from its result and environment; raises ValueError if the result is
-    not a result (not an object, or no known status)."""
-    result = _read_json(run_dir / RESULT)
-    if not isinstance(result, dict) or result.get("status") not in STATUSES:
-        raise ValueError(f"no status among {', '.join(STATUSES)}")
-    try:
-        environment = _read_json(run_dir / ENVIRONMENT)
-    except (OSError, ValueError):
-        environment = {}
-    row = {column: result.get(column) for column in RESULT_COLUMNS}
-    row["run_id"] = result.get("run_id") or run_dir.name
-    row.update({column: environment.get(column) for column in ENVIRONMENT_COLUMNS})
+def _description(config: Mapping[str, Any]) -> dict[str, Any]:
+    optimizer = config.get("optimizer") or {}
+    row = {column: config.get(column) for column in CONFIG_COLUMNS}
+    row.update(optimizer=optimizer.get("name"), lr=optimizer.get("lr"), rho=optimizer.get("rho"))
     return row
 
 
-def run_directories(store: Path) -> list[Path]:
-    """Every run directory of ``store`` in name order; hidden entries (``.submitit``, locks,
-    temporary files) are not runs."""
-    return sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _number(key: str, value: Any) -> Any:
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"malformed value {key}={value!r}")
 
 
-def read_plan(store: Path) -> pd.DataFrame | None:
-    """The planned runs of ``sweep.json`` (``PLAN_COLUMNS``), or None if the store has none.
-    Raises ValueError or KeyError for a plan that cannot be read."""
-    path = store / PLAN
-    if not path.exists():
-        return None
-    return pd.DataFrame(_read_json(path)["runs"], columns=PLAN_COLUMNS)
+def _environment(run_dir: Path) -> dict[str, Any]:
+    segments = files.read_environment(run_dir)
+    last = segments[-1] if segments else {}
+    commits = {s.get("git_commit") for s in segments if s.get("git_commit")}
+    row = {column: last.get(column) for column in ENVIRONMENT_COLUMNS}
+    row.update(
+        commits=len(commits),
+        segments=len(segments),
+        git_dirty=any(s.get("git_dirty") for s in segments) if segments else None,
+    )
+    return row
 
 
-def _typed(runs: pd.DataFrame) -> pd.DataFrame:
+def _run_row(run_dir: Path) -> dict[str, Any]:
+    """A run's result and environment; raises ValueError for a result that is not a result
+    (not an object, no known status, another run's, a value of the wrong type)."""
+    result = files.read_json(run_dir / files.RESULT)
+    if result is None:
+        raise ValueError("result.json does not parse")
+    if not isinstance(result, dict):
+        raise ValueError("result.json is not a JSON object")
+    if result.get("status") not in STATUSES:
+        raise ValueError(f"no status among {', '.join(STATUSES)}")
+    if result.get("run_id") not in (None, run_dir.name):
+        raise ValueError(f"the result of run {result['run_id']}")
+    row = {key: _number(key, result.get(key)) for key in NUMBERS}
+    row.update(status=result["status"], error=result.get("error"))
+    return row | _environment(run_dir)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """Numeric columns as floats, so that a column of Nones (a store of diverged runs only)
     still compares and averages."""
-    numeric = [
-        "lr", "rho", "num_classes", "val_acc", "best_val_acc", "test_acc", "test_loss",
-        "final_train_loss", "epochs_completed", "diverged_epoch", "wall_s",
-    ]  # fmt: skip
-    return runs.astype(dict.fromkeys(numeric, "float64"))
+    numeric = [c for c in ["lr", "rho", "epochs", *NUMBERS] if c in frame]
+    return frame.astype(dict.fromkeys(numeric, "float64"))
 
 
-def collect(store: Path) -> Collection:
-    """Read every run of ``store``; incomplete and corrupt runs become ``problems``, planned
-    runs without a readable result become ``missing``."""
-    store = Path(store)
-    if not store.is_dir():
-        raise FileNotFoundError(f"no result store at {store}")
-    rows, problems, kinds = [], [], {}
-    for run_dir in run_directories(store):
-        if not (run_dir / RESULT).exists():
-            kinds[run_dir.name] = "incomplete"
-            problems.append((run_dir.name, "incomplete: no result.json (running or killed)"))
-            continue
-        try:
-            rows.append(_run_row(run_dir))
-        except (OSError, ValueError) as error:
-            kinds[run_dir.name] = "corrupt"
-            problems.append((run_dir.name, f"corrupt result.json: {error}"))
-    runs = _typed(pd.DataFrame(rows, columns=RUN_COLUMNS))
+def _read(path: Path, run_id: str, config: Mapping[str, Any], planned: bool) -> tuple[dict, str]:
+    """(result row, "") for a run with a usable result, else ({}, why not)."""
+    run_dir = path / run_id
+    if not run_dir.is_dir():
+        return {}, "not started"
+    if not (run_dir / files.RESULT).exists():
+        return {}, "incomplete: no result.json (running or killed)"
+    if planned and files.read_config(run_dir) != dict(config):
+        return {}, "corrupt: its config.json is not the plan's"
     try:
-        plan = read_plan(store)
-    except (OSError, ValueError, KeyError) as error:
-        problems.append((PLAN, f"unreadable, so the planned runs are unknown: {error!r}"))
+        return _run_row(run_dir), ""
+    except ValueError as error:
+        return {}, f"corrupt: {error}"
+
+
+def collect(path: Path) -> Collection:
+    """Read the store at ``path`` against its plan (see the module docstring)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no result store at {path}")
+    problems: list[tuple[str, str]] = []
+    try:
+        plan = files.read_plan(path)
+    except ValueError as error:
+        problems.append((files.PLAN, f"unreadable, so the planned runs are unknown: {error}"))
         plan = None
-    if plan is None:
-        missing = pd.DataFrame(columns=[*PLAN_COLUMNS, "reason"])
-        return Collection(store, runs, problems, missing, None)
-    missing = plan[~plan["run_id"].isin(runs["run_id"])].copy()
-    missing["reason"] = [kinds.get(run_id, "not started") for run_id in missing["run_id"]]
-    return Collection(store, runs, problems, missing.reset_index(drop=True), len(plan))
+    present = {run_dir.name: run_dir for run_dir in files.run_dirs(path)}
+    if plan is not None:
+        configs = dict(plan.runs)
+    else:
+        configs = {}
+        for name, run_dir in present.items():
+            result = files.read_result(run_dir) or {}
+            if result.get("run_id") not in (None, name):
+                problems.append((name, f"a copy of run {result['run_id']}: counted once"))
+                continue
+            configs[name] = files.read_config(run_dir) or {}
+    labels = arm_labels(configs.values())
+    rows, missing = [], []
+    for run_id, config in configs.items():
+        described = {"run_id": run_id, CELL_ID: cell_key(config), ARM: labels[arm_key(config)]}
+        described |= _description(config)
+        row, why = _read(path, run_id, config, planned=plan is not None)
+        if not why:
+            rows.append(described | row)
+            continue
+        if plan is not None:
+            missing.append(described | {"reason": why.split(":")[0]})
+        if why != "not started":
+            problems.append((run_id, why))
+    outside = []
+    if plan is not None:
+        for name in sorted(set(present) - set(configs)):
+            result = files.read_result(present[name]) or {}
+            description = _description(files.read_config(present[name]) or {})
+            outside.append({"run_id": name, **description, "status": result.get("status")})
+    return Collection(
+        store=path,
+        plan=plan,
+        runs=_typed(pd.DataFrame(rows, columns=RUN_COLUMNS)),
+        missing=_typed(pd.DataFrame(missing, columns=MISSING_COLUMNS)),
+        outside=_typed(pd.DataFrame(outside, columns=OUTSIDE_COLUMNS)),
+        problems=problems,
+        expected=None if plan is None else len(plan.runs),
+    )
 
 
 def read_metrics(store: Path, run_ids: Iterable[str]) -> pd.DataFrame:
@@ -174,12 +240,9 @@ def read_metrics(store: Path, run_ids: Iterable[str]) -> pd.DataFrame:
     metrics cannot be read is left out (its result is what counts)."""
     frames = []
     for run_id in run_ids:
-        try:
-            lines = (Path(store) / run_id / METRICS).read_text().splitlines()
-            rows = [json.loads(line) for line in lines if line.strip()]
-        except (OSError, ValueError):
-            continue
-        frames.append(pd.DataFrame(rows).assign(run_id=run_id))
+        rows = files.read_metrics(Path(store) / run_id)
+        if rows:
+            frames.append(pd.DataFrame(rows).assign(run_id=run_id))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id"])
 
 
@@ -280,18 +343,21 @@ def _summarise_cell(cell: pd.DataFrame) -> dict[str, Any]:
 
 
 def aggregate(runs: pd.DataFrame, missing: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (optimizer, lr, rho) cell: run counts (``n`` runs with a result, ``n_ok``,
-    ``n_diverged``, ``n_failed``, ``n_missing``), mean / std / 95% CI half-width of test and
-    validation accuracy over the ok seeds, the scores (``val_score``, ``test_score``: means over
-    the complete runs, diverged ones at chance) and the cell's ``status``. With ``missing``
+    """One row per cell (an arm at one lr and rho, with its ``optimizer``): run counts (``n``
+    runs with a result, ``n_ok``, ``n_diverged``, ``n_failed``, ``n_missing``), mean / std /
+    95% CI half-width of test and validation accuracy over the ok seeds, the scores
+    (``val_score``, ``test_score``: means over the complete runs, diverged ones at chance) and
+    the cell's ``status``. With ``missing``
     (``Collection.missing``), planned cells with no result yet are rows too, so that the table
     is the whole grid."""
     frames = [scored(runs)]
     if missing is not None and len(missing):
-        frames.append(missing[CELL].assign(status="missing"))
+        frames.append(missing[[*CELL, "optimizer"]].assign(status="missing"))
     everything = pd.concat(frames, ignore_index=True)
     rows = [
-        dict(zip(CELL, key, strict=True)) | _summarise_cell(cell)
+        dict(zip(CELL, key, strict=True))
+        | {"optimizer": cell["optimizer"].iloc[0]}
+        | _summarise_cell(cell)
         for key, cell in everything.groupby(CELL, dropna=False, sort=True)
     ]
     return pd.DataFrame(rows)
@@ -300,30 +366,32 @@ def aggregate(runs: pd.DataFrame, missing: pd.DataFrame | None = None) -> pd.Dat
 # -- what the study reports -----------------------------------------------------------------------
 
 
-def grid(agg: pd.DataFrame, optimizer: str) -> pd.DataFrame:
-    """The cells of ``optimizer`` with at least one complete run: the grid its summaries range
-    over (cells that are missing or only failed are unknown, not bad)."""
-    cells = agg[agg["optimizer"].eq(optimizer)]
+def grid(agg: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """The cells of ``arm`` with at least one complete run: the grid its summaries range over
+    (cells that are missing or only failed are unknown, not bad)."""
+    cells = agg[agg[ARM].eq(arm)]
     return cells[cells["n_ok"] + cells["n_diverged"] > 0]
 
 
 def best_settings(agg: pd.DataFrame) -> pd.DataFrame:
-    """Per optimizer, the cell a practitioner would pick (the highest mean validation score,
+    """Per arm, the cell a practitioner would pick (the highest mean validation score,
     ties to the smaller lr, then rho) with its test accuracy mean ± std over the ok seeds; and
     how the whole grid fares: the median and worst cell test score, and the fraction of cells
     whose test score is within ``NEAR`` of the chosen cell's (``best_test``). Diverged runs
     count as chance throughout; counts of diverged, failed and missing runs go with it."""
     rows = []
-    for optimizer in sorted(agg["optimizer"].unique()):
-        cells, everything = grid(agg, optimizer), agg[agg["optimizer"].eq(optimizer)]
+    for arm in sorted(agg[ARM].unique()):
+        cells, everything = grid(agg, arm), agg[agg[ARM].eq(arm)]
+        optimizer = everything["optimizer"].iloc[0]
         counts = {c: int(everything[c].sum()) for c in ("n", "n_diverged", "n_failed", "n_missing")}
         if cells.empty:
-            rows.append({"optimizer": optimizer, "grid_cells": 0, **counts})
+            rows.append({ARM: arm, "optimizer": optimizer, "grid_cells": 0, **counts})
             continue
         best = cells.loc[cells["val_score"].idxmax()]
         scores = cells["test_score"]
         rows.append(
             {
+                ARM: arm,
                 "optimizer": optimizer,
                 "lr": best["lr"],
                 "rho": best["rho"],
@@ -388,7 +456,7 @@ def _bootstrap_scores(
 def expected_best_of_k(
     runs: pd.DataFrame, k_values: Sequence[int] | None = None, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
-    """The tuning-cost curve: per optimizer and k, the expected test score of the setting a
+    """The tuning-cost curve: per arm and k, the expected test score of the setting a
     random search of k distinct grid cells would pick on validation (``expected``), computed
     exactly over all k-subsets from the cell means; and a 95% band (``low``, ``high``) from
     ``n_boot`` bootstrap resamples of each cell's seeds. k = 1 gives the grid's mean test score,
@@ -399,7 +467,7 @@ def expected_best_of_k(
     complete = complete[complete["status"].isin(COMPLETE)]
     rng = np.random.default_rng(seed)
     frames = []
-    for optimizer, own in complete.groupby("optimizer", sort=True):
+    for arm, own in complete.groupby(ARM, sort=True):
         cells = own.groupby(CELL, dropna=False, sort=True)[["val_score", "test_score"]].mean()
         n = len(cells)
         ks = [k for k in (k_values or range(1, n + 1)) if 1 <= k <= n]
@@ -412,7 +480,7 @@ def expected_best_of_k(
         frames.append(
             pd.DataFrame(
                 {
-                    "optimizer": optimizer,
+                    ARM: arm,
                     "k": ks,
                     "grid_cells": n,
                     "expected": point,
@@ -422,5 +490,5 @@ def expected_best_of_k(
             )
         )
     if not frames:
-        return pd.DataFrame(columns=["optimizer", "k", "grid_cells", "expected", "low", "high"])
+        return pd.DataFrame(columns=[ARM, "k", "grid_cells", "expected", "low", "high"])
     return pd.concat(frames, ignore_index=True)

@@ -13,10 +13,10 @@ The store: SGD-SAM on a 2 x 2 (lr, rho) grid and SGD on 2 learning rates, 3 seed
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lightsam import results
+from analysis import fig_agnostic, report, results
+from lightsam.plan import Plan
 
 ROOT = Path(__file__).parents[1]
 CHANCE = 0.1
@@ -64,9 +65,35 @@ def write(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data))
 
 
-def write_run(store: Path, key: tuple, status: str, val: float | None, test: float | None) -> None:
+def config_of(key: tuple, epochs: int = 3) -> dict[str, Any]:
+    """A stored config: the analysis reads it as JSON, whatever the schema's fields."""
     optimizer, lr, rho, seed = key
-    run_dir = store / run_id(*key)
+    return {
+        "schema": 2,
+        "dataset": "mnist5k",
+        "model": "lenet5",
+        "epochs": epochs,
+        "seed": seed,
+        "optimizer": {"name": optimizer, "lr": lr, "rho": rho, "hparams": {}},
+    }
+
+
+def write_plan(store: Path, configs: dict[str, dict]) -> None:
+    plan = Plan(sweep="synthetic", source="synthetic.yaml", source_sha256="-", runs=configs)
+    write(store / "plan.json", plan.to_json())
+
+
+def write_run(
+    store: Path,
+    key: tuple,
+    status: str,
+    val: float | None,
+    test: float | None,
+    name: str | None = None,
+    epochs: int = 3,
+) -> None:
+    optimizer, lr, rho, seed = key
+    run_dir = store / (name or run_id(*key))
     run_dir.mkdir()
     identity = {
         "run_id": run_dir.name,
@@ -76,17 +103,11 @@ def write_run(store: Path, key: tuple, status: str, val: float | None, test: flo
         "seed": seed,
         "dataset": "mnist5k",
         "model": "lenet5",
-        "epochs": 3,
+        "epochs": epochs,
     }
-    config = {
-        "dataset": "mnist5k",
-        "model": "lenet5",
-        "epochs": 3,
-        "seed": seed,
-        "optimizer": {"name": optimizer, "lr": lr, "rho": rho, "hparams": {}},
-    }
-    write(run_dir / "config.json", config)
-    write(run_dir / "environment.json", {"git_commit": "abc", "git_dirty": False})
+    write(run_dir / "config.json", config_of(key, epochs))
+    segment = {"git_commit": "abc", "git_dirty": False, "start_epoch": 0}
+    write(run_dir / "environment.json", {"segments": [segment]})
     if status == "incomplete":
         return
     if status == "corrupt":
@@ -130,11 +151,7 @@ def write_run(store: Path, key: tuple, status: str, val: float | None, test: flo
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     store = tmp_path_factory.mktemp("store")
-    plan = [
-        {"run_id": run_id(*key), "optimizer": key[0], "lr": key[1], "rho": key[2], "seed": key[3]}
-        for key in RUNS
-    ]
-    write(store / "sweep.json", {"sweep": "synthetic", "runs": plan})
+    write_plan(store, {run_id(*key): config_of(key) for key in RUNS})
     for key, (status, val, test) in RUNS.items():
         if status != "absent":
             write_run(store, key, status, val, test)
@@ -180,6 +197,7 @@ def test_collect_reads_results_and_reports_what_is_missing(collection):
 def test_a_store_without_a_plan_reports_only_what_is_present(tmp_path):
     write_run(tmp_path, ("sgd", 0.1, None, 0), "ok", 0.9, 0.8)
     (tmp_path / "half").mkdir()
+    write(tmp_path / "half" / "config.json", config_of(("sgd", 0.2, None, 0)))
     found = results.collect(tmp_path)
     assert found.expected is None and found.missing.empty
     assert list(found.runs["test_acc"]) == [0.8]
@@ -188,10 +206,10 @@ def test_a_store_without_a_plan_reports_only_what_is_present(tmp_path):
 
 def test_an_unreadable_plan_is_reported_not_fatal(tmp_path):
     write_run(tmp_path, ("sgd", 0.1, None, 0), "ok", 0.9, 0.8)
-    (tmp_path / "sweep.json").write_text('{"sweep": "x", "ru')
+    (tmp_path / "plan.json").write_text('{"sweep": "x", "ru')
     found = results.collect(tmp_path)
     assert found.expected is None and len(found.runs) == 1
-    assert [run_id for run_id, _ in found.problems] == ["sweep.json"]
+    assert [run_id for run_id, _ in found.problems] == ["plan.json"]
 
 
 def test_t_critical_matches_the_tables():
@@ -256,7 +274,7 @@ def test_best_settings_select_on_validation_and_count_divergence_as_chance(agg):
 
 def test_expected_best_of_k_is_exact_at_both_ends(collection):
     curve = results.expected_best_of_k(collection.runs, n_boot=200, seed=0)
-    sam = curve[curve["optimizer"] == "sgd_sam"].set_index("k")
+    sam = curve[curve["arm"] == "sgd_sam"].set_index("k")
     scores = [0.92, 0.92, (0.95 + 0.97 + CHANCE) / 3, CHANCE]  # in validation order
     assert list(sam.index) == [1, 2, 3, 4]
     assert sam.loc[1, "expected"] == pytest.approx(np.mean(scores))  # one random cell
@@ -304,24 +322,14 @@ OUTPUTS = [
 ]
 
 
-def test_every_script_writes_its_outputs_and_the_table_matches(store, agg, tmp_path):
+def test_every_script_writes_its_outputs_and_the_table_matches(store, collection, agg, tmp_path):
     write_agnostic(tmp_path / "agnostic")
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "analysis/all.py",
-        "--store",
-        str(store),
-        "--agnostic",
-        str(tmp_path / "agnostic"),
-        "--out",
-        str(out),
-    ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    for script in report.STORE_FIGURES:
+        script.make(collection, out)
+    fig_agnostic.make(tmp_path / "agnostic", out)
     for name in OUTPUTS:
         assert (out / name).stat().st_size > 0, name
-    assert "3 of 18 planned runs missing" in done.stdout
 
     rows = {}
     for line in (out / "best.md").read_text().splitlines():
@@ -329,7 +337,7 @@ def test_every_script_writes_its_outputs_and_the_table_matches(store, agg, tmp_p
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
         rows[cells[0]] = cells
-    best = results.best_settings(agg).set_index("optimizer")
+    best = results.best_settings(agg).set_index("arm")
     sam, sgd = rows["SGD-SAM"], rows["SGD"]
     b = best.loc["sgd_sam"]
     assert sam[1:3] == ["1e-2", "1e-2"]
@@ -343,25 +351,108 @@ def test_every_script_writes_its_outputs_and_the_table_matches(store, agg, tmp_p
     assert len(runs) == 15 and set(runs["status"]) == {"ok", "diverged", "failed"}
 
 
-@pytest.fixture
-def analysis(monkeypatch):
-    """The analysis scripts as modules, imported the way ``python analysis/x.py`` finds them."""
-    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
-    return importlib.import_module
+def test_a_script_runs_on_its_own_from_any_directory(store, tmp_path):
+    command = [sys.executable, "-m", "analysis.table_best", "--store", str(store), "--out", "t"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "wrote t/best.md" in done.stdout and "3 of 18 planned runs missing" in done.stdout
+    assert (tmp_path / "t" / "best.md").stat().st_size > 0
 
 
-def test_a_script_runs_on_its_own_and_all_skips_a_missing_input(store, tmp_path, analysis, capsys):
-    analysis("table_best").main(["--store", str(store), "--out", str(tmp_path)])
-    printed = capsys.readouterr().out
-    assert f"wrote {tmp_path / 'best.md'}" in printed and "3 of 18 planned runs missing" in printed
-    write_agnostic(tmp_path / "agnostic")
-    analysis("all").main(["--agnostic", str(tmp_path / "agnostic"), "--out", str(tmp_path)])
-    printed = capsys.readouterr().out
-    assert "no result store (None): skipping table_best" in printed
-    assert (tmp_path / "agnostic.png").stat().st_size > 0
-    assert not (tmp_path / "heatmaps.png").exists()
-
-
-def test_the_agnostic_title_states_the_problem(analysis):
-    title = analysis("fig_agnostic").title({"smoothness": 2.5, "steps": 300, "dim": 10})
+def test_the_agnostic_title_states_the_problem():
+    title = fig_agnostic.title({"smoothness": 2.5, "steps": 300, "dim": 10})
     assert "L = 2.5" in title and "300 steps" in title
+
+
+# -- identity: what is pooled, what is not ---------------------------------------------------------
+
+
+def small_store(path: Path) -> dict[str, dict]:
+    """Two seeds of one SGD cell, planned and present."""
+    path.mkdir()
+    keys = [("sgd", 0.1, None, seed) for seed in (0, 1)]
+    write_plan(path, {run_id(*key): config_of(key) for key in keys})
+    for key, test in zip(keys, (0.8, 0.9), strict=True):
+        write_run(path, key, "ok", test, test)
+    return {run_id(*key): config_of(key) for key in keys}
+
+
+def test_runs_outside_the_plan_and_copies_are_listed_and_never_pooled(tmp_path):
+    store = tmp_path / "store"
+    planned = small_store(store)
+    # A run of an earlier version of the sweep (other epochs), and a copy of a planned run.
+    write_run(store, ("sgd", 0.1, None, 2), "ok", 0.1, 0.1, name="old-run", epochs=10)
+    first = next(iter(planned))
+    shutil.copytree(store / first, store / f"{first}.bak")
+    collection = results.collect(store)
+    assert sorted(collection.outside["run_id"]) == sorted(["old-run", f"{first}.bak"])
+    agg = results.aggregate(collection.runs, collection.missing)
+    assert len(agg) == 1 and agg.loc[0, "n"] == 2
+    assert agg.loc[0, "test_acc_mean"] == pytest.approx(0.85)
+    assert "2 run(s) outside the plan, not pooled" in collection.summary()
+    text = "\n".join(report.what_was_run(collection))
+    assert "Outside the plan: 2 run directories" in text and "`old-run`" in text
+
+
+def test_a_copy_in_a_store_without_a_plan_counts_once(tmp_path):
+    store = tmp_path / "store"
+    planned = small_store(store)
+    (store / "plan.json").unlink()
+    first = next(iter(planned))
+    shutil.copytree(store / first, store / f"{first}.bak")
+    collection = results.collect(store)
+    assert len(collection.runs) == 2
+    assert (f"{first}.bak", f"a copy of run {first}: counted once") in collection.problems
+
+
+def test_a_malformed_value_is_reported_and_every_figure_is_still_written(tmp_path):
+    store = tmp_path / "store"
+    planned = small_store(store)
+    first = next(iter(planned))
+    result = json.loads((store / first / "result.json").read_text())
+    write(store / first / "result.json", {**result, "val_acc": "0.9x"})
+    collection = results.collect(store)
+    assert list(collection.missing["reason"]) == ["corrupt"]
+    assert dict(collection.problems)[first] == "corrupt: malformed value val_acc='0.9x'"
+    out = tmp_path / "out"
+    for script in report.STORE_FIGURES:
+        script.make(collection, out)
+    assert all((out / f"{name}.png").stat().st_size > 0 for name in ("heatmaps", "robustness"))
+
+
+def test_cells_that_share_optimizer_lr_and_rho_but_not_epochs_stay_apart(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    configs = {}
+    for epochs in (3, 10):
+        for seed in (0, 1):
+            key = ("sgd", 0.1, None, seed)
+            name = f"sgd-e{epochs}-s{seed}"
+            configs[name] = config_of(key, epochs)
+            write_run(store, key, "ok", 0.5 + epochs / 100, 0.5 + epochs / 100, name, epochs)
+    write_plan(store, configs)
+    collection = results.collect(store)
+    agg = results.aggregate(collection.runs, collection.missing)
+    assert sorted(agg["arm"]) == ["sgd (epochs=10)", "sgd (epochs=3)"]
+    assert list(agg.sort_values("arm")["test_acc_mean"]) == pytest.approx([0.6, 0.53])
+    best = results.best_settings(agg)
+    assert len(best) == 2 and set(best["optimizer"]) == {"sgd"}
+
+
+def test_the_report_counts_runs_trained_across_commits_or_from_a_changed_tree(tmp_path):
+    store = tmp_path / "store"
+    planned = small_store(store)
+    first, second = planned
+    segments = [
+        {"git_commit": "abc", "git_dirty": False, "start_epoch": 0},
+        {"git_commit": "def", "git_dirty": True, "git_diff": "git-1.diff", "start_epoch": 2},
+    ]
+    write(store / first / "environment.json", {"segments": segments})
+    collection = results.collect(store)
+    runs = collection.runs.set_index("run_id")
+    assert runs.loc[first, "commits"] == 2 and runs.loc[first, "git_commit"] == "def"
+    assert runs.loc[second, "commits"] == 1 and not runs.loc[second, "git_dirty"]
+    assert report.provenance(collection.runs) == (
+        "1 of 2 runs trained across more than one git commit, 1 from a tree with uncommitted "
+        "changes (its `git diff` kept in the run directory), 1 resumed at least once"
+    )
