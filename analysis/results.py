@@ -56,7 +56,7 @@ CONFIG_COLUMNS = ["optimizer", "lr", "rho", "seed", "dataset", "model", "epochs"
 # What it gave, from its result.
 NUMBERS = [
     "num_classes", "val_acc", "best_val_acc", "test_acc", "test_loss", "final_train_loss",
-    "epochs_completed", "diverged_epoch", "wall_s",
+    "epochs_completed", "diverged_epoch", "wall_s", "perturbation_norm", "relative_perturbation",
 ]  # fmt: skip
 RESULT_COLUMNS = ["status", *NUMBERS, "error"]
 # What it ran on, from its environment segments: the last start's commit and libraries, how
@@ -335,6 +335,9 @@ def _summarise_cell(cell: pd.DataFrame) -> dict[str, Any]:
     for metric in ("test_acc", "val_acc"):
         mean, std, ci = mean_std_ci(ok[metric].dropna())
         row |= {f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci95": ci}
+    # The realised size of the ascents, which the nominal rho means differently per method.
+    for metric in ("perturbation_norm", "relative_perturbation"):
+        row[f"{metric}_mean"] = ok[metric].mean()
     row["chance"] = cell["chance"].max()
     row["val_score"] = cell["val_score"].mean()
     row["test_score"] = cell["test_score"].mean()
@@ -347,7 +350,8 @@ def aggregate(runs: pd.DataFrame, missing: pd.DataFrame | None = None) -> pd.Dat
     runs with a result, ``n_ok``, ``n_diverged``, ``n_failed``, ``n_missing``), mean / std /
     95% CI half-width of test and validation accuracy over the ok seeds, the scores
     (``val_score``, ``test_score``: means over the complete runs, diverged ones at chance) and
-    the cell's ``status``. With ``missing``
+    the cell's ``status``, and the mean realised perturbation of its ok runs
+    (``perturbation_norm_mean``, ``relative_perturbation_mean``). With ``missing``
     (``Collection.missing``), planned cells with no result yet are rows too, so that the table
     is the whole grid."""
     frames = [scored(runs)]

@@ -32,6 +32,12 @@ HPARAMS = {
     "lightsam_i": {"lr": 0.1, "rho": 0.05},
     "lightsam_ii": {"lr": 1e-2, "rho": 1e-3},
     "lightsam_iii": {"lr": 1e-3, "rho": 1e-3},
+    "adam_sam": {"lr": 1e-3, "rho": 0.05},
+    "adamw_sam": {"lr": 1e-3, "rho": 0.05},
+    "adagrad_sam": {"lr": 1e-2, "rho": 0.05},
+    "adagrad_norm_sam": {"lr": 0.1, "rho": 0.05},
+    "lightsam_i_sgd": {"lr": 0.1, "rho": 0.05, "momentum": 0.9},
+    "sgd_sam_decay": {"lr": 0.1, "rho": 0.05, "momentum": 0.9},
 }
 GOALS = {"sgd_sam": 1.5, "lightsam_i": 1.5, "lightsam_ii": 1.5, "lightsam_iii": 2.2}
 FOREACH_GOAL = 2.0
@@ -95,7 +101,7 @@ def main() -> None:
         adam = timed("adam", True)
         print(f"  Adam(foreach=True): {adam * 1e3:.2f} ms/step")
         print(
-            f"  {'method':<14} {'default ms':>10} {'/ Adam':>7} {'goal':>8}"
+            f"  {'method':<16} {'default ms':>10} {'/ Adam':>7} {'goal':>8}"
             f" {'foreach ms':>11} {'per-tensor ms':>14} {'foreach speed-up':>17}"
         )
         for name in HPARAMS:
@@ -106,7 +112,7 @@ def main() -> None:
             speedup = slow / fast
             mark = "" if model != "many_small" else ("ok" if speedup >= FOREACH_GOAL else "MISS")
             print(
-                f"  {name:<14} {default * 1e3:>10.2f} {ratio:>6.2f}x {verdict:>8}"
+                f"  {name:<16} {default * 1e3:>10.2f} {ratio:>6.2f}x {verdict:>8}"
                 f" {fast * 1e3:>11.2f} {slow * 1e3:>14.2f} {speedup:>12.2f}x {mark}"
             )
 

@@ -1,11 +1,13 @@
 """lightsam: LightSAM and other sharpness-aware optimizers, and the study of their sensitivity."""
 
 from lightsam.optim import (
+    ASCENTS,
     OPTIMIZERS,
     SAM,
     AdaGradNorm,
     AdaSAM,
     LightSAM,
+    SharpnessAware,
     SharpnessAwareOptimizer,
     create_optimizer,
 )
@@ -13,11 +15,13 @@ from lightsam.optim import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASCENTS",
     "OPTIMIZERS",
     "SAM",
     "AdaGradNorm",
     "AdaSAM",
     "LightSAM",
+    "SharpnessAware",
     "SharpnessAwareOptimizer",
     "__version__",
     "create_optimizer",

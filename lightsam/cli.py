@@ -18,9 +18,10 @@ from lightsam.train import run
 
 
 def list_optimizers(_: argparse.Namespace) -> None:
+    width = max(map(len, OPTIMIZERS))
     for name, entry in OPTIMIZERS.items():
         kind = "sharpness-aware" if entry.sharpness_aware else "base"
-        print(f"{name:<14} {kind:<16} {', '.join(sorted(entry.hyperparameters))}")
+        print(f"{name:<{width}} {kind:<16} {', '.join(sorted(entry.hyperparameters))}")
 
 
 def load_or_exit(loader, *args):

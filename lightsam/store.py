@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -211,25 +212,47 @@ def _git(*args: str) -> str | None:
     return out.stdout
 
 
+@functools.cache
+def code_version() -> tuple[str | None, bool | None, str | None]:
+    """(commit, dirty, ``git diff HEAD`` if dirty) of the code this process runs. Read once: a
+    process runs the code it imported, whatever the tree becomes later (a worker of a long
+    sweep must not record the edits made while it trains)."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    dirty = None if status is None else bool(status.strip())
+    return (commit.strip() if commit else None), dirty, (_git("diff", "HEAD") if dirty else None)
+
+
+def cpu_name() -> str:
+    """The CPU's model name: float results on CPU can differ between models (their vector units
+    pick different kernels), so a result records which one computed it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: Any) -> dict[str, Any]:
     """What a result is being computed with: the code's git commit and whether its tree had
     uncommitted changes (to tracked files), the library versions, the device, the host, the
     time (UTC)."""
     import torch
 
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    commit, dirty, _ = code_version()
     return {
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git_commit": commit.strip() if commit else None,
-        "git_dirty": None if status is None else bool(status.strip()),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
         if getattr(device, "type", None) == "cuda"
-        else platform.processor() or platform.machine(),
+        else cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
@@ -256,7 +279,7 @@ def begin_segment(run_dir: Path, segment: dict[str, Any]) -> None:
     segments = read_environment(run_dir)
     segment = dict(segment)
     if segment.get("git_dirty"):
-        diff = _git("diff", "HEAD")
+        diff = code_version()[2]
         if diff:
             name = f"git-{len(segments)}.diff"
             write_text(run_dir / name, diff)

@@ -57,12 +57,15 @@ from lightsam.distributed import (
     unwrap,
 )
 from lightsam.models import create_model
-from lightsam.optim import create_optimizer
+from lightsam.optim import SharpnessAwareOptimizer, create_optimizer
 from lightsam.step import TrainStep
 
 # How often (in steps) the loop reads the loss back from the device: to test for divergence and
 # refresh the progress bar. Reading it every step would stall a GPU.
 SYNC_EVERY = 20
+# The realised size of each ascent (SharpnessAwareOptimizer): epoch means in metrics.jsonl, the
+# run's mean in result.json.
+PERTURBATION = ("perturbation_norm", "relative_perturbation")
 
 
 @contextlib.contextmanager
@@ -283,6 +286,13 @@ def show_progress(runtime: Runtime) -> bool:
     return is_main() and wanted
 
 
+def run_mean(history: list[dict[str, Any]], key: str) -> float | None:
+    """The mean of an epoch mean over the run's epochs (each as many steps), None if no epoch
+    has it."""
+    values = [row[key] for row in history if key in row]
+    return sum(values) / len(values) if values else None
+
+
 def result_header(config: Config, status: str) -> dict[str, Any]:
     """The keys every result starts with: what ran, and how it ended."""
     return {
@@ -360,6 +370,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         wall_s, wandb_id = checkpoint["wall_s"], checkpoint["wandb_id"]
     record.start(config, history, wandb_id, runtime.wandb)
 
+    sharpness_aware = isinstance(optimizer, SharpnessAwareOptimizer)
     status, diverged_epoch = "ok", None
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -368,6 +379,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         recent = torch.zeros(SYNC_EVERY, device=device)  # losses since the last sync
         correct = torch.zeros((), device=device, dtype=torch.int64)
+        perturbation = torch.zeros(len(PERTURBATION), device=device, dtype=torch.float64)
         seen = 0
         bar = tqdm(
             loaders["train"],
@@ -384,6 +396,9 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             recent[i % SYNC_EVERY] = loss.float().nan_to_num(math.inf)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
+            if sharpness_aware:
+                sizes = (optimizer.perturbation_norm, optimizer.relative_perturbation)
+                perturbation += torch.stack(sizes).to(perturbation)
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 # Decided on the global batch's losses, which every process shares (a
                 # non-finite loss anywhere makes them infinite): what one process on the global
@@ -412,6 +427,8 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             "train_acc": correct.item() / seen,
             "lr": optimizer.param_groups[0]["lr"],
         }
+        if sharpness_aware:  # this process's ascents (every process's, in global mode)
+            row.update(zip(PERTURBATION, (perturbation / steps_per_epoch).tolist(), strict=True))
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             val = evaluate(module, loaders["val"], loss_fn, device, autocast_dtype)
             row.update(val_loss=val["loss"], val_acc=val["acc"])
@@ -447,6 +464,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         "final_train_loss": last.get("train_loss"),
         "wall_s": wall_s,
         "world_size": env.world_size,
+        **{key: run_mean(history, key) for key in PERTURBATION},
     }
     if status == "ok":
         # The test set is read once, here, at the end.

@@ -125,6 +125,87 @@ def adagrad_norm(grad, x, steps, lr, eps=1e-8, weight_decay=0.0, decoupled_weigh
     return x
 
 
+# -- the ablation arms: one ascent, one descent, each written out ---------------------------------
+
+
+def _adam_step(x, g, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+    """torch.optim.Adam's (AdamW's with ``decoupled``) update of ``x`` from ``g``."""
+    b1, b2 = betas
+    if decoupled:
+        x = x * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * x
+    t = state["t"] = state.get("t", 0) + 1
+    m = state["m"] = b1 * state.get("m", torch.zeros_like(x)) + (1 - b1) * g
+    v = state["v"] = b2 * state.get("v", torch.zeros_like(x)) + (1 - b2) * g * g
+    return x - lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+
+
+def _sgd_step(x, g, state, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """torch.optim.SGD's update of ``x`` from ``g``."""
+    g = g + weight_decay * x
+    if momentum:
+        buf = state["buf"] = g.clone() if "buf" not in state else momentum * state["buf"] + g
+        g = g + momentum * buf if nesterov else buf
+    return x - lr * g
+
+
+def adam_sam(grad, x, steps, lr, rho, **adam):
+    state = {}
+    for _ in range(steps):
+        s = grad(x)
+        x = _adam_step(x, grad(x + _sam_ascent(x, s, rho)), state, lr, **adam)
+    return x
+
+
+def adamw_sam(grad, x, steps, lr, rho, weight_decay=1e-2, **adam):
+    state = {}
+    for _ in range(steps):
+        s = grad(x)
+        g = grad(x + _sam_ascent(x, s, rho))
+        x = _adam_step(x, g, state, lr, weight_decay=weight_decay, decoupled=True, **adam)
+    return x
+
+
+def adagrad_sam(grad, x, steps, lr, rho, eps=1e-10, lr_decay=0.0, weight_decay=0.0,
+                initial_accumulator_value=0.0):  # fmt: skip
+    acc = torch.full_like(x, initial_accumulator_value)
+    for t in range(1, steps + 1):
+        s = grad(x)
+        g = grad(x + _sam_ascent(x, s, rho)) + weight_decay * x
+        acc = acc + g * g
+        x = x - lr / (1 + (t - 1) * lr_decay) * g / (acc.sqrt() + eps)
+    return x
+
+
+def adagrad_norm_sam(grad, x, steps, lr, rho, eps=1e-8, weight_decay=0.0,
+                     decoupled_weight_decay=False):  # fmt: skip
+    v = eps**2
+    for _ in range(steps):
+        s = grad(x)
+        x, g = _decay(x, grad(x + _sam_ascent(x, s, rho)), lr, weight_decay, decoupled_weight_decay)
+        v = v + g @ g
+        x = x - lr * g / v**0.5
+    return x
+
+
+def lightsam_i_sgd(grad, x, steps, lr, rho, ascent_eps=1e-8, **sgd):
+    u, state = ascent_eps**2, {}
+    for _ in range(steps):
+        s = grad(x)
+        u = u + s @ s
+        x = _sgd_step(x, grad(x + rho * s / u**0.5), state, lr, **sgd)
+    return x
+
+
+def sgd_sam_decay(grad, x, steps, lr, rho, **sgd):
+    state = {}
+    for t in range(1, steps + 1):
+        s = grad(x)
+        x = _sgd_step(x, grad(x + _sam_ascent(x, s, rho / t**0.5)), state, lr, **sgd)
+    return x
+
+
 REFERENCES = {
     "sgd_sam": sgd_sam,
     "asam": asam,
@@ -133,4 +214,10 @@ REFERENCES = {
     "lightsam_iii": lightsam_iii,
     "adasam": adasam,
     "adagrad_norm": adagrad_norm,
+    "adam_sam": adam_sam,
+    "adamw_sam": adamw_sam,
+    "adagrad_sam": adagrad_sam,
+    "adagrad_norm_sam": adagrad_norm_sam,
+    "lightsam_i_sgd": lightsam_i_sgd,
+    "sgd_sam_decay": sgd_sam_decay,
 }

@@ -226,6 +226,17 @@ RESOLVED = {
     "lightsam_ii": {"decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},
     "lightsam_iii": {"betas": [0.9, 0.999], "bias_correction": False,
                      "decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},
+    "adam_sam": {"amsgrad": False, "betas": [0.9, 0.999], "decoupled_weight_decay": False,
+                 "eps": 1e-08, "maximize": False, "weight_decay": 0.0},
+    "adamw_sam": {"amsgrad": False, "betas": [0.9, 0.999], "eps": 1e-08, "maximize": False,
+                  "weight_decay": 0.01},
+    "adagrad_sam": {"eps": 1e-10, "initial_accumulator_value": 0.0, "lr_decay": 0.0,
+                    "maximize": False, "weight_decay": 0.0},
+    "adagrad_norm_sam": {"decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},
+    "lightsam_i_sgd": {"ascent_eps": 1e-08, "dampening": 0.0, "maximize": False,
+                       "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "sgd_sam_decay": {"dampening": 0.0, "maximize": False, "momentum": 0.0, "nesterov": False,
+                      "weight_decay": 0.0},
 }  # fmt: skip
 
 

@@ -25,6 +25,12 @@ HPARAMS = {
     "lightsam_i": {"lr": 0.1, "rho": 0.05},
     "lightsam_ii": {"lr": 1e-2, "rho": 1e-3},
     "lightsam_iii": {"lr": 1e-2, "rho": 1e-3, "bias_correction": True},
+    "adam_sam": {"lr": 1e-2, "rho": 0.05},
+    "adamw_sam": {"lr": 1e-2, "rho": 0.05},
+    "adagrad_sam": {"lr": 0.1, "rho": 0.05},
+    "adagrad_norm_sam": {"lr": 0.1, "rho": 0.05},
+    "lightsam_i_sgd": {"lr": 0.05, "rho": 0.05, "momentum": 0.9},
+    "sgd_sam_decay": {"lr": 0.05, "rho": 0.05, "momentum": 0.9},
 }
 
 
@@ -244,6 +250,12 @@ def test_sharpness_aware_flag():
         "lightsam_i",
         "lightsam_ii",
         "lightsam_iii",
+        "adam_sam",
+        "adamw_sam",
+        "adagrad_sam",
+        "adagrad_norm_sam",
+        "lightsam_i_sgd",
+        "sgd_sam_decay",
     }
     assert optimizer_entry("asam").hyperparameters >= {"lr", "rho", "momentum", "asam_eta"}
 

@@ -275,3 +275,20 @@ def test_a_store_answers_one_sweep(tmp_path):
     with pytest.raises(store.PlanConflict, match="holds the plan of sweep 'a'"):
         store.write_plan(out, b.plan())
     assert store.read_plan(out) == a.plan()
+
+
+def test_the_ablation_arms_sweep_like_any_optimizer(tmp_path):
+    base = write_spec(tmp_path / "base.yaml", "{momentum: 0.9}")
+    grids = (
+        "  lightsam_i_sgd: {lr: [0.05], rho: [0.05], hparams: {ascent_eps: 1.0e-6}}\n"
+        "  sgd_sam_decay: {lr: [0.05], rho: [0.05]}\n"
+        "  adam_sam: {lr: [1.0e-3], rho: [0.05], hparams: {betas: [0.8, 0.99]}}\n"
+    )
+    sweep = load_sweep(sweep_file(tmp_path / "s.yaml", base, grids))
+    hparams = {c.optimizer.name: c.optimizer.hparams for c in sweep.runs}
+    assert hparams["lightsam_i_sgd"]["momentum"] == hparams["sgd_sam_decay"]["momentum"] == 0.9
+    assert hparams["lightsam_i_sgd"]["ascent_eps"] == 1e-6
+    assert hparams["adam_sam"]["betas"] == [0.8, 0.99] and "momentum" not in hparams["adam_sam"]
+    assert sweep.notes == (
+        "optimizer.hparams.momentum=0.9 reaches lightsam_i_sgd, sgd_sam_decay; not adam_sam",
+    )

@@ -33,6 +33,12 @@ OPTIMIZERS = {
     "lightsam_i": {"lr": 1.0, "rho": 0.05},
     "lightsam_ii": {"lr": 1e-2, "rho": 1e-4},
     "lightsam_iii": {"lr": 1e-3, "rho": 1e-4},
+    "adam_sam": {"lr": 1e-3, "rho": 0.05},
+    "adamw_sam": {"lr": 1e-3, "rho": 0.05},
+    "adagrad_sam": {"lr": 1e-2, "rho": 0.05},
+    "adagrad_norm_sam": {"lr": 1.0, "rho": 0.05},
+    "lightsam_i_sgd": {"lr": 0.05, "rho": 0.05, "hparams": {"momentum": 0.9}},
+    "sgd_sam_decay": {"lr": 0.05, "rho": 0.05, "hparams": {"momentum": 0.9}},
 }
 
 
@@ -221,6 +227,8 @@ def test_every_start_and_resume_records_its_environment_and_a_dirty_trees_diff(
     cfg, run_dir = config(epochs=2), tmp_path / config(epochs=2).run_id()
     git = {"rev-parse": "aaa\n", "status": "", "diff": ""}
     monkeypatch.setattr(store, "_git", lambda command, *_: git[command])
+    # Each start reads the tree afresh, as a resume in a new process does.
+    monkeypatch.setattr(store, "code_version", store.code_version.__wrapped__)
     finish_epoch = Recorder.epoch
 
     def killed_after_the_first_epoch(self, history, checkpoint):
@@ -240,3 +248,19 @@ def test_every_start_and_resume_records_its_environment_and_a_dirty_trees_diff(
     assert starts == [("aaa", False, 0), ("bbb", True, 1)]
     assert "git_diff" not in segments[0]
     assert (run_dir / segments[1]["git_diff"]).read_text() == "diff --git\n"
+
+
+def test_the_realised_perturbation_is_logged_per_epoch_and_averaged_in_the_result(tmp_path):
+    cfg = config(epochs=2)
+    result = run(cfg, tmp_path)
+    rows = store.read_metrics(tmp_path / cfg.run_id())
+    norms = [row["perturbation_norm"] for row in rows]
+    assert len(norms) == 2 and all(0 < n <= 0.05 * (1 + 1e-6) for n in norms)  # LightSAM-I: <= rho
+    assert all(0 < row["relative_perturbation"] < row["perturbation_norm"] for row in rows)
+    assert result["perturbation_norm"] == pytest.approx(sum(norms) / 2)
+    assert norms[1] < norms[0]  # its radius shrinks as the ascent statistic grows
+
+    base = config(optimizer={"name": "sgd", "lr": 0.05})
+    plain = run(base, tmp_path)
+    assert plain["perturbation_norm"] is None and plain["relative_perturbation"] is None
+    assert "perturbation_norm" not in store.read_metrics(tmp_path / base.run_id())[0]

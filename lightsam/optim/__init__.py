@@ -5,15 +5,18 @@ from lightsam.optim.adasam import AdaSAM
 from lightsam.optim.base import SharpnessAwareOptimizer
 from lightsam.optim.lightsam import VARIANTS, LightSAM
 from lightsam.optim.registry import OPTIMIZERS, create_optimizer, optimizer_entry
-from lightsam.optim.sam import SAM
+from lightsam.optim.rules import ASCENTS
+from lightsam.optim.sam import SAM, SharpnessAware
 
 __all__ = [
+    "ASCENTS",
     "OPTIMIZERS",
     "SAM",
     "VARIANTS",
     "AdaGradNorm",
     "AdaSAM",
     "LightSAM",
+    "SharpnessAware",
     "SharpnessAwareOptimizer",
     "create_optimizer",
     "optimizer_entry",

@@ -14,19 +14,10 @@ from lightsam.optim.base import (
     check_non_negative,
     check_positive,
     decayed_grads,
-    global_statistic,
     keep_saved_state_dtypes,
     resolve_foreach,
 )
-
-
-def global_sq_norm_sum(
-    optimizer: Optimizer, name: str, eps: float, grads: list[Tensor], *, foreach: bool
-) -> Tensor:
-    """AdaGrad-Norm's statistic ``name``: ``eps^2`` at first, then grown by the squared norm of
-    ``grads``, which are the gradients of *every* param group."""
-    sq_norm_sum = global_statistic(optimizer, name, eps * eps, grads)
-    return sq_norm_sum.add_(F.sq_norm(grads, foreach=foreach))
+from lightsam.optim.rules import accumulate_sq_norm
 
 
 class AdaGradNorm(Optimizer):
@@ -92,9 +83,10 @@ class AdaGradNorm(Optimizer):
         if not work:
             return loss
         all_grads = [g for _, _, grads, _ in work for g in grads]
-        sq_norm_sum = global_sq_norm_sum(
-            self, "sq_norm", self.defaults["eps"], all_grads, foreach=work[0][3]
-        )
+        sq_norm_sum, _ = accumulate_sq_norm(
+            self.state, self.param_groups, "sq_norm", self.defaults["eps"], all_grads,
+            foreach=work[0][3],
+        )  # fmt: skip
         inv_root = sq_norm_sum.rsqrt()
         for group, params, grads, foreach in work:
             F.add_scaled_(params, grads, inv_root * -group["lr"], foreach=foreach)

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from torch import Tensor
+
 from lightsam.optim import functional as F
+from lightsam.optim import rules
 from lightsam.optim.base import (
     SharpnessAwareOptimizer,
     check_betas,
     check_non_negative,
     check_positive,
-    decayed_grads,
-    resolve_foreach,
     statistic,
 )
-from lightsam.optim.sam import normalized_ascent
 
 
 class AdaSAM(SharpnessAwareOptimizer):
@@ -67,18 +67,13 @@ class AdaSAM(SharpnessAwareOptimizer):
         check_non_negative("weight_decay", merged["weight_decay"])
         super().add_param_group(param_group)
 
-    def _ascend(self) -> None:
-        normalized_ascent(self)
+    def _ascend(self) -> Tensor | None:
+        return rules.normalized(self, rules.shares(self), rules.Half(self.state, "ascent"))
 
     def _descend(self) -> None:
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            foreach = resolve_foreach(group["foreach"], params)
-            grads = decayed_grads(group, params, [p.grad for p in params], foreach)
-            states = [self.state[p] for p in params]
-            pairs = list(zip(states, params, strict=True))
+        for share in rules.shares(self, decay=True):
+            group, params = share.group, share.params
+            pairs = [(self.state[p], p) for p in params]
             beta1, beta2 = group["betas"]
             exp_avgs = [statistic(s, "exp_avg", p, 0.0) for s, p in pairs]
             max_exp_avg_sqs = [
@@ -87,11 +82,11 @@ class AdaSAM(SharpnessAwareOptimizer):
             F.ema_(
                 exp_avgs,
                 [statistic(s, "exp_avg_sq", p, 0.0) for s, p in pairs],
-                grads,
+                share.grads,
                 beta1=beta1,
                 beta2=beta2,
                 max_exp_avg_sqs=max_exp_avg_sqs,
-                foreach=foreach,
+                foreach=share.foreach,
             )
             F.descend_adaptive_(
                 params,
@@ -99,5 +94,5 @@ class AdaSAM(SharpnessAwareOptimizer):
                 max_exp_avg_sqs,
                 self.origins(params),
                 [-group["lr"]] * len(params),
-                foreach=foreach,
+                foreach=share.foreach,
             )

@@ -21,13 +21,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def state_dtype(param: Tensor) -> torch.dtype:
-    """Dtype of a parameter's optimizer statistics: float32 for half-precision parameters,
-    whose accumulated squares would otherwise lose most of their bits."""
-    return torch.float32 if param.dtype in LOW_PRECISION else param.dtype
+from lightsam.optim import functional as F
+from lightsam.optim.functional import accumulation_dtype, state_dtype
 
 
 def check_positive(name: str, value: float) -> None:
@@ -45,19 +40,15 @@ def check_betas(betas: tuple[float, float]) -> None:
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
 
 
-def accumulation_dtype(tensors: list[Tensor]) -> torch.dtype:
-    """Dtype of a statistic that spans several tensors (a global norm): float64 if any of them is
-    float64, else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def global_statistic(optimizer: Optimizer, name: str, init: float, like: list[Tensor]) -> Tensor:
+def global_statistic(
+    states: Any, param_groups: list[dict[str, Any]], name: str, init: float, like: list[Tensor]
+) -> Tensor:
     """A scalar statistic shared by all parameters (AdaGrad-Norm's accumulators), created on
-    first use. Like ``torch.optim.LBFGS``, it lives in the state of the optimizer's first
-    parameter (of the first non-empty group), so ``state_dict()`` carries it and loading moves
-    it to the right device."""
-    first = next(p for group in optimizer.param_groups for p in group["params"])
-    state = optimizer.state[first]
+    first use. Like ``torch.optim.LBFGS``, it lives in ``states`` (an optimizer's ``state``) at
+    the first parameter of the first non-empty group, so ``state_dict()`` carries it and loading
+    moves it to the right device."""
+    first = next(p for group in param_groups for p in group["params"])
+    state = states[first]
     if name not in state:
         state[name] = torch.full((), init, dtype=accumulation_dtype(like), device=like[0].device)
     return state[name]
@@ -130,6 +121,12 @@ class SharpnessAwareOptimizer(Optimizer):
     weights back rather than subtracting ``e_t``: after ``second_step`` every perturbed weight is
     bit-for-bit what it was before ``first_step``, even if a branch (stochastic depth, a
     conditional module) produced no gradient for it in the second pass.
+
+    After each ``first_step``, ``perturbation_norm`` is ``||w_t - x_t||`` and
+    ``relative_perturbation`` is ``||w_t - x_t|| / ||x_t||``, global over every perturbed
+    parameter: 0-dim tensors on the parameters' device, never read back to the host here, so
+    logging them costs a sync only when the caller asks for the value. They are the realised
+    size of the ascent, which the nominal ``rho`` gives in different units per method.
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
@@ -138,11 +135,16 @@ class SharpnessAwareOptimizer(Optimizer):
         # do not carry a full copy of the model; the buffers are reused from step to step.
         self._origins: dict[Tensor, Tensor] = {}
         self._perturbed: list[Tensor] | None = None
+        # The realised size of the last ascent, as 0-dim tensors on the parameters' device (read
+        # them back when you log, not at every step); None before the first.
+        self.perturbation_norm: Tensor | None = None
+        self.relative_perturbation: Tensor | None = None
 
     # -- what subclasses implement ---------------------------------------------------------
 
-    def _ascend(self) -> None:
-        """Add e_t to every parameter that has a ``.grad`` (the ascent gradient s_t). On entry
+    def _ascend(self) -> Tensor | None:
+        """Add e_t to every parameter that has a ``.grad`` (the ascent gradient s_t); return
+        ``||e_t||`` if the ascent knows it from norms it computed anyway, else None. On entry
         ``origins(params)`` hold the current weights, so the parameters themselves are free to
         hold the direction until ``functional.perturb_``."""
         raise NotImplementedError
@@ -176,10 +178,23 @@ class SharpnessAwareOptimizer(Optimizer):
         perturbed = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         if perturbed:
             torch._foreach_copy_(self.origins(perturbed), perturbed)
-        self._ascend()
+        norm = self._ascend()
+        if perturbed:
+            self._measure(perturbed, norm)
         self._perturbed = perturbed
         if zero_grad:
             self.zero_grad()
+
+    def _measure(self, perturbed: list[Tensor], norm: Tensor | None) -> None:
+        """Keep ``perturbation_norm = ||w_t - x_t||`` and ``relative_perturbation = ||w_t - x_t||
+        / ||x_t||``, global over every perturbed parameter. A pass over the weights for
+        ``||x_t||``, and one over weights and origins where the ascent did not give the norm."""
+        origins = self.origins(perturbed)
+        foreach = resolve_foreach(self.defaults.get("foreach"), perturbed)
+        if norm is None:
+            norm = F.sq_dist(perturbed, origins, foreach=foreach).sqrt()
+        self.perturbation_norm = norm
+        self.relative_perturbation = norm / F.sq_norm(origins, foreach=foreach).sqrt()
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:

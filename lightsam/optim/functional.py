@@ -28,8 +28,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightsam.optim.base import accumulation_dtype, state_dtype
-
 __all__ = [
     "accumulate_sq_",
     "add_scaled_",
@@ -37,8 +35,24 @@ __all__ = [
     "descend_adaptive_",
     "ema_",
     "perturb_adaptive_",
+    "sq_dist",
     "sq_norm",
 ]
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def state_dtype(param: Tensor) -> torch.dtype:
+    """Dtype of a parameter's optimizer statistics: float32 for half-precision parameters,
+    whose accumulated squares would otherwise lose most of their bits."""
+    return torch.float32 if param.dtype in LOW_PRECISION else param.dtype
+
+
+def accumulation_dtype(tensors: list[Tensor]) -> torch.dtype:
+    """Dtype of a statistic that spans several tensors (a global norm): float64 if any of them is
+    float64, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def _grouped(*lists: list[Tensor]) -> list[tuple[list[list[Tensor]], list[int]]]:
@@ -62,17 +76,33 @@ def _grouped(*lists: list[Tensor]) -> list[tuple[list[list[Tensor]], list[int]]]
 # -- statistics -----------------------------------------------------------------------------------
 
 
+def _sum_of_squares(norms: list[Tensor], like: list[Tensor]) -> Tensor:
+    device, dtype = like[0].device, accumulation_dtype(like)
+    return torch.stack([n.to(device=device, dtype=dtype) for n in norms]).square().sum()
+
+
 def sq_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:
     """Squared global L2 norm over all ``tensors``, a 0-dim tensor in float32 (float64 if any
     tensor is float64) on the device of the first tensor."""
-    device, dtype = tensors[0].device, accumulation_dtype(tensors)
     if foreach:
         norms: list[Tensor] = []
         for [group], _ in _grouped(tensors):
             norms.extend(torch._foreach_norm(group, 2, dtype=state_dtype(group[0])))
     else:
         norms = [torch.linalg.vector_norm(t, dtype=state_dtype(t)) for t in tensors]
-    return torch.stack([n.to(device=device, dtype=dtype) for n in norms]).square().sum()
+    return _sum_of_squares(norms, tensors)
+
+
+def sq_dist(tensors: list[Tensor], others: list[Tensor], *, foreach: bool) -> Tensor:
+    """Squared global L2 distance between two lists of tensors, ``sum ||a - b||^2``, as
+    :func:`sq_norm` returns it. One pass over both, with a difference temporary per tensor."""
+    if foreach:
+        norms: list[Tensor] = []
+        for [group, other], _ in _grouped(tensors, others):
+            norms.extend(torch._foreach_norm(torch._foreach_sub(group, other), 2))
+    else:
+        norms = [torch.linalg.vector_norm(a - b) for a, b in zip(tensors, others, strict=True)]
+    return _sum_of_squares(norms, tensors)
 
 
 def asam_scaled(weights: list[Tensor], grads: list[Tensor], asam_eta: float) -> list[Tensor]:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
-from lightsam.optim import functional as F
-from lightsam.optim.adagrad_norm import global_sq_norm_sum
+from torch import Tensor
+
+from lightsam.optim import rules
 from lightsam.optim.base import (
     SharpnessAwareOptimizer,
     check_betas,
     check_non_negative,
     check_positive,
-    decayed_grads,
-    resolve_foreach,
-    statistic,
 )
-
-VARIANTS = ("adagrad_norm", "adagrad", "adam")
-
-Half = Literal["ascent", "descent"]
+from lightsam.optim.rules import VARIANTS
 
 
 class LightSAM(SharpnessAwareOptimizer):
@@ -31,7 +25,9 @@ class LightSAM(SharpnessAwareOptimizer):
     adaptive rule, each with its own statistics (``u, r`` fed only by ``s``; ``v, m`` only by
     ``g``), and the update is applied to ``x_t``, not to the perturbed weights.
 
-    ``variant="adagrad_norm"`` (LightSAM-I), scalar statistics global over all parameters:
+    The rule is ``lightsam.optim.rules.adaptive``, which also serves other pairings as an ascent
+    (``rules.ASCENTS``). ``variant="adagrad_norm"`` (LightSAM-I), scalar statistics global over
+    all parameters:
 
     .. math::
         u_t = u_{t-1} + \lVert s_t\rVert^2,\quad e_t = \rho\, s_t/\sqrt{u_t};\qquad
@@ -127,76 +123,15 @@ class LightSAM(SharpnessAwareOptimizer):
             )
         super().add_param_group(param_group)
 
-    def _ascend(self) -> None:
-        self._adaptive_half("ascent")
+    def _ascend(self) -> Tensor | None:
+        return rules.adaptive(
+            self, rules.shares(self), rules.Half(self.state, "ascent"), variant=self.variant
+        )
 
     def _descend(self) -> None:
-        self._adaptive_half("descent")
-
-    def _adaptive_half(self, half: Half) -> None:
-        """Apply the variant's rule with ``half``'s own statistics: ``x_t + rho * d(s)`` for the
-        ascent, ``x_t - lr * d(g)`` for the descent."""
-        ascent = half == "ascent"
-        work = []
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            foreach = resolve_foreach(group["foreach"], params)
-            grads = [p.grad for p in params]
-            if not ascent:
-                grads = decayed_grads(group, params, grads, foreach)
-            work.append((group, params, grads, foreach))
-        if not work:
-            return
-
-        if self.variant == "adagrad_norm":
-            all_grads = [g for _, _, grads, _ in work for g in grads]
-            sq_norm_sum = global_sq_norm_sum(
-                self, f"{half}_sq_norm", self.defaults["eps"], all_grads, foreach=work[0][3]
-            )
-
-        for group, params, grads, foreach in work:
-            step_size = group["rho"] if ascent else -group["lr"]
-            if self.variant == "adagrad_norm":
-                F.add_scaled_(params, grads, sq_norm_sum.rsqrt() * step_size, foreach=foreach)
-                continue
-            states = [self.state[p] for p in params]
-            eps2 = group["eps"] ** 2
-            sqs = [statistic(s, f"{half}_sq", p, eps2) for s, p in zip(states, params, strict=True)]
-            if self.variant == "adagrad":
-                F.accumulate_sq_(sqs, grads, foreach=foreach)
-                numerators, step_sizes = grads, [step_size] * len(params)
-            else:
-                beta1, beta2 = group["betas"]
-                numerators = [
-                    statistic(s, f"{half}_avg", p, 0.0) for s, p in zip(states, params, strict=True)
-                ]
-                F.ema_(numerators, sqs, grads, beta1=beta1, beta2=beta2, foreach=foreach)
-                step_sizes = self._bias_corrected(half, group, states, step_size)
-            # The ascent's scratch is the parameters (their x_t is in the origins); the
-            # descent's is the origins (the parameters are restored).
-            if ascent:
-                F.perturb_adaptive_(
-                    params, self.origins(params), numerators, sqs, step_sizes, foreach=foreach
-                )
-            else:
-                F.descend_adaptive_(
-                    params, numerators, sqs, self.origins(params), step_sizes, foreach=foreach
-                )
-
-    @staticmethod
-    def _bias_corrected(
-        half: Half, group: dict[str, Any], states: list[dict[str, Any]], step_size: float
-    ) -> list[float]:
-        """LightSAM-III's step sizes, counting each parameter's own steps of ``half``, with the
-        bias correction folded in: ``(m / c1) / sqrt(v / c2) = (sqrt(c2) / c1) * m / sqrt(v)``."""
-        beta1, beta2 = group["betas"]
-        step_sizes = []
-        for state in states:
-            t = state[f"{half}_step"] = state.get(f"{half}_step", 0) + 1
-            if group["bias_correction"]:
-                step_sizes.append(step_size * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t))
-            else:
-                step_sizes.append(step_size)
-        return step_sizes
+        rules.adaptive(
+            self,
+            rules.shares(self, decay=True),
+            rules.Half(self.state, "descent"),
+            variant=self.variant,
+        )

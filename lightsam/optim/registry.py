@@ -19,7 +19,8 @@ from lightsam.optim.adagrad_norm import AdaGradNorm
 from lightsam.optim.adasam import AdaSAM
 from lightsam.optim.base import SharpnessAwareOptimizer
 from lightsam.optim.lightsam import LightSAM
-from lightsam.optim.sam import SAM
+from lightsam.optim.rules import ascent_rule
+from lightsam.optim.sam import SAM, SharpnessAware
 
 # Arguments that choose how an update is computed (kernels, graph capture, autograd through the
 # step), not what it is; they are the library's to pick per device, never part of a run's
@@ -81,13 +82,17 @@ class OptimizerEntry:
 
     @property
     def _signature(self) -> dict[str, inspect.Parameter]:
+        """The arguments the name's constructor takes: the class's own, its ascent rule's (a
+        pairing's ``**kwargs``), its base or descent optimizer's."""
         own = _parameters(self.cls)
+        if "ascent" in self.fixed:
+            own |= ascent_rule(self.fixed["ascent"]).parameters()
         return {**(_parameters(self.base) if self.base else {}), **own}
 
     @property
     def hyperparameters(self) -> frozenset[str]:
         """Every keyword argument ``create_optimizer`` accepts for this name."""
-        return frozenset(set(self._signature) - set(self.fixed) - {"base_optimizer"})
+        return frozenset(set(self._signature) - set(self.fixed) - {"base_optimizer", "descent"})
 
     @property
     def configurable(self) -> frozenset[str]:
@@ -121,17 +126,26 @@ class OptimizerEntry:
 
 ADAM_ONLY = {"betas": (0.9, 0.999), "bias_correction": False}
 
+
+def sam_around(descent: type[Optimizer]) -> OptimizerEntry:
+    """SAM's ascent (``normalized``, not adaptive) around ``descent``."""
+    return OptimizerEntry(
+        SAM, {"base_optimizer": descent, "adaptive": False, "asam_eta": 0.01}, descent
+    )
+
+
+def pairing(ascent: str, descent: type[Optimizer]) -> OptimizerEntry:
+    """The ascent rule ``ascent`` around ``descent``."""
+    return OptimizerEntry(SharpnessAware, {"descent": descent, "ascent": ascent}, descent)
+
+
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry(torch.optim.SGD),
     "adam": OptimizerEntry(torch.optim.Adam),
     "adagrad": OptimizerEntry(torch.optim.Adagrad),
     "adagrad_norm": OptimizerEntry(AdaGradNorm),
     # SAM's asam_eta only acts with adaptive=True, so SGD-SAM fixes both.
-    "sgd_sam": OptimizerEntry(
-        SAM,
-        {"base_optimizer": torch.optim.SGD, "adaptive": False, "asam_eta": 0.01},
-        torch.optim.SGD,
-    ),
+    "sgd_sam": sam_around(torch.optim.SGD),
     "asam": OptimizerEntry(
         SAM, {"base_optimizer": torch.optim.SGD, "adaptive": True}, torch.optim.SGD
     ),
@@ -140,6 +154,13 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
     "lightsam_i": OptimizerEntry(LightSAM, {"variant": "adagrad_norm", **ADAM_ONLY}),
     "lightsam_ii": OptimizerEntry(LightSAM, {"variant": "adagrad", **ADAM_ONLY}),
     "lightsam_iii": OptimizerEntry(LightSAM, {"variant": "adam"}),
+    # The ablation arms (ALGORITHMS.md): one change at a time against the pairings above.
+    "adam_sam": sam_around(torch.optim.Adam),
+    "adamw_sam": sam_around(torch.optim.AdamW),
+    "adagrad_sam": sam_around(torch.optim.Adagrad),
+    "adagrad_norm_sam": sam_around(AdaGradNorm),
+    "lightsam_i_sgd": pairing("adagrad_norm", torch.optim.SGD),
+    "sgd_sam_decay": pairing("normalized_decay", torch.optim.SGD),
 }
 
 

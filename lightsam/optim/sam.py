@@ -1,46 +1,129 @@
-"""SAM (Foret et al., ICLR 2021) and ASAM (Kwon et al., ICML 2021) around any base optimizer."""
+"""Any ascent rule around any descent optimizer; SAM (Foret et al., ICLR 2021) and ASAM (Kwon et
+al., ICML 2021) around any base optimizer are the normalised ascent's pairings."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.optim import Optimizer
 
-from lightsam.optim import functional as F
-from lightsam.optim.base import SharpnessAwareOptimizer, check_non_negative, resolve_foreach
-
-NORM_EPS = 1e-12
+from lightsam.optim import rules
+from lightsam.optim.base import SharpnessAwareOptimizer, check_non_negative
 
 
-def normalized_ascent(optimizer: SharpnessAwareOptimizer) -> None:
-    """SAM's ascent, shared with AdaSAM: ``x += rho_group * T^2 s / (||T s|| + 1e-12)``, the norm
-    global over every group, ``T = |x| + asam_eta`` in groups with ``adaptive`` set, else 1."""
-    groups = []
-    for group in optimizer.param_groups:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            continue
-        grads = [p.grad for p in params]
-        if group.get("adaptive"):
-            scaled = F.asam_scaled(params, grads, group["asam_eta"])  # T s
-            direction = F.asam_scaled(params, scaled, group["asam_eta"])  # T^2 s
-        else:
-            scaled = direction = grads
-        groups.append((group, params, scaled, direction))
-    if not groups:
-        return
-    all_scaled = [t for _, _, scaled, _ in groups for t in scaled]
-    foreach = resolve_foreach(optimizer.defaults.get("foreach"), all_scaled)
-    inv_norm = 1.0 / (F.sq_norm(all_scaled, foreach=foreach).sqrt() + NORM_EPS)
-    for group, params, _, direction in groups:
-        foreach = resolve_foreach(group.get("foreach"), params)
-        F.add_scaled_(params, direction, inv_norm * group["rho"], foreach=foreach)
+def check_descent(name: str, descent: Any) -> None:
+    if not (isinstance(descent, type) and issubclass(descent, Optimizer)):
+        raise ValueError(f"{name} must be a torch.optim.Optimizer subclass, got {descent!r}")
+    if issubclass(descent, SharpnessAwareOptimizer):
+        raise ValueError(f"{name} must be a plain optimizer, not a sharpness-aware one")
 
 
-class SAM(SharpnessAwareOptimizer):
-    r"""Sharpness-aware minimization around a base optimizer (SGD-SAM by default), and ASAM.
+class SharpnessAware(SharpnessAwareOptimizer):
+    r"""Any ascent rule paired with any descent optimizer: a sharpness-aware optimizer made of
+    parts, as ``optax.contrib.sam`` pairs an optimizer with an adversarial one.
+
+    With ``s_t`` the gradient at the current weights ``x_t`` and ``g_t`` the gradient at the
+    perturbed weights ``w_t = x_t + e_t``, on the same minibatch:
+
+    .. math::
+        e_t = \mathrm{Ascent}(s_t;\ \rho), \qquad x_{t+1} = \mathrm{Descent}(x_t;\ g_t)
+
+    ``Ascent`` is a rule of ``lightsam.optim.rules.ASCENTS`` (``normalized`` is SAM's; the
+    accumulating ``adagrad_norm`` is LightSAM-I's) and ``Descent`` is the ``descent`` class's own
+    update, exactly as that optimizer computes it from ``g_t``.
+
+    Args:
+        params: parameters or param groups; each group may set its own ``rho``, ascent
+            hyperparameters and descent hyperparameters (``lr``, ``momentum``, ...).
+        descent: the ``torch.optim.Optimizer`` subclass that takes the descent step
+            (``torch.optim.SGD``, ``torch.optim.Adam``, ``lightsam.AdaGradNorm``, ...).
+        ascent: the name of the ascent rule.
+        rho: the ascent's radius ``>= 0``, in the rule's units (an L2 norm for ``normalized``,
+            a bound for the accumulating rules, see ``rules``). ``rho = 0`` is the descent
+            optimizer alone.
+        **kwargs: the ascent rule's hyperparameters (``rules.ASCENTS[ascent].hyperparameters``:
+            ``adaptive`` and ``asam_eta`` for ``normalized``, ``ascent_eps`` for the
+            accumulating rules, ...), the rest passed to ``descent``.
+
+    ``param_groups`` and ``state`` are the descent optimizer's own objects: LR schedulers
+    attached to this object drive it, and ``state_dict()`` carries its statistics (momentum
+    buffers, Adam's moments), beside the ascent's (``"ascent_state"``), so a resumed run
+    continues the exact trajectory.
+
+    Watch for:
+        * BatchNorm: the second forward pass must not update running statistics (put BatchNorm
+          layers in eval mode, or restore their buffers, for the second pass).
+        * DDP: average ``s_t`` across processes before ``first_step`` for the "global" SAM of the
+          paper, or deliberately not (m-sharpness); ``no_sync`` must wrap the forward pass too.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        descent: type[Optimizer] = torch.optim.SGD,
+        ascent: str = "normalized",
+        rho: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
+        check_descent("descent", descent)
+        self.ascent = rules.ascent_rule(ascent)
+        own = {k: kwargs.pop(k, default) for k, default in self.ascent.hyperparameters.items()}
+        super().__init__(params, dict(rho=rho, **own, **kwargs))
+        self.base_optimizer = descent(self.param_groups, **kwargs)
+        # One set of groups and one state for both: schedulers reach the descent optimizer, and
+        # checkpoints hold its statistics. The ascent's statistics are kept apart.
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+        self.defaults = {**self.base_optimizer.defaults, **self.defaults}
+        self.ascent_state: collections.defaultdict[Tensor, dict[str, Any]] = (
+            collections.defaultdict(dict)
+        )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        merged = {**self.defaults, **param_group}
+        check_non_negative("rho", merged["rho"])
+        self.ascent.check(merged)
+        super().add_param_group(param_group)
+
+    def _ascend(self) -> Tensor | None:
+        half = rules.Half(self.ascent_state, "ascent", keys="ascent_")
+        return self.ascent.apply(self, rules.shares(self), half)
+
+    def _descend(self) -> None:
+        self.base_optimizer.step()
+
+    def _indexed(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict[str, Any]:
+        saved = super().state_dict()
+        if self.ascent_state:
+            index = {p: i for i, p in enumerate(self._indexed())}
+            saved["ascent_state"] = {index[p]: dict(s) for p, s in self.ascent_state.items()}
+        return saved
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("ascent_state", {})
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "ascent_state"})
+        self.base_optimizer.param_groups = self.param_groups
+        self.base_optimizer.state = self.state
+        params = self._indexed()
+        self.ascent_state = collections.defaultdict(dict)
+        for i, state in saved.items():
+            p = params[int(i)]
+            self.ascent_state[p] = {
+                k: v.to(p.device, copy=True) if isinstance(v, Tensor) else v
+                for k, v in state.items()
+            }
+
+
+class SAM(SharpnessAware):
+    r"""Sharpness-aware minimization around a base optimizer (SGD-SAM by default), and ASAM: the
+    ``normalized`` ascent's pairing (``SharpnessAware``).
 
     With ``s_t`` the gradient at the current weights ``x_t`` and ``g_t`` the gradient at the
     perturbed weights, on the same minibatch:
@@ -97,34 +180,13 @@ class SAM(SharpnessAwareOptimizer):
         asam_eta: float = 0.01,
         **base_kwargs: Any,
     ) -> None:
-        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, Optimizer)):
-            raise ValueError(
-                f"base_optimizer must be a torch.optim.Optimizer subclass, got {base_optimizer!r}"
-            )
-        if issubclass(base_optimizer, SharpnessAwareOptimizer):
-            raise ValueError("base_optimizer must be a plain optimizer, not a sharpness-aware one")
-        defaults = dict(rho=rho, adaptive=adaptive, asam_eta=asam_eta, **base_kwargs)
-        super().__init__(params, defaults)
-        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
-        # One set of groups and one state for both: schedulers reach the base optimizer, and
-        # checkpoints hold its momentum buffers.
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
-        self.defaults = {**self.base_optimizer.defaults, **self.defaults}
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        merged = {**self.defaults, **param_group}
-        check_non_negative("rho", merged["rho"])
-        check_non_negative("asam_eta", merged["asam_eta"])
-        super().add_param_group(param_group)
-
-    def _ascend(self) -> None:
-        normalized_ascent(self)
-
-    def _descend(self) -> None:
-        self.base_optimizer.step()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.base_optimizer.param_groups = self.param_groups
-        self.base_optimizer.state = self.state
+        check_descent("base_optimizer", base_optimizer)
+        super().__init__(
+            params,
+            descent=base_optimizer,
+            ascent="normalized",
+            rho=rho,
+            adaptive=adaptive,
+            asam_eta=asam_eta,
+            **base_kwargs,
+        )
