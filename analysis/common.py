@@ -50,23 +50,39 @@ ACCURACY_CMAP = "cividis"
 GRADIENT_CMAP = "viridis"
 DIVERGED_FACE = "#BBBBBB"
 
-# Sharpness-aware methods first, then the base optimizers; BASE_OF pairs them in the figures.
+# Sharpness-aware methods first, then the ablation arms, then the base optimizers; BASE_OF
+# pairs each sharpness-aware method with its descent's base optimizer in the figures.
 ORDER = ["sgd_sam", "lightsam_i", "lightsam_ii", "lightsam_iii", "asam", "adasam",
-         "sgd", "adagrad_norm", "adagrad", "adam"]  # fmt: skip
+         "lightsam_i_sgd", "sgd_sam_decay", "adagrad_norm_sam", "adagrad_sam", "adam_sam",
+         "adamw_sam", "sgd", "adagrad_norm", "adagrad", "adam", "adamw"]  # fmt: skip
 BASE_OF = {"sgd_sam": "sgd", "lightsam_i": "adagrad_norm", "lightsam_ii": "adagrad",
-           "lightsam_iii": "adam", "asam": None, "adasam": None}  # fmt: skip
+           "lightsam_iii": "adam", "asam": None, "adasam": None, "lightsam_i_sgd": "sgd",
+           "sgd_sam_decay": "sgd", "adagrad_norm_sam": "adagrad_norm", "adagrad_sam": "adagrad",
+           "adam_sam": "adam", "adamw_sam": "adamw"}  # fmt: skip
 LABELS = {
     "sgd_sam": "SGD-SAM", "lightsam_i": "LightSAM-I", "lightsam_ii": "LightSAM-II",
     "lightsam_iii": "LightSAM-III", "asam": "ASAM", "adasam": "AdaSAM", "sgd": "SGD",
-    "adagrad_norm": "AdaGrad-Norm", "adagrad": "AdaGrad", "adam": "Adam",
+    "adagrad_norm": "AdaGrad-Norm", "adagrad": "AdaGrad", "adam": "Adam", "adamw": "AdamW",
+    "lightsam_i_sgd": "LightSAM-I ascent + SGD", "sgd_sam_decay": "SGD-SAM, ρ/√t",
+    "adagrad_norm_sam": "SAM + AdaGrad-Norm", "adagrad_sam": "SAM + AdaGrad",
+    "adam_sam": "SAM + Adam", "adamw_sam": "SAM + AdamW",
 }  # fmt: skip
+# A method's colour is its ascent's family: the LightSAM-I ascent and AdaGrad-Norm blue, SAM's
+# around SGD vermillion, and so on; the arms are told apart from the methods by their line.
 COLORS = {
     "sgd_sam": OKABE_ITO["vermillion"], "sgd": OKABE_ITO["vermillion"],
     "lightsam_i": OKABE_ITO["blue"], "adagrad_norm": OKABE_ITO["blue"],
     "lightsam_ii": OKABE_ITO["bluish green"], "adagrad": OKABE_ITO["bluish green"],
     "lightsam_iii": OKABE_ITO["reddish purple"], "adam": OKABE_ITO["reddish purple"],
     "asam": OKABE_ITO["orange"], "adasam": OKABE_ITO["sky blue"],
+    "lightsam_i_sgd": OKABE_ITO["blue"], "sgd_sam_decay": OKABE_ITO["vermillion"],
+    "adagrad_norm_sam": OKABE_ITO["blue"], "adagrad_sam": OKABE_ITO["bluish green"],
+    "adam_sam": OKABE_ITO["reddish purple"], "adamw_sam": OKABE_ITO["yellow"],
+    "adamw": OKABE_ITO["yellow"],
 }  # fmt: skip
+# Lines: solid for the methods, dash-dot and dotted for the arms, dashed for base optimizers.
+LINESTYLES = {"lightsam_i_sgd": "-.", "sgd_sam_decay": ":", "adagrad_norm_sam": ":",
+              "adagrad_sam": ":", "adam_sam": ":", "adamw_sam": ":"}  # fmt: skip
 # LightSAM-II/III move each coordinate by up to rho: their radius is not SGD-SAM's.
 PER_COORDINATE_RHO = {"lightsam_ii", "lightsam_iii"}
 
@@ -97,7 +113,7 @@ def line_style(arm: str) -> dict[str, Any]:
     name = optimizer_of(arm)
     return {
         "color": COLORS.get(name, OKABE_ITO["black"]),
-        "linestyle": "-" if name in BASE_OF else "--",
+        "linestyle": LINESTYLES.get(name, "-" if name in BASE_OF else "--"),
         "label": label(arm),
     }
 

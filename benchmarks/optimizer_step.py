@@ -25,6 +25,7 @@ from lightsam import SharpnessAwareOptimizer, create_optimizer
 HPARAMS = {
     "sgd": {"lr": 0.1, "momentum": 0.9},
     "adam": {"lr": 1e-3},
+    "adamw": {"lr": 1e-3},
     "adagrad_norm": {"lr": 0.1},
     "sgd_sam": {"lr": 0.1, "rho": 0.05, "momentum": 0.9},
     "asam": {"lr": 0.1, "rho": 0.5, "momentum": 0.9},

@@ -214,6 +214,8 @@ RESOLVED = {
             "weight_decay": 0.0},
     "adam": {"amsgrad": False, "betas": [0.9, 0.999], "decoupled_weight_decay": False,
              "eps": 1e-08, "maximize": False, "weight_decay": 0.0},
+    "adamw": {"amsgrad": False, "betas": [0.9, 0.999], "eps": 1e-08, "maximize": False,
+              "weight_decay": 0.01},
     "adagrad": {"eps": 1e-10, "initial_accumulator_value": 0.0, "lr_decay": 0.0,
                 "maximize": False, "weight_decay": 0.0},
     "adagrad_norm": {"decoupled_weight_decay": False, "eps": 1e-08, "weight_decay": 0.0},

@@ -17,6 +17,7 @@ from lightsam.optim import optimizer_entry
 HPARAMS = {
     "sgd": {"lr": 0.05, "momentum": 0.9},
     "adam": {"lr": 1e-2},
+    "adamw": {"lr": 1e-2},
     "adagrad": {"lr": 0.1},
     "adagrad_norm": {"lr": 0.1},
     "sgd_sam": {"lr": 0.05, "rho": 0.05, "momentum": 0.9, "weight_decay": 1e-3},

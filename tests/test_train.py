@@ -25,6 +25,7 @@ SPEC = Path(__file__).parents[1] / "experiments" / "mnist5k_lenet.yaml"
 OPTIMIZERS = {
     "sgd": {"lr": 0.05, "hparams": {"momentum": 0.9}},
     "adam": {"lr": 1e-3},
+    "adamw": {"lr": 1e-3},
     "adagrad": {"lr": 1e-2},
     "adagrad_norm": {"lr": 1.0},
     "sgd_sam": {"lr": 0.05, "rho": 0.05, "hparams": {"momentum": 0.9}},

@@ -142,6 +142,7 @@ def pairing(ascent: str, descent: type[Optimizer]) -> OptimizerEntry:
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry(torch.optim.SGD),
     "adam": OptimizerEntry(torch.optim.Adam),
+    "adamw": OptimizerEntry(torch.optim.AdamW),
     "adagrad": OptimizerEntry(torch.optim.Adagrad),
     "adagrad_norm": OptimizerEntry(AdaGradNorm),
     # SAM's asam_eta only acts with adaptive=True, so SGD-SAM fixes both.
