@@ -204,18 +204,18 @@ def test_the_realised_perturbation_is_the_distance_moved(name, groups):
     rho = RADII.get(name, 0.05)
     params = [{"params": [w]}, {"params": [b], "rho": 3 * rho}] if groups == "two rhos" else [w, b]
     opt = create_optimizer(name, params, lr=LRS.get(name, 0.05), rho=rho)
-    assert opt.perturbation_norm is None  # before the first ascent
+    assert opt.perturbation_norm is None  # before the first step
     for _ in range(8):
         opt.zero_grad()
         loss_of(w, b).backward()
         x = torch.cat([w.detach().flatten(), b.detach()])
         opt.first_step(zero_grad=True)
         moved = torch.cat([w.detach().flatten(), b.detach()]) - x
+        loss_of(w, b).backward()
+        opt.second_step(zero_grad=True)
         assert moved.norm() > 0
         assert opt.perturbation_norm.shape == () and opt.perturbation_norm.dtype == torch.float64
         torch.testing.assert_close(opt.perturbation_norm, moved.norm(), rtol=1e-12, atol=0)
         torch.testing.assert_close(
             opt.relative_perturbation, moved.norm() / x.norm(), rtol=1e-12, atol=0
         )
-        loss_of(w, b).backward()
-        opt.second_step(zero_grad=True)

@@ -122,7 +122,7 @@ class SharpnessAwareOptimizer(Optimizer):
     bit-for-bit what it was before ``first_step``, even if a branch (stochastic depth, a
     conditional module) produced no gradient for it in the second pass.
 
-    After each ``first_step``, ``perturbation_norm`` is ``||w_t - x_t||`` and
+    After each ``second_step``, ``perturbation_norm`` is ``||w_t - x_t||`` and
     ``relative_perturbation`` is ``||w_t - x_t|| / ||x_t||``, global over every perturbed
     parameter: 0-dim tensors on the parameters' device, never read back to the host here, so
     logging them costs a sync only when the caller asks for the value. They are the realised
@@ -135,8 +135,9 @@ class SharpnessAwareOptimizer(Optimizer):
         # do not carry a full copy of the model; the buffers are reused from step to step.
         self._origins: dict[Tensor, Tensor] = {}
         self._perturbed: list[Tensor] | None = None
+        self._ascent_norm: Tensor | None = None
         # The realised size of the last ascent, as 0-dim tensors on the parameters' device (read
-        # them back when you log, not at every step); None before the first.
+        # them back when you log, not at every step); None before the first step.
         self.perturbation_norm: Tensor | None = None
         self.relative_perturbation: Tensor | None = None
 
@@ -178,21 +179,20 @@ class SharpnessAwareOptimizer(Optimizer):
         perturbed = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         if perturbed:
             torch._foreach_copy_(self.origins(perturbed), perturbed)
-        norm = self._ascend()
-        if perturbed:
-            self._measure(perturbed, norm)
+        self._ascent_norm = self._ascend()
         self._perturbed = perturbed
         if zero_grad:
             self.zero_grad()
 
-    def _measure(self, perturbed: list[Tensor], norm: Tensor | None) -> None:
+    def _measure(self, perturbed: list[Tensor], origins: list[Tensor]) -> None:
         """Keep ``perturbation_norm = ||w_t - x_t||`` and ``relative_perturbation = ||w_t - x_t||
-        / ||x_t||``, global over every perturbed parameter. A pass over the weights for
-        ``||x_t||``, and one over weights and origins where the ascent did not give the norm."""
-        origins = self.origins(perturbed)
+        / ||x_t||``, global over every perturbed parameter, just before the restore: a pass over
+        the origins for ``||x_t||`` and, where the ascent did not give the norm, one over the
+        weights, which are overwritten with ``w_t - x_t`` as they are about to be restored."""
         foreach = resolve_foreach(self.defaults.get("foreach"), perturbed)
+        norm = self._ascent_norm
         if norm is None:
-            norm = F.sq_dist(perturbed, origins, foreach=foreach).sqrt()
+            norm = F.sq_dist_(perturbed, origins, foreach=foreach).sqrt()
         self.perturbation_norm = norm
         self.relative_perturbation = norm / F.sq_norm(origins, foreach=foreach).sqrt()
 
@@ -206,7 +206,9 @@ class SharpnessAwareOptimizer(Optimizer):
                 "backward(), then first_step(), then the second backward pass, then second_step()."
             )
         if self._perturbed:
-            torch._foreach_copy_(self._perturbed, self.origins(self._perturbed))
+            origins = self.origins(self._perturbed)
+            self._measure(self._perturbed, origins)
+            torch._foreach_copy_(self._perturbed, origins)
         self._perturbed = None
         self._descend()
         # An LR scheduler warns when it is stepped before ``optimizer.step()``; the two halves

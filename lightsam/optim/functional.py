@@ -35,7 +35,7 @@ __all__ = [
     "descend_adaptive_",
     "ema_",
     "perturb_adaptive_",
-    "sq_dist",
+    "sq_dist_",
     "sq_norm",
 ]
 
@@ -93,16 +93,18 @@ def sq_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:
     return _sum_of_squares(norms, tensors)
 
 
-def sq_dist(tensors: list[Tensor], others: list[Tensor], *, foreach: bool) -> Tensor:
-    """Squared global L2 distance between two lists of tensors, ``sum ||a - b||^2``, as
-    :func:`sq_norm` returns it. One pass over both, with a difference temporary per tensor."""
+def sq_dist_(tensors: list[Tensor], others: list[Tensor], *, foreach: bool) -> Tensor:
+    """Squared global L2 distance ``sum ||a - b||^2``, as :func:`sq_norm` returns it, computed
+    by overwriting ``tensors`` with ``a - b``: for tensors about to be overwritten anyway (the
+    perturbed weights before their restore), so that no temporary is allocated. ``a - b`` is
+    exact where ``a`` and ``b`` are within a factor 2 of each other (Sterbenz)."""
     if foreach:
-        norms: list[Tensor] = []
         for [group, other], _ in _grouped(tensors, others):
-            norms.extend(torch._foreach_norm(torch._foreach_sub(group, other), 2))
+            torch._foreach_sub_(group, other)
     else:
-        norms = [torch.linalg.vector_norm(a - b) for a, b in zip(tensors, others, strict=True)]
-    return _sum_of_squares(norms, tensors)
+        for a, b in zip(tensors, others, strict=True):
+            a.sub_(b)
+    return sq_norm(tensors, foreach=foreach)
 
 
 def asam_scaled(weights: list[Tensor], grads: list[Tensor], asam_eta: float) -> list[Tensor]:

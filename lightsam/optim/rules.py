@@ -26,9 +26,9 @@ a parameter's state only while it is empty) and names them ``ascent_eps``, ``asc
 
 A rule returns ``||e_t||`` as a 0-dim tensor when the norms it computed anyway give it (the
 normalised and norm-accumulating rules, one ``rho`` for all groups), else None, and the
-optimizer measures ``||w_t - x_t||`` itself (``SharpnessAwareOptimizer.first_step``): a pass
-over weights and origins that costs about a third of an SGD-SAM step on CPU. The closed form is
-the ``e_t`` the rule added; in float32 the weights hold ``x_t + e_t`` rounded, which differs
+optimizer measures ``||w_t - x_t||`` itself before it restores the weights
+(``SharpnessAwareOptimizer.second_step``), one more pass over weights and origins. The closed
+form is the ``e_t`` the rule added; in float32 the weights hold ``x_t + e_t`` rounded, which differs
 from it by the rounding of the addition (relative ``ulp(x) / |e|`` per coordinate: negligible
 unless ``e_t`` nears the weights' precision).
 A new ascent rule is one function here and one line in ``ASCENTS``.
