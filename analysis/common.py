@@ -252,18 +252,22 @@ def marker_handle(marker: str, name: str) -> Line2D:
                   markersize=9, label=name)  # fmt: skip
 
 
-def heatmap_legend(partial: bool, blank: bool) -> list[Patch]:
+def heatmap_legend(
+    partial: bool,
+    blank: bool,
+    partial_label: str = "some seeds diverged (outlined)",
+    blank_label: str = "n/a (not run or failed)",
+) -> list[Patch]:
     """Legend entries for the kinds of cells that are not coloured by value and are present."""
     handles = [
         Patch(facecolor=DIVERGED_FACE, hatch="///", edgecolor="#777777", label="diverged (×)")
     ]
     if partial:
-        handles.append(Patch(facecolor="white", edgecolor="black", linewidth=2.5,
-                             label="some seeds diverged (outlined)"))  # fmt: skip
-    if blank:
         handles.append(
-            Patch(facecolor="white", edgecolor="#777777", label="n/a (not run or failed)")
+            Patch(facecolor="white", edgecolor="black", linewidth=2.5, label=partial_label)
         )
+    if blank:
+        handles.append(Patch(facecolor="white", edgecolor="#777777", label=blank_label))
     return handles
 
 
@@ -293,9 +297,9 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
 def parse(
     description: str, argv: Sequence[str] | None, source: str = "store"
 ) -> argparse.Namespace:
-    """``--store DIR`` (or ``--agnostic DIR``) and ``--out DIR``."""
+    """``--store DIR`` (or ``--experiment DIR``) and ``--out DIR``."""
     parser = argparse.ArgumentParser(description=description)
-    helps = {"store": "the sweep's result store", "agnostic": "the synthetic experiment's output"}
+    helps = {"store": "the sweep's result store", "experiment": "the theorem experiment's output"}
     parser.add_argument(f"--{source}", type=Path, required=True, help=helps[source])
     parser.add_argument("--out", type=Path, required=True, help="where the outputs go")
     return parser.parse_args(argv)

@@ -4,8 +4,8 @@
     python -m analysis.report --runs runs --out figures --report REPORT.md
 
 For each sweep store (a directory holding a plan) the figures and tables go to
-``<out>/<sweep>/``, for the parameter-agnostic experiment (``<runs>/agnostic``) to
-``<out>/agnostic/``. REPORT.md says what was run, shows the figures and tables, and states in a
+``<out>/<sweep>/``, for the theorem's problem (``<runs>/theorem``, :mod:`lightsam.theorem`)
+to ``<out>/theorem/``. REPORT.md says what was run, shows the figures and tables, and states in a
 few sentences what the numbers show; every number in it is read from the store, none typed by
 hand. With ``--readme``, the block between the README's results markers is rewritten from the
 first sweep store, so that the README shows the study's own heatmap and table.
@@ -19,14 +19,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import (
     common,
-    fig_agnostic,
     fig_heatmaps,
     fig_robustness,
     fig_sensitivity,
+    fig_theorem,
     fig_training_curves,
     table_best,
 )
@@ -36,6 +37,7 @@ from lightsam import store as files
 STORE_FIGURES = (table_best, fig_heatmaps, fig_sensitivity, fig_robustness, fig_training_curves)
 README_START = "<!-- results:start (written by analysis/report.py; do not edit) -->"
 README_END = "<!-- results:end -->"
+THEOREM_TARGETS = ("1e-2", "1e-3")  # the targets lightsam.theorem records, as named there
 # The outside-the-plan runs the report names one by one; beyond, it counts them.
 OUTSIDE_LISTED = 10
 
@@ -245,36 +247,75 @@ def findings(collection: Collection) -> list[str]:
     return out
 
 
-def agnostic_findings(directory: Path) -> list[str]:
-    cells = pd.read_csv(directory / files.AGNOSTIC_CELLS)
-    meta = files.read_json(directory / files.AGNOSTIC_META)
-    problem = meta["problem"]
-    bound = 2.0 / problem["smoothness"]
-    lrs, rhos = sorted(cells["lr"].unique()), sorted(cells["rho"].unique())
-    orders = (math.log10(lrs[-1] / lrs[0]), math.log10(rhos[-1] / rhos[0]))
+def theorem_shares(cells: pd.DataFrame, arm: str) -> dict[str, tuple[int, int]]:
+    """Per target, (cells where every seed reached it, cells) of ``arm``'s grid."""
+    shares = {}
+    for target in THEOREM_TARGETS:
+        own = fig_theorem.per_cell(cells[cells["arm"].eq(arm)], f"steps_to_{target}")
+        shares[target] = (int(own["reached"].eq(own["seeds"]).sum()), len(own))
+    return shares
+
+
+def compare_shares(method: tuple[int, int], base: tuple[int, int]) -> str:
+    """A method's share of its grid against its base's: wider or narrower only by more than one
+    cell of the base's grid (its resolution), else about the same."""
+    a, b = method[0] / method[1], base[0] / base[1]
+    step = 1 / base[1]
+    return (
+        "wider than" if a > b + step else "narrower than" if a < b - step else "about the same as"
+    )
+
+
+def theorem_findings(directory: Path) -> list[str]:
+    """What the theorem's problem shows: per arm, the share of its (lr, rho) grid where every
+    seed reached each target, the learning rates at which most radii did, its best cell; and
+    each sharpness-aware arm's share against its base optimizer's."""
+    cells, _, meta = fig_theorem.read(directory)
+    s = meta["settings"]
+    lrs, rhos = sorted(cells["lr"].unique()), sorted(cells["rho"].dropna().unique())
+    decades = (math.log10(lrs[-1] / lrs[0]), math.log10(rhos[-1] / rhos[0]))
     out = [
-        f"Problem: {meta['description']}; dimension {problem['dim']}, L = "
-        f"{problem['smoothness']:g}, condition number {problem['condition']:g}, "
-        f"{problem['steps']} steps per cell; lr from {fmt(lrs[0])} to {fmt(lrs[-1])} "
-        f"({orders[0]:.0f} orders of magnitude), rho from {fmt(rhos[0])} to {fmt(rhos[-1])} "
-        f"({orders[1]:.0f}); {len(cells)} cells in {meta.get('wall_s', float('nan')):.0f} s."
+        f"Problem: {meta['description']}; n = {s['n']}, d = {s['dim']}, L <= "
+        f"{meta['smoothness']:.3g} (so 2/L = {2 / meta['smoothness']:.3g}), batch {s['batch']}, "
+        f"D0 = {s['d0']:g}, D1 = {s['d1']:g}; T = {s['steps']} steps; lr from {fmt(lrs[0])} to "
+        f"{fmt(lrs[-1])} ({decades[0]:.0f} decades), rho from {fmt(rhos[0])} to {fmt(rhos[-1])} "
+        f"({decades[1]:.0f}); {len(s['seeds'])} seeds; {meta['cells']} runs in "
+        f"{meta['wall_s']:.0f} s. Targets: the squared gradient norm at 1e-2 and at 1e-3 of its "
+        "start, within T, with every seed.",
     ]
-    for optimizer in common.ordered(cells["optimizer"].unique()):
-        own = cells[cells["optimizer"].eq(optimizer)]
-        diverged = own[own["diverged"].eq(1)]
-        converged = own[own["diverged"].eq(0) & own["grad_norm"].lt(1e-3)]
-        worse = own[own["diverged"].eq(0) & own["grad_norm"].ge(1.0)]
-        where = (
-            f", every one at lr >= {fmt(diverged['lr'].min())}"
-            f"{' (above 2/L)' if diverged['lr'].min() > bound else ''}"
-            if len(diverged)
-            else ""
+    shares = {arm: theorem_shares(cells, arm) for arm in cells["arm"].unique()}
+    for arm in common.ordered(shares):
+        own = cells[cells["arm"].eq(arm)]
+        table = fig_theorem.per_cell(own)
+        every = table.assign(every=table["reached"].eq(table["seeds"]))
+        most = every.groupby("lr")["every"].mean()
+        window = ", ".join(fmt(lr) for lr in most[most >= 0.5].index) or "none"
+        cell = own.groupby(["lr", "rho"], dropna=False)[["avg_sq_grad", "slope"]].median()
+        position = int(np.argmin(cell["avg_sq_grad"].fillna(np.inf).to_numpy()))
+        best_key, best = cell.index[position], cell.iloc[position]
+        at = f"lr {fmt(best_key[0])}" + (
+            "" if math.isnan(best_key[1]) else f", rho {fmt(best_key[1])}"
         )
+        counts = "; ".join(f"{target}: {k} of {n} cells" for target, (k, n) in shares[arm].items())
+        diverged = int(table["diverged"].gt(0).sum())
         out.append(
-            f"{common.LABELS.get(optimizer, optimizer)}: diverged in {len(diverged)} of "
-            f"{len(own)} cells{where}; gradient norm below 1e-3 of its start in "
-            f"{len(converged)}; not below its start (without diverging) in {len(worse)}."
+            f"{common.label(arm)}: reached {counts}; some seed diverged in {diverged}; learning "
+            f"rates at which at least half of the radii reached 1e-2: {window}; best cell ({at}): "
+            f"mean squared gradient norm {best['avg_sq_grad']:.2g} of the start, slope against T "
+            f"over the last two decades {best['slope']:.2f} (the theorem's rate is -0.5)."
         )
+    for method, base in common.BASE_OF.items():
+        if method in shares and base in shares:
+            verdicts = "; ".join(
+                f"at {target}, {compare_shares(shares[method][target], shares[base][target])} "
+                f"its base's ({shares[method][target][0]}/{shares[method][target][1]} against "
+                f"{shares[base][target][0]}/{shares[base][target][1]})"
+                for target in THEOREM_TARGETS
+            )
+            out.append(
+                f"{common.label(method)} against {common.label(base)}, the share of the grid "
+                f"that reached each target: {verdicts}."
+            )
     return out
 
 
@@ -331,16 +372,16 @@ def rewrite_readme(readme: Path, block: str) -> None:
 
 
 def sweep_stores(runs: Path) -> list[Path]:
-    """The stores under ``runs`` that hold a plan (the parameter-agnostic experiment's
-    directory holds none)."""
+    """The stores under ``runs`` that hold a plan (the theorem experiment's directory holds
+    none)."""
     return sorted(p.parent for p in runs.glob(f"*/{files.PLAN}"))
 
 
 def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None) -> None:
-    """Every figure and table of every sweep store under ``runs`` and of the parameter-agnostic
-    experiment (``runs/agnostic``) into ``out``, REPORT.md into ``report``, and with ``readme``
+    """Every figure and table of every sweep store under ``runs`` and of the theorem's problem
+    (``runs/theorem``) into ``out``, REPORT.md into ``report``, and with ``readme``
     the README's results block, from the first sweep store."""
-    agnostic = runs / "agnostic"
+    theorem = runs / "theorem"
     report_dir = report.parent
     header = [
         "# lightsam: the sensitivity study",
@@ -362,14 +403,16 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
         lines += store_section(collection, setup, facts, figures, report_dir)
         if block is None and readme is not None:
             block = readme_block(collection, setup, facts, figures, readme.parent)
-    if (agnostic / files.AGNOSTIC_CELLS).exists():
-        common.report(fig_agnostic.make(agnostic, out / "agnostic"))
+    if (theorem / files.THEOREM_CELLS).exists():
+        common.report(fig_theorem.make(theorem, out / "theorem"))
         lines += [
-            "## The parameter-agnostic experiment",
+            "## The theorem's problem",
             "",
-            *(f"- {f}" for f in agnostic_findings(agnostic)),
+            *(f"- {f}" for f in theorem_findings(theorem)),
             "",
-            image(out / "agnostic" / "agnostic.png", report_dir, "final gradient norms"),
+            image(out / "theorem" / "theorem_steps.png", report_dir, "steps to the target"),
+            "",
+            image(out / "theorem" / "theorem_rates.png", report_dir, "rates against T"),
             "",
         ]
     if not lines:

@@ -1,8 +1,8 @@
 """``make reproduce``: the study's experiments, by preset.
 
-* ``quick``: the parameter-agnostic experiment and the ``mnist5k_quick`` sweep, locally, offline,
-  on a laptop CPU (about 15 minutes on 2 cores);
-* ``paper``: the parameter-agnostic experiment here and the paper-scale sweeps submitted to SLURM;
+* ``quick``: the theorem's problem (:mod:`lightsam.theorem`) and the ``mnist5k_quick`` sweep,
+  locally, offline, on a laptop CPU;
+* ``paper``: the theorem's problem here and the paper-scale sweeps submitted to SLURM;
 * ``smoke``: a miniature of ``quick`` (seconds), for the end-to-end test.
 
 Each step skips what is already done, so a second call only finds nothing to do; the figures,
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lightsam import launch
-from lightsam.agnostic import Problem, run_agnostic
 from lightsam.config import Runtime
 from lightsam.sweep import load_sweep
+from lightsam.theorem import Problem, run_theorem
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ PRESETS = {
     "smoke": Preset(
         sweeps=("smoke",),
         executor="local",
-        problem=Problem(steps=100, lr_decades=(-1, 2), rho_decades=(-2, 1)),
+        problem=Problem(steps=200, seeds=(0,), lr_decades=(-1, 1), rho_decades=(-2, 0)),
     ),
 }
 
@@ -60,17 +60,15 @@ def reproduce(
     profile: Any = None,
     max_parallel: int | None = None,
 ) -> None:
-    """Run ``preset``'s experiments into ``out``: ``out/agnostic`` and ``out/<sweep>``
+    """Run ``preset``'s experiments into ``out``: ``out/theorem`` and ``out/<sweep>``
     (``profile``: the ``slurm.Profile`` of a preset that submits to SLURM)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
     chosen = PRESETS[preset]
 
     started = time.perf_counter()
-    rows = run_agnostic(out / "agnostic", chosen.problem)
-    print(
-        f"parameter-agnostic experiment: {len(rows)} cells in {time.perf_counter() - started:.0f} s"
-    )
+    meta = run_theorem(out / "theorem", chosen.problem)
+    print(f"the theorem's problem: {meta['cells']} runs in {time.perf_counter() - started:.0f} s")
 
     for name in chosen.sweeps:
         sweep = load_sweep(sweeps_dir / f"{name}.yaml")

@@ -51,8 +51,8 @@ LAUNCHES, SUBMISSIONS, SUBMITIT = "launches.jsonl", "submissions.jsonl", ".submi
 CONFIG, ENVIRONMENT, METRICS = "config.json", "environment.json", "metrics.jsonl"
 CHECKPOINT, ERROR, RESULT = "checkpoint.pt", "error.txt", "result.json"
 LOCK = ".lock"
-# Outputs of the parameter-agnostic experiment, a directory of its own.
-AGNOSTIC_CELLS, AGNOSTIC_META = "cells.csv", "meta.json"
+# Outputs of the theorem's problem (lightsam.theorem), a directory of its own.
+THEOREM_CELLS, THEOREM_CURVES, THEOREM_META = "cells.csv", "curves.csv", "meta.json"
 STATUSES = ("ok", "diverged", "failed")
 COMPLETE = ("ok", "diverged")
 

@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import fig_agnostic, report, results
+from analysis import fig_theorem, report, results
 from lightsam.plan import Plan
+from lightsam.theorem import Problem, run_theorem
 
 ROOT = Path(__file__).parents[1]
 CHANCE = 0.1
@@ -296,23 +297,21 @@ def test_ties_on_validation_are_broken_at_random():
 # -- the scripts ----------------------------------------------------------------------------------
 
 
-def write_agnostic(directory: Path) -> None:
-    directory.mkdir()
-    rows = ["optimizer,lr,rho,grad_norm,loss,diverged,steps"]
-    for optimizer in ("sgd_sam", "lightsam_i", "lightsam_ii", "lightsam_iii"):
-        for lr in (10.0**k for k in range(-3, 4)):
-            for rho in (10.0**k for k in range(-4, 3)):
-                diverged = optimizer == "sgd_sam" and lr > 2
-                norm = math.inf if diverged else 10 ** -(3 + math.log10(lr) + 0.1 * len(rows) % 5)
-                rows.append(f"{optimizer},{lr},{rho},{norm},{norm**2},{int(diverged)},1000")
-    (directory / "cells.csv").write_text("\n".join(rows) + "\n")
-    write(directory / "meta.json", {"problem": {"dim": 10, "smoothness": 1.0, "steps": 1000}})
+# A grid of the theorem's problem small enough for a test: seconds.
+TINY = Problem(n=100, dim=5, steps=300, seeds=(0, 1), lr_decades=(-1, 1), rho_decades=(-2, -1))
 
 
 OUTPUTS = [
     *(
         f"{name}.{ext}"
-        for name in ("heatmaps", "sensitivity", "robustness", "training_curves", "agnostic")
+        for name in (
+            "heatmaps",
+            "sensitivity",
+            "robustness",
+            "training_curves",
+            "theorem_steps",
+            "theorem_rates",
+        )
         for ext in ("png", "pdf")
     ),
     "best.md",
@@ -323,11 +322,11 @@ OUTPUTS = [
 
 
 def test_every_script_writes_its_outputs_and_the_table_matches(store, collection, agg, tmp_path):
-    write_agnostic(tmp_path / "agnostic")
+    run_theorem(tmp_path / "theorem", TINY)
     out = tmp_path / "out"
     for script in report.STORE_FIGURES:
         script.make(collection, out)
-    fig_agnostic.make(tmp_path / "agnostic", out)
+    fig_theorem.make(tmp_path / "theorem", out)
     for name in OUTPUTS:
         assert (out / name).stat().st_size > 0, name
 
@@ -359,9 +358,30 @@ def test_a_script_runs_on_its_own_from_any_directory(store, tmp_path):
     assert (tmp_path / "t" / "best.md").stat().st_size > 0
 
 
-def test_the_agnostic_title_states_the_problem():
-    title = fig_agnostic.title({"smoothness": 2.5, "steps": 300, "dim": 10})
-    assert "L = 2.5" in title and "300 steps" in title
+def test_the_theorem_findings_agree_with_the_stored_cells(tmp_path):
+    meta = run_theorem(tmp_path, TINY)
+    cells = pd.read_csv(tmp_path / "cells.csv")
+    assert meta["cells"] == len(cells) == 14 * 3 * 2 * 2 - 4 * 3 * 1 * 2  # arms x lr x rho x seeds
+    findings = report.theorem_findings(tmp_path)
+    assert "T = 300 steps" in findings[0] and "2 seeds" in findings[0]
+    for arm in ("sgd_sam", "lightsam_i", "adagrad_norm"):
+        sentence = next(f for f in findings if f.startswith(f"{report.common.label(arm)}:"))
+        for target in ("1e-2", "1e-3"):
+            own = fig_theorem.per_cell(cells[cells["arm"].eq(arm)], f"steps_to_{target}")
+            every = int(own["reached"].eq(own["seeds"]).sum())
+            assert f"{target}: {every} of {len(own)} cells" in sentence
+    contrast = next(f for f in findings if f.startswith("LightSAM-I against AdaGrad-Norm"))
+    mine, base = (
+        report.theorem_shares(cells, "lightsam_i"),
+        report.theorem_shares(cells, "adagrad_norm"),
+    )
+    assert f"({mine['1e-2'][0]}/{mine['1e-2'][1]} against {base['1e-2'][0]}/3)" in contrast
+
+
+def test_a_share_is_wider_or_narrower_only_beyond_one_cell_of_the_bases_grid():
+    assert report.compare_shares((20, 49), (3, 7)) == "about the same as"  # 41% vs 43%
+    assert report.compare_shares((40, 49), (3, 7)) == "wider than"
+    assert report.compare_shares((5, 49), (3, 7)) == "narrower than"
 
 
 # -- identity: what is pooled, what is not ---------------------------------------------------------

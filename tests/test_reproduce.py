@@ -50,14 +50,15 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
             assert (figures / "smoke" / f"{stem}{suffix}").stat().st_size > 0
     for name in ("best.md", "best.tex", "runs.csv", "aggregate.csv"):
         assert (figures / "smoke" / name).stat().st_size > 0
-    assert (figures / "agnostic" / "agnostic.png").stat().st_size > 0
+    for name in ("theorem_steps", "theorem_rates"):
+        assert (figures / "theorem" / f"{name}.png").stat().st_size > 0
 
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
     assert "20 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
-    assert "SGD-SAM: diverged in" in text  # the parameter-agnostic findings
+    assert "SGD-SAM: reached 1e-2:" in text  # the theorem's problem
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
     assert "heatmaps.png" in block and "| SGD-SAM |" in block
