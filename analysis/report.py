@@ -17,6 +17,7 @@ import argparse
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -266,7 +267,20 @@ def compare_shares(method: tuple[int, int], base: tuple[int, int]) -> str:
     )
 
 
-def theorem_findings(directory: Path) -> list[str]:
+@dataclass(frozen=True)
+class TheoremFindings:
+    """The theorem's problem in sentences: the setting, one per arm, and one per sharpness-aware
+    arm against its base optimizer."""
+
+    problem: str
+    arms: list[str]
+    contrasts: list[str]
+
+    def all(self) -> list[str]:
+        return [self.problem, *self.arms, *self.contrasts]
+
+
+def theorem_findings(directory: Path) -> TheoremFindings:
     """What the theorem's problem shows: per arm, the share of its (lr, rho) grid where every
     seed reached each target, the learning rates at which most radii did, its best cell; and
     each sharpness-aware arm's share against its base optimizer's."""
@@ -274,15 +288,16 @@ def theorem_findings(directory: Path) -> list[str]:
     s = meta["settings"]
     lrs, rhos = sorted(cells["lr"].unique()), sorted(cells["rho"].dropna().unique())
     decades = (math.log10(lrs[-1] / lrs[0]), math.log10(rhos[-1] / rhos[0]))
-    out = [
+    problem = (
         f"Problem: {meta['description']}; n = {s['n']}, d = {s['dim']}, L <= "
         f"{meta['smoothness']:.3g} (so 2/L = {2 / meta['smoothness']:.3g}), batch {s['batch']}, "
         f"D0 = {s['d0']:g}, D1 = {s['d1']:g}; T = {s['steps']} steps; lr from {fmt(lrs[0])} to "
         f"{fmt(lrs[-1])} ({decades[0]:.0f} decades), rho from {fmt(rhos[0])} to {fmt(rhos[-1])} "
         f"({decades[1]:.0f}); {len(s['seeds'])} seeds; {meta['cells']} runs in "
         f"{meta['wall_s']:.0f} s. Targets: the squared gradient norm at 1e-2 and at 1e-3 of its "
-        "start, within T, with every seed.",
-    ]
+        "start, within T, with every seed."
+    )
+    arms, contrasts = [], []
     shares = {arm: theorem_shares(cells, arm) for arm in cells["arm"].unique()}
     for arm in common.ordered(shares):
         own = cells[cells["arm"].eq(arm)]
@@ -298,7 +313,7 @@ def theorem_findings(directory: Path) -> list[str]:
         )
         counts = "; ".join(f"{target}: {k} of {n} cells" for target, (k, n) in shares[arm].items())
         diverged = int(table["diverged"].gt(0).sum())
-        out.append(
+        arms.append(
             f"{common.label(arm)}: reached {counts}; some seed diverged in {diverged}; learning "
             f"rates at which at least half of the radii reached 1e-2: {window}; best cell ({at}): "
             f"mean squared gradient norm {best['avg_sq_grad']:.2g} of the start, slope against T "
@@ -312,11 +327,11 @@ def theorem_findings(directory: Path) -> list[str]:
                 f"{shares[base][target][0]}/{shares[base][target][1]})"
                 for target in THEOREM_TARGETS
             )
-            out.append(
+            contrasts.append(
                 f"{common.label(method)} against {common.label(base)}, the share of the grid "
                 f"that reached each target: {verdicts}."
             )
-    return out
+    return TheoremFindings(problem, arms, contrasts)
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -345,8 +360,15 @@ def store_section(
 
 
 def readme_block(
-    collection: Collection, setup: list[str], facts: list[str], figures: Path, readme_dir: Path
+    collection: Collection,
+    setup: list[str],
+    facts: list[str],
+    figures: Path,
+    readme_dir: Path,
+    theorem: list[str],
 ) -> str:
+    """The README's results: the sweep's heatmap, table and findings, then ``theorem``'s lines
+    (the theorem's problem, if it ran)."""
     lines = [
         README_START,
         f"Results of `make reproduce` (sweep `{collection.store.name}`), from "
@@ -358,6 +380,7 @@ def readme_block(
         "",
         *(f"- {f}" for f in facts),
         *(line for line in setup if line.startswith("- Wall time")),
+        *theorem,
         README_END,
     ]
     return "\n".join(lines)
@@ -379,8 +402,8 @@ def sweep_stores(runs: Path) -> list[Path]:
 
 def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None) -> None:
     """Every figure and table of every sweep store under ``runs`` and of the theorem's problem
-    (``runs/theorem``) into ``out``, REPORT.md into ``report``, and with ``readme``
-    the README's results block, from the first sweep store."""
+    (``runs/theorem``) into ``out``, REPORT.md into ``report``, and with ``readme`` the
+    README's results block, from the first sweep store and the theorem's problem."""
     theorem = runs / "theorem"
     report_dir = report.parent
     header = [
@@ -391,6 +414,31 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
         "",
     ]
     lines: list[str] = []
+    readme_theorem: list[str] = []
+    if (theorem / files.THEOREM_CELLS).exists():
+        common.report(fig_theorem.make(theorem, out / "theorem"))
+        found = theorem_findings(theorem)
+        steps = out / "theorem" / "theorem_steps.png"
+        lines += [
+            "## The theorem's problem",
+            "",
+            *(f"- {f}" for f in found.all()),
+            "",
+            image(steps, report_dir, "steps to the target"),
+            "",
+            image(out / "theorem" / "theorem_rates.png", report_dir, "rates against T"),
+            "",
+        ]
+        if readme is not None:
+            readme_theorem = [
+                "",
+                "The theorem's own problem, from [REPORT.md](REPORT.md):",
+                "",
+                image(steps, readme.parent, "steps to the target"),
+                "",
+                f"- {found.problem}",
+                *(f"- {f}" for f in found.contrasts),
+            ]
     block = None
     for store in sweep_stores(runs):
         collection = common.load(store)
@@ -402,19 +450,7 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
         setup, facts = what_was_run(collection), findings(collection)
         lines += store_section(collection, setup, facts, figures, report_dir)
         if block is None and readme is not None:
-            block = readme_block(collection, setup, facts, figures, readme.parent)
-    if (theorem / files.THEOREM_CELLS).exists():
-        common.report(fig_theorem.make(theorem, out / "theorem"))
-        lines += [
-            "## The theorem's problem",
-            "",
-            *(f"- {f}" for f in theorem_findings(theorem)),
-            "",
-            image(out / "theorem" / "theorem_steps.png", report_dir, "steps to the target"),
-            "",
-            image(out / "theorem" / "theorem_rates.png", report_dir, "rates against T"),
-            "",
-        ]
+            block = readme_block(collection, setup, facts, figures, readme.parent, readme_theorem)
     if not lines:
         raise SystemExit(f"nothing to report: no results in {runs}")
     files.write_text(report, "\n".join(header + lines))

@@ -362,15 +362,16 @@ def test_the_theorem_findings_agree_with_the_stored_cells(tmp_path):
     meta = run_theorem(tmp_path, TINY)
     cells = pd.read_csv(tmp_path / "cells.csv")
     assert meta["cells"] == len(cells) == 14 * 3 * 2 * 2 - 4 * 3 * 1 * 2  # arms x lr x rho x seeds
-    findings = report.theorem_findings(tmp_path)
-    assert "T = 300 steps" in findings[0] and "2 seeds" in findings[0]
+    found = report.theorem_findings(tmp_path)
+    findings = found.all()
+    assert "T = 300 steps" in found.problem and "2 seeds" in found.problem
     for arm in ("sgd_sam", "lightsam_i", "adagrad_norm"):
         sentence = next(f for f in findings if f.startswith(f"{report.common.label(arm)}:"))
         for target in ("1e-2", "1e-3"):
             own = fig_theorem.per_cell(cells[cells["arm"].eq(arm)], f"steps_to_{target}")
             every = int(own["reached"].eq(own["seeds"]).sum())
             assert f"{target}: {every} of {len(own)} cells" in sentence
-    contrast = next(f for f in findings if f.startswith("LightSAM-I against AdaGrad-Norm"))
+    contrast = next(f for f in found.contrasts if f.startswith("LightSAM-I against AdaGrad-Norm"))
     mine, base = (
         report.theorem_shares(cells, "lightsam_i"),
         report.theorem_shares(cells, "adagrad_norm"),

@@ -62,6 +62,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
     assert "heatmaps.png" in block and "| SGD-SAM |" in block
+    assert "theorem_steps.png" in block and "LightSAM-I against" in block
     assert (ROOT / "README.md").read_text() != readme.read_text()
 
     # The sweep file edited (epochs 1 -> 2) and rerun into the same store: the old runs are
