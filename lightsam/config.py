@@ -102,7 +102,15 @@ class Config:
 
     Learning-rate schedules act per step: ``cosine`` decays from ``optimizer.lr`` to 0 over the
     run; ``step`` multiplies by ``lr_gamma`` at each epoch in ``lr_milestones``. A training loss
-    above ``divergence_loss`` (or non-finite) ends the run as ``diverged``.
+    above ``divergence_loss`` (or non-finite) ends the run as ``diverged``; with
+    ``divergence_loss: null`` only a non-finite loss does (to check whether runs that the stop
+    rule ends would have recovered).
+
+    ``probe_size`` (0: off) is the number of training images, the first of the training split,
+    on which the loss and the norm of its full gradient are measured before the first step and
+    after every epoch: the optimisation objective, which the running training loss (a mean over
+    moving weights) is not. The probe reads the weights and changes nothing, so it is in the
+    identity only because the run records more.
 
     ``batch_size`` is the global batch: with several processes each takes an equal share of it
     (it must divide evenly). ``accumulation`` runs each step in that many micro-batches, to fit
@@ -137,11 +145,12 @@ class Config:
     eval_every: int = 1
     precision: str = "fp32"
     grad_clip: float | None = None
-    divergence_loss: float = 1e3
+    divergence_loss: float | None = 1e3
     accumulation: int = 1
     perturbation: str = "global"
     sync_batchnorm: bool = False
     num_workers: int = 4
+    probe_size: int = field(default=0, metadata=added_later(0))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as stored (``config.json``, the plan): every field, and the schema it was
@@ -320,11 +329,17 @@ def validate(config: Config, stored: bool = False) -> Config:
     _choice("precision", config.precision, PRECISIONS)
     if config.grad_clip is not None and not config.grad_clip > 0:
         raise ConfigError(f"grad_clip must be > 0 or null, got {config.grad_clip!r}")
-    if not config.divergence_loss > 0:
-        raise ConfigError(f"divergence_loss must be > 0, got {config.divergence_loss!r}")
+    if config.divergence_loss is not None and not config.divergence_loss > 0:
+        raise ConfigError(f"divergence_loss must be > 0 or null, got {config.divergence_loss!r}")
     _at_least("accumulation", config.accumulation, 1)
     _choice("perturbation", config.perturbation, PERTURBATIONS)
     _at_least("num_workers", config.num_workers, 0)
+    _at_least("probe_size", config.probe_size, 0)
+    if config.probe_size and config.dataset == "imagenet":
+        raise ConfigError(
+            "probe_size: the training-subset probe needs a dataset held in memory "
+            f"({', '.join(d for d in DATASETS if d != 'imagenet')}), not imagenet"
+        )
     return config
 
 

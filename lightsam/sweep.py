@@ -8,12 +8,16 @@ A sweep file (YAML, in ``sweeps/``)::
     optimizers:                                # each optimizer with its own grids
       sgd_sam:     {lr: [0.01, 0.1], rho: [0.01, 0.1], hparams: {momentum: 0.9}}
       lightsam_ii: {lr: [0.001, 0.01], rho: [1.0e-4, 1.0e-3]}
-      sgd:         {lr: [0.01, 0.1], hparams: {momentum: 0.9}}
+      sgd:         {lr: [0.01, 0.1], hparams: {momentum: 0.9}, set: {epochs: 10}}
 
-expands into every (optimizer, lr, rho, seed) cell. Each grid sets its optimizer's name, ``lr``
-and ``rho``; every other optimizer argument is merged, never dropped: the base spec's
-``optimizer.hparams``, then those of ``set: {optimizer.hparams.<name>: ...}``, then the grid's
-own ``hparams``, each over the one before. A base-spec argument reaches the optimizers that take
+expands into every (optimizer, lr, rho, seed) cell. A grid's own ``set`` overrides the sweep's
+for its runs (a base optimizer trained twice as long, at the compute of a two-pass method); it
+sets spec fields, not the optimizer (its grid and ``hparams`` do that).
+
+Each grid sets its optimizer's name, ``lr`` and ``rho``; every other optimizer argument is
+merged, never dropped: the base spec's ``optimizer.hparams``, then those of
+``set: {optimizer.hparams.<name>: ...}``, then the grid's own ``hparams``, each over the one
+before. A base-spec argument reaches the optimizers that take
 it, and the plan notes which ones do not; an argument in ``set`` that no optimizer of the sweep
 takes, and ``set`` of the optimizer's name, ``lr`` or ``rho`` (which the grids sweep), are
 errors. Each run's id is the hash of its canonical config (``Config.run_id``), so the same cell
@@ -34,17 +38,19 @@ from lightsam.optim import OPTIMIZERS
 from lightsam.plan import Plan
 
 SWEEP_KEYS = ("base", "set", "seeds", "optimizers")
-GRID_KEYS = ("lr", "rho", "hparams")
+GRID_KEYS = ("lr", "rho", "hparams", "set")
 SWEPT = ("name", "lr", "rho")  # the optimizer fields each grid sets
 
 
 @dataclass(frozen=True)
 class Grid:
-    """One optimizer's axes: learning rates, radii (sharpness-aware only), fixed arguments."""
+    """One optimizer's axes: learning rates, radii (sharpness-aware only), fixed arguments, and
+    the spec fields its runs set over the sweep's (``overrides``: dotted keys)."""
 
     lr: tuple[float, ...]
     rho: tuple[float | None, ...] = (None,)
     hparams: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,14 @@ class Sweep:
         for name, grid in self.grids.items():
             accepted = OPTIMIZERS[name].configurable
             hparams = {k: v for k, v in self.shared.items() if k in accepted} | grid.hparams
+            base = apply_overrides(self.base, [])
+            for key, value in grid.overrides.items():
+                set_in(base, key.split("."), value)
             for lr, rho, seed in itertools.product(grid.lr, grid.rho, self.seeds):
                 optimizer = {"name": name, "lr": lr, "hparams": hparams}
                 if rho is not None:
                     optimizer["rho"] = rho
-                configs.append(from_dict({**self.base, "optimizer": optimizer, "seed": seed}))
+                configs.append(from_dict({**base, "optimizer": optimizer, "seed": seed}))
         return tuple(configs)
 
     def plan(self) -> Plan:
@@ -118,7 +127,17 @@ def _grid(name: str, data: Any) -> Grid:
     hparams = data.get("hparams", {})
     if not isinstance(hparams, dict):
         raise ConfigError(f"{where}.hparams must be a mapping")
-    return Grid(lr=_numbers(f"{where}.lr", data["lr"]), rho=rho, hparams=hparams)
+    overrides = data.get("set", {})
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}.set must be a mapping of spec keys to values")
+    if any(key.split(".")[0] == "optimizer" for key in overrides):
+        raise ConfigError(
+            f"{where}.set: the grid sets its optimizer's lr and rho, and its hparams the other "
+            "arguments; set spec fields here (epochs, batch_size, ...)"
+        )
+    return Grid(
+        lr=_numbers(f"{where}.lr", data["lr"]), rho=rho, hparams=hparams, overrides=overrides
+    )
 
 
 def _hparams(optimizer: Any, where: str) -> dict[str, Any]:

@@ -5,7 +5,9 @@ the test set once at the end, the result. Each epoch ends with an atomic checkpo
 the same config resumes where an interrupted run stopped and ends with exactly the metrics an
 uninterrupted run would have (the batches of epoch e depend only on the seed and e, and the
 checkpoint carries the RNG states). A non-finite training loss, or one above
-``config.divergence_loss``, ends the run with status ``diverged``: a result, not a failure.
+``config.divergence_loss`` (unless it is None), ends the run with status ``diverged``: a result,
+not a failure. With ``config.probe_size``, the loss and full-gradient norm on a fixed subset of
+the training split are measured before the first step and after every epoch (:func:`probe`).
 
 Data-parallel: launched as several processes (torchrun, or a SLURM job with one task per GPU),
 every process calls :func:`run` and the same loop runs in each. The model is wrapped in
@@ -29,6 +31,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ from tqdm import tqdm
 from lightsam import store
 from lightsam.config import Config, Runtime
 from lightsam.data import (
+    DatasetInfo,
     ImageSplit,
     TensorLoader,
     load_imagefolder,
@@ -140,7 +144,7 @@ def make_loaders(config: Config, runtime: Runtime, device: torch.device, env: Di
         }
         if env.world_size > 1:
             loaders["train"] = shard_loader(loaders["train"], env.rank, env.world_size)
-        return info, loaders
+        return info, loaders  # Config refuses a probe on ImageFolder datasets
     info, splits = load_splits(
         config.dataset,
         data_dir=runtime.data_dir,
@@ -163,7 +167,17 @@ def make_loaders(config: Config, runtime: Runtime, device: torch.device, env: Di
             shard=(env.rank, env.world_size) if train else (0, 1),
         )
 
-    return info, {split: loader(split, data) for split, data in splits.items()}
+    loaders = {split: loader(split, data) for split, data in splits.items()}
+    if config.probe_size:
+        train = splits["train"]
+        if config.probe_size > len(train):
+            raise ValueError(
+                f"probe_size {config.probe_size} is larger than the training split "
+                f"({len(train)} images)"
+            )
+        # The first images of the split, unshuffled and unaugmented: the same in every epoch.
+        loaders["probe"] = loader("probe", train.subset(torch.arange(config.probe_size)))
+    return info, loaders
 
 
 def set_epoch(loader: Any, epoch: int) -> None:
@@ -199,6 +213,29 @@ def evaluate(model: nn.Module, loader: Any, loss_fn, device, autocast_dtype) -> 
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
     return {"loss": loss_sum.item() / count, "acc": correct.item() / count}
+
+
+def probe(model: nn.Module, loader: Any, loss_fn, device, autocast_dtype) -> dict[str, float]:
+    """``probe_loss``, the mean loss over ``loader``'s images, and ``probe_grad_norm``, the L2
+    norm of its gradient with respect to every trainable parameter: the optimisation objective
+    on a fixed set, where the epoch's training loss averages over moving weights. In eval mode
+    (BatchNorm with its running statistics, no dropout), so that the probe changes nothing: the
+    gradients are returned by autograd, never accumulated into ``.grad``."""
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    count = 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            batch_loss = loss_fn(model(x), y).float() * len(y)
+        for total, g in zip(grads, torch.autograd.grad(batch_loss, params), strict=True):
+            total += g
+        loss_sum += batch_loss.detach().double()
+        count += len(y)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return {"probe_loss": loss_sum.item() / count, "probe_grad_norm": norm.item() / count}
 
 
 def check_resumable(checkpoint: dict[str, Any], config: Config, env: DistributedEnv) -> None:
@@ -308,21 +345,27 @@ def result_header(config: Config, status: str) -> dict[str, Any]:
     }
 
 
-# -- the run ------------------------------------------------------------------------------------
+@dataclass
+class Parts:
+    """What :func:`build` makes of a config: the data, the model (``model``, wrapped for
+    data-parallel training if it is; ``module``, the model itself), the optimizer and its
+    schedule, the loss and the two-pass step."""
+
+    info: DatasetInfo
+    loaders: dict[str, Any]
+    model: nn.Module
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    autocast_dtype: torch.dtype | None
+    step: TrainStep
+    memory_format: torch.memory_format
+    steps_per_epoch: int
 
 
-def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) -> dict[str, Any]:
-    """Train ``config`` into ``run_dir`` (resuming from its checkpoint if any) as process
-    ``env.rank`` of ``env.world_size``; returns the result, which the main process also writes
-    to ``run_dir/result.json``."""
-    device = resolve_device(runtime.device, env)
-    checkpoint = store.load_checkpoint(run_dir)  # read by every process
-    start_epoch = checkpoint["epoch"] if checkpoint is not None else 0
-    record = Recorder(run_dir)
-    record.begin(
-        config,
-        {**store.environment(device), "world_size": env.world_size, "start_epoch": start_epoch},
-    )
+def build(config: Config, runtime: Runtime, env: DistributedEnv, device: torch.device) -> Parts:
+    """A fresh run's parts, from the seed on: the initial weights of ``config.seed``."""
     # The same seed in every process: the same initial weights, and the same random stream, so
     # that the main process's RNG state, which is checkpointed, is every process's.
     torch.manual_seed(config.seed)
@@ -355,9 +398,51 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         accumulation=config.accumulation,
         perturbation=config.perturbation,
     )
+    return Parts(
+        info, loaders, model, module, optimizer, scheduler, loss_fn, autocast_dtype, step,
+        memory_format, steps_per_epoch,
+    )  # fmt: skip
+
+
+def first_ascent_radius(config: Config, runtime: Runtime = Runtime()) -> float:
+    """``‖e_1‖``, the size of the first ascent of ``config``'s run (its seed's weights, its first
+    training batch), as the run records it (``perturbation_norm_first``), on one process. The
+    nominal ``rho`` means a norm for some ascents and a per-coordinate bound for others; the
+    study matches its methods' grids by this."""
+    env = DistributedEnv(rank=0, world_size=1, local_rank=0, backend="gloo")
+    device = resolve_device(runtime.device, env)
+    parts = build(config, runtime, env, device)
+    if not isinstance(parts.optimizer, SharpnessAwareOptimizer):
+        raise ValueError(f"{config.optimizer.name} is not sharpness-aware: it has no ascent")
+    set_epoch(parts.loaders["train"], 0)
+    x, y = next(iter(parts.loaders["train"]))
+    parts.step(x.to(device).contiguous(memory_format=parts.memory_format), y.to(device))
+    return parts.optimizer.perturbation_norm.item()
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (resuming from its checkpoint if any) as process
+    ``env.rank`` of ``env.world_size``; returns the result, which the main process also writes
+    to ``run_dir/result.json``."""
+    device = resolve_device(runtime.device, env)
+    checkpoint = store.load_checkpoint(run_dir)  # read by every process
+    start_epoch = checkpoint["epoch"] if checkpoint is not None else 0
+    record = Recorder(run_dir)
+    record.begin(
+        config,
+        {**store.environment(device), "world_size": env.world_size, "start_epoch": start_epoch},
+    )
+    parts = build(config, runtime, env, device)
+    loaders, model, module, optimizer = parts.loaders, parts.model, parts.module, parts.optimizer
+    scheduler, loss_fn, autocast_dtype = parts.scheduler, parts.loss_fn, parts.autocast_dtype
+    step, memory_format, steps_per_epoch = parts.step, parts.memory_format, parts.steps_per_epoch
 
     history: list[dict[str, Any]] = []
     wall_s, wandb_id = 0.0, None
+    initial: dict[str, float] = {}  # the probe before the first step, and the first ascent's size
     if checkpoint is not None:
         check_resumable(checkpoint, config, env)
         module.load_state_dict(checkpoint["model"])
@@ -368,7 +453,16 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
         history = checkpoint["history"]
         wall_s, wandb_id = checkpoint["wall_s"], checkpoint["wandb_id"]
+        initial = checkpoint.get("initial", {})
+    elif "probe" in loaders:
+        initial = {
+            f"{key}_initial": value
+            for key, value in probe(
+                module, loaders["probe"], loss_fn, device, autocast_dtype
+            ).items()
+        }
     record.start(config, history, wandb_id, runtime.wandb)
+    stop_above = math.inf if config.divergence_loss is None else config.divergence_loss
 
     sharpness_aware = isinstance(optimizer, SharpnessAwareOptimizer)
     status, diverged_epoch = "ok", None
@@ -399,13 +493,15 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             if sharpness_aware:
                 sizes = (optimizer.perturbation_norm, optimizer.relative_perturbation)
                 perturbation += torch.stack(sizes).to(perturbation)
+                if epoch == 0 and i == 0:  # the radius the study's rho grids are matched by
+                    initial["perturbation_norm_first"] = optimizer.perturbation_norm.item()
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 # Decided on the global batch's losses, which every process shares (a
                 # non-finite loss anywhere makes them infinite): what one process on the global
                 # batch would decide, and no process stops alone to wait forever in a collective.
-                global_losses = all_reduce_mean(recent[: i % SYNC_EVERY + 1])
+                worst = all_reduce_mean(recent[: i % SYNC_EVERY + 1]).max().item()
                 recent.zero_()
-                if not global_losses.max().item() <= config.divergence_loss:
+                if not (math.isfinite(worst) and worst <= stop_above):
                     status, diverged_epoch = "diverged", epoch + 1
                     break
                 elapsed = time.perf_counter() - started
@@ -432,6 +528,8 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             val = evaluate(module, loaders["val"], loss_fn, device, autocast_dtype)
             row.update(val_loss=val["loss"], val_acc=val["acc"])
+        if "probe" in loaders:
+            row.update(probe(module, loaders["probe"], loss_fn, device, autocast_dtype))
         wall_s += time.perf_counter() - started
         row["wall_s"] = wall_s
         history.append(row)
@@ -448,13 +546,14 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
                 "wall_s": wall_s,
                 "wandb_id": record.wandb_id,
                 "world_size": env.world_size,
+                "initial": initial,
             },
         )
 
     last = history[-1] if history else {}
     result = {
         **result_header(config, status),
-        "num_classes": info.num_classes,
+        "num_classes": parts.info.num_classes,
         "epochs_completed": len(history),
         "diverged_epoch": diverged_epoch,
         "val_acc": last.get("val_acc") if status == "ok" else None,
@@ -465,6 +564,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         "wall_s": wall_s,
         "world_size": env.world_size,
         **{key: run_mean(history, key) for key in PERTURBATION},
+        **initial,
     }
     if status == "ok":
         # The test set is read once, here, at the end.

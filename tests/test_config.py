@@ -98,6 +98,9 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"accumulation": 1.5}, "accumulation must be int"),
         ({"perturbation": "m"}, "perturbation must be one of global, local"),
         ({"sync_batchnorm": 1}, "sync_batchnorm must be bool"),
+        ({"probe_size": -1}, "probe_size must be >= 0"),
+        ({"dataset": "imagenet", "probe_size": 100}, "probe needs a dataset held in memory"),
+        ({"divergence_loss": -1.0}, "divergence_loss must be > 0 or null"),
         ({"optimizer__hparams__eps": "abc"}, "hparams.eps must be a number, got 'abc'"),
         (
             {"optimizer__name": "lightsam_iii", "optimizer__hparams__betas": "[0.9]"},
@@ -157,8 +160,14 @@ def test_the_identity_is_pinned():
 
 
 def test_every_field_is_in_the_identity_even_at_its_default():
-    identity = from_dict(BASE).identity()
-    assert set(identity) == {"schema"} | {f.name for f in dataclasses.fields(Config)}
+    """All but those added later, which are in it away from their legacy value."""
+    config = from_dict(BASE)
+    later = {f.name for f in dataclasses.fields(Config) if "legacy" in f.metadata}
+    assert later == {"probe_size"}
+    assert (
+        set(config.identity()) == {"schema"} | {f.name for f in dataclasses.fields(Config)} - later
+    )
+    assert "probe_size" in config.replace(probe_size=10).identity()
 
 
 @dataclasses.dataclass(frozen=True)

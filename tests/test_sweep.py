@@ -224,6 +224,20 @@ def test_a_set_that_would_be_ignored_is_an_error(tmp_path, set_, message):
         load_sweep(path)
 
 
+def test_a_grids_own_set_overrides_the_sweeps_for_its_runs_alone(tmp_path):
+    grids = (
+        "  sgd: {lr: [0.1], set: {epochs: 2, probe_size: 64}}\n"
+        "  sgd_sam: {lr: [0.1], rho: [0.05]}\n"
+    )
+    runs = load_sweep(write_sweep(tmp_path / "s.yaml", grids)).runs
+    shape = {(c.optimizer.name, c.epochs, c.probe_size, c.batch_size) for c in runs}
+    assert shape == {("sgd", 2, 64, 128), ("sgd_sam", 1, 0, 128)}
+    with pytest.raises(ConfigError, match=r"optimizers.sgd.set: the grid sets its optimizer"):
+        load_sweep(write_sweep(tmp_path / "t.yaml", "  sgd: {lr: [0.1], set: {optimizer.lr: 1}}\n"))
+    with pytest.raises(ConfigError, match="epochs"):
+        load_sweep(write_sweep(tmp_path / "u.yaml", "  sgd: {lr: [0.1], set: {epochs: 0}}\n"))
+
+
 def test_three_spellings_of_one_computation_are_one_run(tmp_path):
     base = write_spec(tmp_path / "base.yaml", "{}")
     ids = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,9 +15,10 @@ import pytest
 import torch
 
 from lightsam import store
-from lightsam.config import Runtime, from_dict
-from lightsam.data import DatasetUnavailableError
-from lightsam.train import Recorder, run
+from lightsam.config import ConfigError, Runtime, from_dict
+from lightsam.data import DatasetUnavailableError, TensorLoader, load_splits
+from lightsam.models import create_model
+from lightsam.train import Recorder, first_ascent_radius, run
 
 SPEC = Path(__file__).parents[1] / "experiments" / "mnist5k_lenet.yaml"
 
@@ -265,3 +267,60 @@ def test_the_realised_perturbation_is_logged_per_epoch_and_averaged_in_the_resul
     plain = run(base, tmp_path)
     assert plain["perturbation_norm"] is None and plain["relative_perturbation"] is None
     assert "perturbation_norm" not in store.read_metrics(tmp_path / base.run_id())[0]
+
+
+PROBE = ("probe_loss", "probe_grad_norm")
+
+
+def test_the_probe_measures_the_training_subset_and_changes_nothing_else(tmp_path):
+    probed, plain = config(epochs=2, probe_size=200), config(epochs=2)
+    assert plain.run_id() == config(epochs=2, probe_size=0).run_id() != probed.run_id()
+    result, reference = run(probed, tmp_path), run(plain, tmp_path)
+    rows = store.read_metrics(tmp_path / probed.run_id())
+    unprobed = [{k: v for k, v in row.items() if k not in PROBE} for row in rows]
+    assert without_times(unprobed) == without_times(store.read_metrics(tmp_path / plain.run_id()))
+    assert result["test_acc"] == reference["test_acc"]
+
+    # The last epoch's probe by hand: the final weights, the first 200 training images at once.
+    info, splits = load_splits("mnist5k", data_dir=tmp_path, val_size=500, split_seed=0)
+    first = TensorLoader(
+        splits["train"].subset(torch.arange(200)), info, batch_size=200, shuffle=False
+    )
+    x, y = next(iter(first))
+    model = create_model("lenet5", num_classes=10, in_channels=1, image_size=28)
+    model.load_state_dict(store.load_checkpoint(tmp_path / probed.run_id())["model"])
+    loss = torch.nn.functional.cross_entropy(model.eval()(x), y)
+    loss.backward()
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert rows[-1]["probe_loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert rows[-1]["probe_grad_norm"] == pytest.approx(norm.item(), rel=1e-4)
+    # Before the first step: an untrained classifier's loss, about ln 10, which training lowers.
+    assert abs(result["probe_loss_initial"] - math.log(10)) < 0.2
+    assert rows[-1]["probe_loss"] < rows[0]["probe_loss"] < result["probe_loss_initial"]
+    assert result["probe_grad_norm_initial"] > 0
+
+
+def test_the_first_ascent_is_recorded_at_its_radius(tmp_path):
+    sam = config(optimizer={"name": "sgd_sam", "lr": 0.05, "rho": 0.3})
+    assert run(sam, tmp_path)["perturbation_norm_first"] == pytest.approx(0.3, rel=1e-6)
+
+
+def test_without_a_loss_limit_only_a_non_finite_loss_ends_a_run(tmp_path):
+    strict = run(config(divergence_loss=1e-3), tmp_path)  # every loss is above 1e-3
+    assert strict["status"] == "diverged" and strict["diverged_epoch"] == 1
+    assert run(config(divergence_loss=None), tmp_path)["status"] == "ok"
+    exploding = config(divergence_loss=None, optimizer={"name": "sgd", "lr": 1e4})
+    assert run(exploding, tmp_path)["status"] == "diverged"
+    with pytest.raises(ConfigError, match="divergence_loss must be > 0 or null"):
+        config(divergence_loss=0.0)
+
+
+def test_the_first_ascents_radius_is_what_the_run_records(tmp_path):
+    for optimizer in (
+        {"name": "lightsam_ii", "lr": 1e-2, "rho": 1e-4},
+        {"name": "lightsam_i", "lr": 1.0, "rho": 0.05},
+    ):
+        cfg = config(optimizer=optimizer, seed=3)
+        assert first_ascent_radius(cfg) == run(cfg, tmp_path)["perturbation_norm_first"]
+    with pytest.raises(ValueError, match="sgd is not sharpness-aware"):
+        first_ascent_radius(config(optimizer={"name": "sgd", "lr": 0.1}))
