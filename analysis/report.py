@@ -395,9 +395,17 @@ def rewrite_readme(readme: Path, block: str) -> None:
 
 
 def sweep_stores(runs: Path) -> list[Path]:
-    """The stores under ``runs`` that hold a plan (the theorem experiment's directory holds
-    none)."""
-    return sorted(p.parent for p in runs.glob(f"*/{files.PLAN}"))
+    """The stores under ``runs`` that hold a grid's plan (the theorem experiment's directory
+    holds none; the stages of a grid are reported with it)."""
+    stores = []
+    for path in sorted(p.parent for p in runs.glob(f"*/{files.PLAN}")):
+        try:
+            plan = files.read_plan(path)
+        except ValueError:
+            plan = None  # unreadable: reported as a store, whose problems say so
+        if plan is None or plan.stage == "grid":
+            stores.append(path)
+    return stores
 
 
 def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None) -> None:

@@ -57,7 +57,7 @@ CONFIG_COLUMNS = ["optimizer", "lr", "rho", "seed", "dataset", "model", "epochs"
 NUMBERS = [
     "num_classes", "val_acc", "best_val_acc", "test_acc", "test_loss", "final_train_loss",
     "epochs_completed", "diverged_epoch", "wall_s", "perturbation_norm", "relative_perturbation",
-    "perturbation_norm_first", "probe_loss_initial", "probe_grad_norm_initial",
+    "perturbation_norm_first", "probe_loss_initial", "probe_grad_norm_initial", "stopping_loss",
 ]  # fmt: skip
 RESULT_COLUMNS = ["status", *NUMBERS, "error"]
 # What it ran on, from its environment segments: the last start's commit and libraries, how

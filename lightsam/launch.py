@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,24 +161,51 @@ def launch_sweep(
     max_parallel: int | None = None,
     retry_failed: bool = False,
 ) -> None:
-    """Write the sweep's plan into ``out`` and launch what the store still lacks (see
-    :func:`to_launch`), saying so: the one way ``lightsam sweep`` and ``lightsam reproduce`` run
-    a sweep. SLURM returns after submitting (``profile``: a ``slurm.Profile``); the local and
-    debug executors return when the runs are done."""
+    """Launch ``sweep``'s plan into ``out`` (:func:`launch_plan`): the one way ``lightsam sweep``
+    and ``lightsam reproduce`` run a sweep file."""
+    launch_plan(
+        sweep.plan(),
+        sweep.runs,
+        out,
+        runtime,
+        executor=executor,
+        profile=profile,
+        max_parallel=max_parallel,
+        retry_failed=retry_failed,
+    )
+
+
+def launch_plan(
+    plan: Plan,
+    configs: Sequence[Config],
+    out: Path,
+    runtime: Runtime,
+    *,
+    executor: str = "local",
+    profile: Any = None,
+    max_parallel: int | None = None,
+    retry_failed: bool = False,
+) -> None:
+    """Write ``plan`` into ``out`` and launch what the store still lacks (see
+    :func:`to_launch`) of its runs, ``configs``, saying so. SLURM returns after submitting
+    (``profile``: a ``slurm.Profile``); the local and debug executors return when the runs are
+    done."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
-    plan = sweep.plan()
+    by_id = {config.run_id(): config for config in configs}
+    if set(by_id) != set(plan.runs):
+        raise ValueError("configs must be the plan's runs, each once")
     store.write_plan(out, plan)
     for note in plan.notes:
         print(f"note: {note}")
     state = store_state(plan, out)
     if state.queue_note:
         print(f"warning: {state.queue_note}")
-    by_id = {config.run_id(): config for config in sweep.runs}
     configs = [by_id[run_id] for run_id in to_launch(state, retry_failed=retry_failed)]
     waiting = sum(s in ("queued", "running") for s in state.states.values())
     busy = f" ({waiting} queued or running)" if waiting else ""
-    print(f"sweep {sweep.name}: {len(configs)} of {len(plan.runs)} runs to launch{busy} -> {out}")
+    name = plan.sweep if plan.stage == "grid" else f"{plan.sweep} ({plan.stage})"
+    print(f"sweep {name}: {len(configs)} of {len(plan.runs)} runs to launch{busy} -> {out}")
     if state.outside:
         outside = len(state.outside)
         print(f"{outside} run(s) in {out} are outside the plan (lightsam status lists them)")

@@ -25,23 +25,33 @@ from typing import Any
 SCHEMA_KEY = "schema"
 SEED = "seed"
 GRID_AXES = ("lr", "rho")
+# A sweep file's plan is a grid; the stages that follow it (lightsam.stages) have plans of their
+# own, of the same sweep, made from the grid's results.
+STAGES = ("grid", "confirm", "recovery")
 
 
 @dataclass(frozen=True)
 class Plan:
     """``runs`` maps each run id to its stored config; ``source`` is the sweep file's path and
     ``source_sha256`` the hash of its text when the plan was made; ``notes`` say what of the
-    sweep file did not reach every run (a base-spec argument some optimizer does not take)."""
+    sweep file did not reach every run (a base-spec argument some optimizer does not take), or
+    for a later stage what was chosen from the grid's results; ``stage`` is one of ``STAGES``."""
 
     sweep: str
     source: str
     source_sha256: str
     runs: Mapping[str, Mapping[str, Any]]
     notes: tuple[str, ...] = field(default=())
+    stage: str = "grid"
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {self.stage!r}")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sweep": self.sweep,
+            "stage": self.stage,
             "source": self.source,
             "source_sha256": self.source_sha256,
             "notes": list(self.notes),
@@ -64,6 +74,7 @@ class Plan:
             source_sha256=data["source_sha256"],
             runs=data["runs"],
             notes=tuple(data.get("notes", ())),
+            stage=data.get("stage", "grid"),  # plans written before stages were grids
         )
 
 

@@ -1,7 +1,8 @@
 """``make reproduce``: the study's experiments, by preset.
 
-* ``quick``: the theorem's problem (:mod:`lightsam.theorem`) and the ``mnist5k_quick`` sweep,
-  locally, offline, on a laptop CPU;
+* ``quick``: the theorem's problem (:mod:`lightsam.theorem`) and the ``mnist5k_study`` sweep
+  with its stages (:mod:`lightsam.stages`: five fresh seeds at each arm's selected cell, and
+  the recovery audit), locally, offline, on a laptop CPU;
 * ``paper``: the theorem's problem here and the paper-scale sweeps submitted to SLURM;
 * ``smoke``: a miniature of ``quick`` (seconds), for the end-to-end test.
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightsam import launch
+from lightsam import launch, stages, store
 from lightsam.config import Runtime
 from lightsam.sweep import load_sweep
 from lightsam.theorem import Problem, run_theorem
@@ -25,13 +26,24 @@ from lightsam.theorem import Problem, run_theorem
 
 @dataclass(frozen=True)
 class Preset:
+    """``confirm_seeds``: the fresh seeds of the confirm stage (none: no stage follows the
+    grids; only where they run locally, to completion); ``recovery``: run the recovery audit."""
+
     sweeps: tuple[str, ...]
     executor: str
     problem: Problem = field(default_factory=Problem)
+    confirm_seeds: tuple[int, ...] = ()
+    recovery: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.confirm_seeds or self.recovery) and self.executor != "local":
+            raise ValueError("the stages read the grid's results: they need the local executor")
 
 
 PRESETS = {
-    "quick": Preset(sweeps=("mnist5k_quick",), executor="local"),
+    "quick": Preset(
+        sweeps=("mnist5k_study",), executor="local", confirm_seeds=(1, 2, 3, 4, 5), recovery=True
+    ),
     "paper": Preset(
         sweeps=(
             "mnist_lenet",
@@ -47,6 +59,8 @@ PRESETS = {
         sweeps=("smoke",),
         executor="local",
         problem=Problem(steps=200, seeds=(0,), lr_decades=(-1, 1), rho_decades=(-2, 0)),
+        confirm_seeds=(1,),
+        recovery=True,
     ),
 }
 
@@ -72,11 +86,18 @@ def reproduce(
 
     for name in chosen.sweeps:
         sweep = load_sweep(sweeps_dir / f"{name}.yaml")
+        grid = out / sweep.name
         launch.launch_sweep(
-            sweep,
-            out / sweep.name,
-            runtime,
-            executor=chosen.executor,
-            profile=profile,
+            sweep, grid, runtime, executor=chosen.executor, profile=profile,
             max_parallel=max_parallel,
-        )
+        )  # fmt: skip
+        stages_of_grid = []
+        if chosen.confirm_seeds:
+            stages_of_grid.append(stages.confirmation(sweep.plan(), grid, chosen.confirm_seeds))
+        if chosen.recovery:
+            stages_of_grid.append(stages.recovery(sweep.plan(), grid))
+        for plan, configs in stages_of_grid:
+            launch.launch_plan(
+                plan, configs, store.stage_store(grid, plan.stage), runtime,
+                executor=chosen.executor, max_parallel=max_parallel,
+            )  # fmt: skip

@@ -358,15 +358,21 @@ def write_plan(store: Path, plan: Plan) -> None:
         current = read_plan(store)
     except ValueError:
         current = None  # an unreadable plan is kept aside below, not trusted
-    if current is not None and current.sweep != plan.sweep:
+    if current is not None and (current.sweep, current.stage) != (plan.sweep, plan.stage):
         raise PlanConflict(
-            f"{store} holds the plan of sweep {current.sweep!r} (from {current.source}); "
-            f"give sweep {plan.sweep!r} a store of its own (--out)"
+            f"{store} holds the {current.stage} plan of sweep {current.sweep!r} (from "
+            f"{current.source}); give the {plan.stage} of sweep {plan.sweep!r} a store of its "
+            "own (--out)"
         )
     if current is not None and current.to_json() == plan.to_json():
         return
     _keep_aside(store, PLAN)
     write_json(store / PLAN, plan.to_json())
+
+
+def stage_store(grid_store: Path, stage: str) -> Path:
+    """Where a later stage of the grid stored in ``grid_store`` keeps its runs (beside it)."""
+    return grid_store.with_name(f"{grid_store.name}_{stage}")
 
 
 def _keep_aside(store: Path, name: str) -> None:

@@ -465,7 +465,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     stop_above = math.inf if config.divergence_loss is None else config.divergence_loss
 
     sharpness_aware = isinstance(optimizer, SharpnessAwareOptimizer)
-    status, diverged_epoch = "ok", None
+    status, diverged_epoch, stopping_loss = "ok", None, None
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         set_epoch(loaders["train"], epoch)
@@ -503,6 +503,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
                 recent.zero_()
                 if not (math.isfinite(worst) and worst <= stop_above):
                     status, diverged_epoch = "diverged", epoch + 1
+                    stopping_loss = worst if math.isfinite(worst) else None  # None: non-finite
                     break
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(  # this process's shard
@@ -556,6 +557,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         "num_classes": parts.info.num_classes,
         "epochs_completed": len(history),
         "diverged_epoch": diverged_epoch,
+        "stopping_loss": stopping_loss,
         "val_acc": last.get("val_acc") if status == "ok" else None,
         "best_val_acc": max((r["val_acc"] for r in history if "val_acc" in r), default=None),
         "test_acc": None,

@@ -286,7 +286,7 @@ def test_a_store_answers_one_sweep(tmp_path):
     a = load_sweep(sweep_file(tmp_path / "a.yaml", base, "  sgd: {lr: [0.1]}\n"))
     b = load_sweep(sweep_file(tmp_path / "b.yaml", base, "  sgd: {lr: [0.2]}\n"))
     store.write_plan(out, a.plan())
-    with pytest.raises(store.PlanConflict, match="holds the plan of sweep 'a'"):
+    with pytest.raises(store.PlanConflict, match="holds the grid plan of sweep 'a'"):
         store.write_plan(out, b.plan())
     assert store.read_plan(out) == a.plan()
 
