@@ -29,7 +29,7 @@ def root() -> Path:
 
 def find(name_or_path: str, folder: str) -> Path:
     """A file's path as given if it exists or looks like a path, else the YAML file of that name
-    in the project's ``folder`` (``find("mnist5k_quick", "sweeps")``)."""
+    in the project's ``folder`` (``find("mnist5k_study", "sweeps")``)."""
     path = Path(name_or_path)
     if path.exists() or path.suffix or len(path.parts) > 1:
         return path

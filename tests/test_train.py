@@ -308,9 +308,12 @@ def test_the_first_ascent_is_recorded_at_its_radius(tmp_path):
 def test_without_a_loss_limit_only_a_non_finite_loss_ends_a_run(tmp_path):
     strict = run(config(divergence_loss=1e-3), tmp_path)  # every loss is above 1e-3
     assert strict["status"] == "diverged" and strict["diverged_epoch"] == 1
-    assert run(config(divergence_loss=None), tmp_path)["status"] == "ok"
+    assert 1e-3 < strict["stopping_loss"] < 10  # finite: the stop rule ended it
+    unlimited = run(config(divergence_loss=None), tmp_path)
+    assert unlimited["status"] == "ok" and unlimited["stopping_loss"] is None
     exploding = config(divergence_loss=None, optimizer={"name": "sgd", "lr": 1e4})
-    assert run(exploding, tmp_path)["status"] == "diverged"
+    exploded = run(exploding, tmp_path)
+    assert exploded["status"] == "diverged" and exploded["stopping_loss"] is None
     with pytest.raises(ConfigError, match="divergence_loss must be > 0 or null"):
         config(divergence_loss=0.0)
 
