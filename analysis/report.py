@@ -30,9 +30,11 @@ from analysis import (
     fig_sensitivity,
     fig_theorem,
     fig_training_curves,
+    study,
     table_best,
 )
 from analysis.results import ARM, Collection, aggregate, best_settings
+from analysis.study import StudyFindings
 from lightsam import store as files
 
 STORE_FIGURES = (table_best, fig_heatmaps, fig_sensitivity, fig_robustness, fig_training_curves)
@@ -134,11 +136,23 @@ def what_was_run(collection: Collection) -> list[str]:
     if launches:
         wall = sum(launch["wall_s"] for launch in launches)
         cores = unique(pd.Series([launch["cores"] for launch in launches]))
+        stages = [
+            f"{minutes:.1f} for its {stage}"
+            for stage in ("confirm", "recovery")
+            if (minutes := stage_minutes(files.stage_store(collection.store, stage)))
+        ]
+        later = f"; and {', '.join(stages)}" if stages else ""
         lines.append(
             f"- Wall time: {wall / 60:.1f} minutes for the runs ({len(launches)} launch(es), "
-            f"{cores} cores); {runs['wall_s'].sum() / 60:.1f} minutes of training summed over runs."
+            f"{cores} cores){later}; {runs['wall_s'].sum() / 60:.1f} minutes of training summed "
+            "over the grid's runs."
         )
     return lines + outside_the_plan(collection)
+
+
+def stage_minutes(store: Path) -> float:
+    """The wall time of a stage's launches, in minutes (0 if it has none)."""
+    return sum(launch["wall_s"] for launch in files.read_launches(store)) / 60
 
 
 # -- what the numbers show ------------------------------------------------------------------------
@@ -341,13 +355,50 @@ def image(path: Path, relative_to: Path, alt: str) -> str:
     return f"![{alt}]({os.path.relpath(path, relative_to)})"
 
 
+# The budget study's parts in REPORT.md: heading, sentences, figure (stem and alt text).
+STUDY_PARTS = (
+    ("What the data support", "statement", None),
+    ("Optimisation: learning-rate windows against the budget", "windows",
+     ("budget_windows", "learning-rate window width against epochs")),
+    ("How each run ended", "failures", ("budget_failures", "failure taxonomy")),
+    ("Generalisation at the cells selected on validation", "generalisation",
+     ("budget_contrasts", "paired test-accuracy differences against the base optimizers")),
+    ("Near best, by the seed noise", "near_best", None),
+    ("The recovery audit", "recovery", None),
+    ("Tuning cost", None, ("budget_tuning", "expected best test accuracy against trials")),
+)  # fmt: skip
+
+
+def study_section(found: StudyFindings, figures: Path, report_dir: Path) -> list[str]:
+    lines = []
+    for heading, part, figure in STUDY_PARTS:
+        sentences = getattr(found, part) if part else []
+        shown = figure is not None and (figures / f"{figure[0]}.png").exists()
+        if not sentences and not shown:
+            continue
+        lines += [f"### {heading}", "", *(f"- {f}" for f in sentences), ""]
+        if shown:
+            lines += [image(figures / f"{figure[0]}.png", report_dir, figure[1]), ""]
+    return lines
+
+
 def store_section(
-    collection: Collection, setup: list[str], facts: list[str], figures: Path, report_dir: Path
+    collection: Collection,
+    setup: list[str],
+    facts: list[str] | StudyFindings,
+    figures: Path,
+    report_dir: Path,
 ) -> list[str]:
+    """The store's part of REPORT.md: what was run, then the budget study's findings if
+    ``facts`` are those, else the findings of a plain sweep, then the best settings and the
+    sweep's figures."""
     lines = [f"## Sweep `{collection.store.name}`", "", *setup, ""]
     if len(collection.missing) or collection.problems:
         lines += [f"Partial store: {collection.summary()}", ""]
-    lines += ["### What the numbers show", "", *(f"- {f}" for f in facts), ""]
+    if isinstance(facts, StudyFindings):
+        lines += study_section(facts, figures, report_dir)
+    else:
+        lines += ["### What the numbers show", "", *(f"- {f}" for f in facts), ""]
     lines += ["### Best settings", "", (figures / "best.md").read_text().strip(), ""]
     for stem, alt in (
         ("heatmaps", "test accuracy over the grid"),
@@ -362,23 +413,38 @@ def store_section(
 def readme_block(
     collection: Collection,
     setup: list[str],
-    facts: list[str],
+    facts: list[str] | StudyFindings,
     figures: Path,
     readme_dir: Path,
     theorem: list[str],
 ) -> str:
-    """The README's results: the sweep's heatmap, table and findings, then ``theorem``'s lines
-    (the theorem's problem, if it ran)."""
+    """The README's results: for the budget study its plain statement, window and contrast
+    figures, for a plain sweep its heatmap and findings; the table of best settings, the wall
+    time, then ``theorem``'s lines (the theorem's problem, if it ran)."""
+    if isinstance(facts, StudyFindings):
+        shown = [
+            *(f"- {f}" for f in facts.statement),
+            "",
+            image(figures / "budget_windows.png", readme_dir, "learning-rate windows"),
+            "",
+            image(figures / "budget_contrasts.png", readme_dir, "differences against the bases"),
+            "",
+        ]
+    else:
+        shown = [
+            image(figures / "heatmaps.png", readme_dir, "test accuracy over the grid"),
+            "",
+            *(f"- {f}" for f in facts),
+            "",
+        ]
     lines = [
         README_START,
         f"Results of `make reproduce` (sweep `{collection.store.name}`), from "
         f"[REPORT.md](REPORT.md):",
         "",
-        image(figures / "heatmaps.png", readme_dir, "test accuracy over the grid"),
-        "",
+        *shown,
         (figures / "best.md").read_text().strip(),
         "",
-        *(f"- {f}" for f in facts),
         *(line for line in setup if line.startswith("- Wall time")),
         *theorem,
         README_END,
@@ -455,7 +521,18 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
         figures = out / store.name
         for script in STORE_FIGURES:
             common.report(script.make(collection, figures))
-        setup, facts = what_was_run(collection), findings(collection)
+        setup = what_was_run(collection)
+        facts: list[str] | StudyFindings
+        if collection.runs["probe_loss_initial"].notna().any():  # a budget study's grid
+            facts, paths = study.make_all(
+                store,
+                files.stage_store(store, "confirm"),
+                files.stage_store(store, "recovery"),
+                figures,
+            )
+            common.report(paths)
+        else:
+            facts = findings(collection)
         lines += store_section(collection, setup, facts, figures, report_dir)
         if block is None and readme is not None:
             block = readme_block(collection, setup, facts, figures, readme.parent, readme_theorem)

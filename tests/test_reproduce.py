@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from analysis import common
 from analysis.results import aggregate, best_settings, collect
 
 ROOT = Path(__file__).parents[1]
@@ -30,6 +31,32 @@ def best_rows_agree(text: str, store: Path) -> None:
     for row in best.itertuples():
         std = "–" if math.isnan(row.test_acc_std) else f"{100 * row.test_acc_std:.2f}"
         assert f"{100 * row.test_acc_mean:.2f} ± {std} ({row.n_seeds})" in text, row.arm
+
+
+def study_agrees(text: str, runs: Path) -> None:
+    """The budget study's sections, against the stores computed here by hand: each arm's
+    failure count, the paired difference of SGD-SAM against SGD at its fresh seed, and the
+    recovery audit's size."""
+    for heading in ("What the data support", "learning-rate windows against the budget",
+                    "How each run ended", "Generalisation at the cells selected on validation",
+                    "The recovery audit"):  # fmt: skip
+        assert heading in text, heading
+    grid = collect(runs / "smoke").runs
+    for arm, own in grid.groupby("arm"):
+        diverged = int(own["status"].eq("diverged").sum())
+        assert f"{common.label(arm)} ({len(own)} runs, " in text
+        assert re.search(
+            rf"{re.escape(common.label(arm))} \(\d+ runs, \d+ epochs\): {diverged} diverged", text
+        )
+    confirm = collect(runs / "smoke_confirm").runs.set_index("arm")
+    sam, sgd = confirm.loc["sgd_sam"], confirm.loc["sgd (epochs=1)"]
+    difference = 100 * (sam["test_acc"] - sgd["test_acc"])
+    assert (
+        "SGD-SAM (1 epochs) minus SGD at 1 epochs (equal epochs), test accuracy: "
+        f"{difference:+.2f} points" in text
+    )
+    reruns = len(collect(runs / "smoke_recovery").runs)
+    assert f"of those, {reruns} (each arm's and radius's at the smallest lr) were rerun" in text
 
 
 def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path):
@@ -60,6 +87,9 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
         assert (figures / "smoke" / name).stat().st_size > 0
     for name in ("theorem_steps", "theorem_rates"):
         assert (figures / "theorem" / f"{name}.png").stat().st_size > 0
+    for stem in ("budget_windows", "budget_failures", "budget_contrasts", "budget_tuning"):
+        for suffix in (".png", ".pdf"):
+            assert (figures / "smoke" / f"{stem}{suffix}").stat().st_size > 0
 
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
@@ -67,9 +97,11 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
     assert "SGD-SAM: reached 1e-2:" in text  # the theorem's problem
+    study_agrees(text, runs)
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
-    assert "heatmaps.png" in block and "| SGD-SAM |" in block
+    assert "budget_windows.png" in block and "| SGD-SAM |" in block
+    assert "After 1 epochs at the middle radius" in block  # the plain statement
     assert "theorem_steps.png" in block and "LightSAM-I against" in block
     assert (ROOT / "README.md").read_text() != readme.read_text()
 

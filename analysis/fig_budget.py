@@ -1,0 +1,235 @@
+"""The budget study's figures (the tables are :mod:`analysis.study`'s).
+
+``budget_windows``: the lr window (decades of lr where the training loss is within F x the
+arm's best) against the budget in epochs, one panel per radius level with the base optimizers
+in each (dashed at equal epochs, thin dotted at twice the epochs: equal gradient evaluations),
+and a panel of AdaSAM and the ablation arms at the middle radius. ``budget_failures``: how each
+grid run ended. ``budget_contrasts``: each sharpness-aware arm's test accuracy minus its
+base's at the selected cells, paired by seed, with the t and bootstrap intervals.
+``budget_tuning``: the expected best of k random grid cells against k and against the
+gradient evaluations it costs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import ScalarFormatter
+
+from analysis import common
+from analysis.results import ARM
+
+if TYPE_CHECKING:  # the study module writes these figures: no import at run time
+    from analysis.study import StudyTables
+
+# The methods drawn over every radius; the single-radius arms get a panel of their own.
+METHODS = ("sgd_sam", "lightsam_i", "lightsam_ii", "lightsam_iii")
+OUTCOMES = {
+    "diverged": {"color": common.DIVERGED_FACE, "hatch": "///"},
+    "stalled": {"color": common.OKABE_ITO["orange"]},
+    "still improving": {"color": common.OKABE_ITO["sky blue"]},
+    "trained": {"color": common.OKABE_ITO["bluish green"]},
+}
+
+
+def _line(ax: Axes, x: pd.Series, y: pd.Series, arm: str, **extra: object) -> None:
+    ax.plot(
+        x, y, **({"marker": "o", "markersize": 5, "linewidth": 2} | common.line_style(arm) | extra)
+    )
+
+
+def windows_figure(t: StudyTables, out: Path) -> list[Path]:
+    w = t.windows
+    sam, bases = w[w["level"].notna()], w[w["level"].isna()]
+    epochs = int((sam if len(sam) else w)["epoch"].max())
+    levels = sorted(sam["level"].unique())
+    radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
+    others = [a for a in common.ordered(sam[ARM]) if common.optimizer_of(a) not in METHODS]
+    panels = [
+        (level, [a for a in common.ordered(sam[ARM]) if a not in others], True)
+        for level in levels or [math.nan]
+    ]
+    if others:  # the single-radius arms, at the middle level, beside the bases only
+        panels.append((levels[len(levels) // 2], others, False))
+    fig = Figure(figsize=(5.2 * len(panels), 5.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    lrs = t.grid_runs["lr"]
+    handles: dict[str, Line2D] = {}
+    for ax, (level, shown, matched) in zip(axes, panels, strict=True):
+        drawn = [*shown, *common.ordered(bases[ARM])]
+        # Windows are often equal (whole grid steps): a small sideways shift keeps lines apart.
+        shift = dict(zip(drawn, np.linspace(-0.12, 0.12, len(drawn)), strict=True))
+        for arm in shown:
+            own = sam[sam[ARM].eq(arm) & sam["level"].eq(level)]
+            _line(ax, own["epoch"] + shift[arm], own["width"], arm)
+        for base in common.ordered(bases[ARM]):
+            own = bases[bases[ARM].eq(base) & bases["epoch"].le(epochs)]
+            _line(ax, own["epoch"] + shift[base], own["width"], base, marker="")
+            later = bases[bases[ARM].eq(base) & bases["epoch"].le(2 * epochs)]
+            later = later[later["epoch"] % 2 == 0]
+            if matched and len(later):
+                _line(
+                    ax,
+                    later["epoch"] / 2 + shift[base],
+                    later["width"],
+                    base,
+                    linestyle=":",
+                    linewidth=1.2,
+                    markerfacecolor="white",
+                    markersize=4,
+                    label=f"{common.label(base)} at 2× the epochs",
+                )
+        what = f"radius level {level:.0f}" if matched else "AdaSAM and the ablation arms"
+        at = "" if math.isnan(level) else f"\nrealised ‖e₁‖ ≈ {radius.get(level, math.nan):.2g}"
+        ax.set_title(what + at if at else "learning-rate windows")
+        ax.set_xlabel("budget (epochs)")
+        ax.set_xticks(range(1, epochs + 1))
+        ax.set_ylim(-0.15, math.log10(lrs.max() / lrs.min()) + 0.3)
+        ax.grid(alpha=0.3)
+        handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+    axes[0].set_ylabel(f"lr window (decades) where\ntraining loss ≤ {t.factor:g}× best")
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="outside lower center",
+        ncols=5,
+        frameon=False,
+        fontsize=10,
+    )
+    fig.suptitle(
+        f"Learning-rate window where the training-subset loss ≤ {t.factor:g}× the arm's "
+        "best, against the budget (bases dashed; dotted: at 2× the epochs, the same "
+        "gradient evaluations)"
+    )
+    return common.save(fig, out, "budget_windows")
+
+
+def failures_figure(counts: pd.DataFrame, meanings: Mapping[str, str], out: Path) -> list[Path]:
+    fig = Figure(figsize=(11, 0.45 * len(counts) + 2.8), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(counts))[::-1]
+    left = np.zeros(len(counts))
+    for outcome, meaning in meanings.items():
+        values = counts[outcome].to_numpy(float)
+        ax.barh(
+            y,
+            values,
+            left=left,
+            edgecolor="black",
+            linewidth=0.6,
+            label=meaning,
+            color=OUTCOMES[outcome]["color"],
+            hatch=OUTCOMES[outcome].get("hatch"),
+        )
+        for yi, x, v in zip(y, left, values, strict=True):
+            if v:
+                ax.text(
+                    x + v / 2,
+                    yi,
+                    f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1, "alpha": 0.8},
+                )
+        left += values
+    ax.set_yticks(y, [common.label(a) for a in counts[ARM]])
+    ax.set_xlabel("grid runs (count)")
+    fig.legend(loc="outside lower center", ncols=2, frameon=False)
+    ax.set_title("How each grid run ended, at its last epoch (training-subset loss)")
+    return common.save(fig, out, "budget_failures")
+
+
+def contrasts_figure(c: pd.DataFrame, out: Path) -> list[Path]:
+    fig = Figure(figsize=(12, 0.5 * len(c) + 3.4), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(c))[::-1]
+    for yi, row in zip(y, c.itertuples(), strict=True):
+        color = common.line_style(row.method)["color"]
+        marker = "o" if row.base_epochs == row.epochs else "s"
+        ax.plot([100 * row.t_low, 100 * row.t_high], [yi, yi], color=color, linewidth=1.2)
+        ax.plot(
+            [100 * row.boot_low, 100 * row.boot_high],
+            [yi, yi],
+            color=color,
+            linewidth=5,
+            alpha=0.5,
+            solid_capstyle="butt",
+        )
+        ax.plot(
+            100 * row.mean, yi, marker=marker, color=color, markeredgecolor="black", markersize=9
+        )
+    labels = [
+        f"{common.label(r.method)} − {common.label(common.optimizer_of(r.base))} at "
+        f"{r.base_epochs:.0f} epochs"
+        for r in c.itertuples()
+    ]
+    ax.set_yticks(y, labels)
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set_xlabel("paired difference in test accuracy (points)")
+    ax.grid(axis="x", alpha=0.3)
+    handles = [
+        Line2D([], [], color="grey", linewidth=1.2, label="paired t 95% CI"),
+        Line2D([], [], color="grey", linewidth=5, alpha=0.5, label="bootstrap 95% CI"),
+        common.marker_handle("o", "base at equal epochs"),
+        common.marker_handle("s", "base at 2× epochs (equal gradient evals)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    epochs = " / ".join(f"{e:.0f}" for e in sorted(c["epochs"].unique()))
+    ax.set_title(
+        "Test accuracy, sharpness-aware minus its base, at the cells selected on "
+        f"validation\n(paired by seed; each method at {epochs} epochs)"
+    )
+    return common.save(fig, out, "budget_contrasts")
+
+
+def tuning_figure(curves: pd.DataFrame, out: Path) -> list[Path]:
+    fig = Figure(figsize=(15, 5.6), layout="constrained")
+    by_k, by_cost = fig.subplots(1, 2, sharey=True)
+    for arm in common.ordered(curves[ARM]):
+        own = curves[curves[ARM].eq(arm)]
+        style = common.line_style(arm)
+        for ax, x in ((by_k, own["k"]), (by_cost, own["epoch_equivalents"])):
+            ax.plot(x, 100 * own["expected"], linewidth=2, **style)
+            ax.fill_between(
+                x,
+                100 * own["low"],
+                100 * own["high"],
+                color=style["color"],
+                alpha=0.12,
+                linewidth=0,
+            )
+    for ax in (by_k, by_cost):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.grid(alpha=0.3)
+    by_k.set_xlabel("grid cells tried at random, k")
+    by_cost.set_xlabel("k × gradient evaluations per trial (epochs; a SAM epoch counts 2)")
+    by_k.set_ylabel("expected test accuracy of the val-best (%)")
+    by_k.set_title("Expected best of k (95% band over seeds)")
+    by_cost.set_title("The same against compute (a SAM step costs 2 gradients)")
+    by_cost.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return common.save(fig, out, "budget_tuning")
+
+
+@common.styled
+def make(t: StudyTables, out: Path) -> list[Path]:
+    """The study's figures of what ``t`` holds (a figure whose table is absent is not drawn)."""
+    paths = []
+    if t.windows is not None and not t.windows.empty:
+        paths += windows_figure(t, out)
+    if t.failures is not None and not t.failures.empty:
+        paths += failures_figure(t.failure_counts, t.failure_meanings, out)
+    if t.contrasts is not None and not t.contrasts.empty:
+        paths += contrasts_figure(t.contrasts, out)
+    if t.tuning is not None and not t.tuning.empty:
+        paths += tuning_figure(t.tuning, out)
+    return paths

@@ -1,0 +1,852 @@
+"""The budget study: does a LightSAM variant train over a wider range of learning rates than
+SGD-SAM and than its own base optimizer, does that range widen with more epochs, and does it
+generalise better at the cell one would pick?
+
+Three stores, any of which may be absent (what needs it is then skipped):
+
+- the *grid*: every arm over the same decades of lr, one seed, constant lr; the sharpness-aware
+  methods at E epochs over three radii, AdaSAM and the ablation arms at the middle one, the base
+  optimizers at 2E epochs. A base's first E epochs are the run an E-epoch base would be, so its
+  per-epoch metrics give it at equal epochs (epoch e) and at equal gradient evaluations (epoch
+  2e: a sharpness-aware step takes two gradients);
+- the *confirmation*: each arm's cell selected on validation in the grid, with fresh seeds (a
+  base selected at E and at 2E epochs, two arms);
+- the *recovery*: grid runs the stop rule ended as diverged, rerun without it.
+
+Radius levels: the methods' rho values differ (LightSAM-II/III bound each coordinate by rho)
+but were chosen so that the realised ``||e_1||`` matches. A cell's *level* is the rank of its rho
+among its arm's; an arm with a single rho (AdaSAM, the ablations) is at the middle level. A
+level is labelled by the median ``perturbation_norm_first`` of the sharpness-aware runs at it.
+
+Every loss here is ``probe_loss``, the loss on a fixed subset of the training images at the end
+of an epoch: a training loss, on the same images for every run. A run that diverged has an
+infinite loss from the epoch it diverged in; failed and missing runs have none and never count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import common, fig_budget
+from analysis.results import (
+    ARM,
+    COMPLETE,
+    Collection,
+    aggregate,
+    collect,
+    expected_best_of_k,
+    grid,
+    mean_std_ci,
+    read_metrics,
+    scored,
+    write_csv,
+)
+from lightsam import store as files
+from lightsam.plan import arm_key, arm_labels
+
+FACTOR = 2.0  # an lr is in the window when its training loss is at most FACTOR x the best
+WIDER = 0.5  # decades: one window is wider or narrower than another only by this much or more
+STALLED = 0.9  # a run stalled when its final loss is at least STALLED x its initial loss
+IMPROVING = 0.1  # still improving: its loss fell by more than this over the last fifth
+TRAINED = 0.5  # a rerun trained when its final loss is below TRAINED x its initial loss
+NEAR_SE = 2 * math.sqrt(2)  # near best: within 2 standard errors of a two-run difference
+N_BOOT, SEED = 10_000, 0
+TUNING_BOOT = 1000
+STOP_RULE = "divergence_loss"
+# Each way a grid run can end, with what it means (the figure's legend).
+FAILURES = {
+    "diverged": "diverged (stop rule or non-finite loss)",
+    "stalled": f"stalled (final loss ≥ {STALLED:g}× initial)",
+    "still improving": f"still improving (> {IMPROVING:.0%} drop over the last fifth)",
+    "trained": "trained (the rest)",
+}
+RECOVERY = ("trained", "stalled", "diverged")
+VARIANTS = ("lightsam_i", "lightsam_ii", "lightsam_iii")
+REFERENCE = "sgd_sam"
+EQUAL, MATCHED = "equal epochs", "equal gradient evaluations"
+SELECTED_COLUMNS = [ARM, "optimizer", "epochs", "lr", "rho", "seeds", "test_mean", "test_std",
+                    "test_ci", "val_std", "val_seeds"]  # fmt: skip
+CONTRAST_COLUMNS = ["method", "base", "comparison", "epochs", "base_epochs", "pairs", "mean",
+                    "std", "t_low", "t_high", "boot_low", "boot_high", "verdict"]  # fmt: skip
+WINDOW_COLUMNS = [ARM, "optimizer", "level", "epoch", "gradient_epochs", "best_loss", "width",
+                  "points", "grid_lrs", "lr_low", "lr_high"]  # fmt: skip
+
+
+# -- the windows ----------------------------------------------------------------------------------
+
+
+def window(
+    x: Sequence[float], loss: Sequence[float], best: float, factor: float = FACTOR
+) -> tuple[float, int, float, float]:
+    """The set of ``x`` where the loss is at most ``factor * best``, from its values on a grid:
+    (its measure, the number of grid points in it, its lowest and highest x; NaN ends for an
+    empty set).
+
+    Between neighbouring grid points with finite losses, log(loss) is linear in x, and the part
+    of the segment below the threshold counts: all of it, none, or the part up to the crossing.
+    A segment with an infinite (diverged) or NaN (no result) end adds nothing: the window ends
+    at its last finite grid point, never extrapolated towards a loss there is none of. So an
+    isolated qualifying point adds 0 to the measure and 1 to the count. Without a finite
+    positive ``best`` the set is empty."""
+    if not factor >= 1:
+        raise ValueError(f"factor must be at least 1, got {factor}")
+    if len(x) != len(loss):
+        raise ValueError(f"x and loss must have one value per grid point: {len(x)}, {len(loss)}")
+    order = np.argsort(np.asarray(x, float))
+    x, loss = np.asarray(x, float)[order], np.asarray(loss, float)[order]
+    if not (math.isfinite(best) and best > 0):
+        return 0.0, 0, math.nan, math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.log(loss / (factor * best))  # <= 0 inside; inf diverged; NaN no result
+    inside = excess <= 0
+    ends, width = list(x[inside]), 0.0
+    for i in range(len(x) - 1):
+        a, b, step = excess[i], excess[i + 1], x[i + 1] - x[i]
+        if not (np.isfinite(a) and np.isfinite(b)) or min(a, b) > 0:
+            continue
+        if max(a, b) <= 0:
+            low, high = x[i], x[i + 1]
+        elif a <= 0:
+            low, high = x[i], x[i] + step * a / (a - b)
+        else:
+            low, high = x[i + 1] - step * b / (b - a), x[i + 1]
+        width += high - low
+        ends += [low, high]
+    if not ends:
+        return 0.0, 0, math.nan, math.nan
+    return width, int(inside.sum()), min(ends), max(ends)
+
+
+def radius_levels(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per sharpness-aware (arm, rho): its ``level`` and the level's realised
+    ``radius`` (see the module docstring)."""
+    sam = runs[runs["rho"].notna()]
+    grids = sam.groupby(ARM)["rho"].unique()
+    count = max((len(g) for g in grids), default=0)
+    rows = [
+        {ARM: arm, "rho": rho, "level": i if len(rhos) > 1 else count // 2}
+        for arm, rhos in grids.items()
+        for i, rho in enumerate(sorted(rhos))
+    ]
+    levels = pd.DataFrame(rows, columns=[ARM, "rho", "level"])
+    realised = sam.merge(levels, on=[ARM, "rho"]).groupby("level")["perturbation_norm_first"]
+    return levels.assign(radius=levels["level"].map(realised.median()))
+
+
+def probe_losses(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per complete run and epoch 1..its ``epochs``: ``probe_loss`` at the end of that
+    epoch (``metrics``: per-epoch rows, ``analysis.results.read_metrics``); infinite from the
+    epoch a run diverged in, NaN where a run logged none."""
+    complete = runs[runs["status"].isin(COMPLETE)]
+    table = complete.assign(epoch=[list(range(1, int(n) + 1)) for n in complete["epochs"]])
+    table = table.explode("epoch").astype({"epoch": int})
+    if "probe_loss" in metrics:
+        logged = metrics[["run_id", "epoch", "probe_loss"]].astype({"epoch": int})
+    else:
+        logged = pd.DataFrame({"run_id": pd.Series(dtype=str), "epoch": pd.Series(dtype=int)})
+    # A resumed run's metrics are rewritten from its checkpoint: the last row of an epoch holds.
+    logged = logged.drop_duplicates(["run_id", "epoch"], keep="last")
+    table = table.merge(logged, on=["run_id", "epoch"], how="left")
+    loss = table.get("probe_loss", pd.Series(math.nan, index=table.index)).astype(float)
+    first_bad = table["diverged_epoch"].fillna(table["epochs_completed"] + 1).fillna(1)
+    gone = table["status"].eq("diverged") & table["epoch"].ge(first_bad)
+    return table.assign(probe_loss=loss.mask(gone, math.inf)).sort_values(["run_id", "epoch"])
+
+
+def cell_losses(runs: pd.DataFrame, metrics: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and epoch, the median ``probe_loss`` over its seeds (one in the grid), with the
+    cell's radius ``level`` (NaN for a base optimizer)."""
+    keys = [ARM, "optimizer", "lr", "rho", "epochs", "epoch"]
+    table = probe_losses(runs, metrics)
+    cells = table.groupby(keys, dropna=False)["probe_loss"].median().reset_index()
+    return cells.merge(levels[[ARM, "rho", "level"]], on=[ARM, "rho"], how="left")
+
+
+def _best(losses: pd.Series) -> float:
+    finite = losses[np.isfinite(losses)]
+    return float(finite.min()) if len(finite) else math.nan
+
+
+def lr_windows(cells: pd.DataFrame, factor: float = FACTOR) -> pd.DataFrame:
+    """Per arm, radius level and budget (epoch): the lr window, the :func:`window` in
+    log10(lr) of the cells' losses against the arm's best at that level and budget, its
+    ``width`` in decades, its qualifying ``points`` of ``grid_lrs``, its ends ``lr_low`` and
+    ``lr_high``; ``gradient_epochs``, the budget in epochs of one gradient a step (twice the
+    epochs for a sharpness-aware arm), which pairs a base at 2e with a method at e."""
+    rows = []
+    for (arm, level, epoch), at in cells.groupby([ARM, "level", "epoch"], dropna=False):
+        best = _best(at["probe_loss"])
+        width, points, low, high = window(np.log10(at["lr"]), at["probe_loss"], best, factor)
+        gradient_epochs = epoch * (2 if at["rho"].notna().any() else 1)
+        rows.append([arm, at["optimizer"].iloc[0], level, epoch, gradient_epochs, best, width,
+                     points, len(at), 10**low, 10**high])  # fmt: skip
+    return pd.DataFrame(rows, columns=WINDOW_COLUMNS)
+
+
+def radius_windows(
+    cells: pd.DataFrame, levels: pd.DataFrame, factor: float = FACTOR
+) -> pd.DataFrame:
+    """Per sharpness-aware arm with two or more levels, budget and lr: the ``width``, in decades
+    of realised radius (each level at its ``radius``), of the :func:`window` where the loss is
+    at most ``factor`` x the arm's best at that budget over its whole grid. The whole grid, not
+    that lr: at an lr where nothing trains every radius would otherwise be in the window."""
+    radius = levels.drop_duplicates("level").set_index("level")["radius"]
+    sam = cells.dropna(subset=["level"]).assign(radius=lambda f: f["level"].map(radius))
+    sam = sam[sam["radius"].gt(0)]
+    rows = []
+    for (arm, epoch), at in sam.groupby([ARM, "epoch"]):
+        if at["level"].nunique() < 2:
+            continue
+        best = _best(at["probe_loss"])
+        for lr, cell in at.groupby("lr"):
+            width, points, _, _ = window(np.log10(cell["radius"]), cell["probe_loss"], best, factor)
+            rows.append([arm, epoch, lr, width, points, len(cell)])
+    return pd.DataFrame(rows, columns=[ARM, "epoch", "lr", "width", "points", "levels"])
+
+
+# -- how runs end ---------------------------------------------------------------------------------
+
+
+def failure(status: str, initial: float, losses: Sequence[float]) -> str | None:
+    """How a run ended, from its status, its initial probe loss and its probe loss after each
+    epoch: ``diverged`` (its status), ``stalled`` (final loss >= ``STALLED`` x initial), ``still
+    improving`` (the loss fell by more than ``IMPROVING`` over the last fifth of its epochs, at
+    least the last one: from epoch n - max(1, n // 5), epoch 0 the initial loss), else
+    ``trained``; None without the losses to tell."""
+    if status == "diverged":
+        return "diverged"
+    curve = [initial, *losses]
+    if len(curve) < 2 or not np.isfinite(curve).all():
+        return None
+    final = curve[-1]
+    if final >= STALLED * initial:
+        return "stalled"
+    if final < (1 - IMPROVING) * curve[-1 - max(1, len(losses) // 5)]:
+        return "still improving"
+    return "trained"
+
+
+def failures(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per complete run: its arm, lr, rho and :func:`failure` class (None left out)."""
+    curves = probe_losses(runs, metrics).groupby("run_id")["probe_loss"].apply(list)
+    complete = runs[runs["status"].isin(COMPLETE)]
+    classes = [
+        failure(run.status, run.probe_loss_initial, curves.get(run.run_id, []))
+        for run in complete.itertuples()
+    ]
+    table = complete[["run_id", ARM, "optimizer", "lr", "rho"]].assign(failure=classes)
+    return table.dropna(subset=["failure"])
+
+
+def failure_counts(classes: pd.DataFrame) -> pd.DataFrame:
+    """Per arm (in the study's order), its runs in each class of ``FAILURES``, and ``runs``."""
+    counts = pd.crosstab(classes[ARM], classes["failure"])
+    counts = counts.reindex(
+        index=common.ordered(counts.index), columns=list(FAILURES), fill_value=0
+    )
+    return counts.assign(runs=counts.sum(axis=1)).rename_axis(ARM).reset_index()
+
+
+def recovered(status: str, initial: float, final: float) -> str | None:
+    """A rerun without the stop rule: ``diverged`` (a non-finite loss), ``trained`` (ok, final
+    probe loss below ``TRAINED`` x initial), ``stalled`` (ok, not trained); None without the
+    losses to tell."""
+    if status == "diverged":
+        return "diverged"
+    if not (np.isfinite(initial) and np.isfinite(final)):
+        return None
+    return "trained" if final < TRAINED * initial else "stalled"
+
+
+def _configs(collection: Collection) -> dict[str, Mapping[str, Any]]:
+    if collection.plan is not None:
+        return dict(collection.plan.runs)
+    return {r: files.read_config(collection.store / r) or {} for r in collection.runs["run_id"]}
+
+
+def _without_stop_rule(config: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in config.items() if k != STOP_RULE}, sort_keys=True)
+
+
+def recovery(grid_store: Collection, reruns: Collection, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per complete rerun: the grid run it repeats (``grid_run_id``, None if none: the
+    same config but ``divergence_loss``), that run's arm label, lr and rho, and the rerun's
+    :func:`recovered` ``outcome`` (``metrics``: the reruns' per-epoch rows)."""
+    configs = _configs(grid_store)
+    labels = arm_labels(configs.values())
+    grid_ids = {_without_stop_rule(config): run_id for run_id, config in configs.items()}
+    rerun_configs = _configs(reruns)
+    losses = probe_losses(reruns.runs, metrics)
+    final = losses[losses["epoch"].eq(losses["epochs"])].set_index("run_id")["probe_loss"]
+    rows = []
+    for run in reruns.runs[reruns.runs["status"].isin(COMPLETE)].itertuples():
+        match = grid_ids.get(_without_stop_rule(rerun_configs.get(run.run_id, {})))
+        outcome = recovered(run.status, run.probe_loss_initial, final.get(run.run_id, math.nan))
+        arm = labels[arm_key(configs[match])] if match else None
+        rows.append([run.run_id, match, arm, run.lr, run.rho, outcome])
+    return pd.DataFrame(rows, columns=["run_id", "grid_run_id", ARM, "lr", "rho", "outcome"])
+
+
+# -- at the selected cells ------------------------------------------------------------------------
+
+
+def arms(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per arm (the index): its ``optimizer``, ``epochs`` and whether it is ``sharpness_aware``
+    (has a rho)."""
+    return runs.groupby(ARM).agg(
+        optimizer=("optimizer", "first"),
+        epochs=("epochs", "max"),
+        sharpness_aware=("rho", lambda rho: bool(rho.notna().any())),
+    )
+
+
+def selected_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per arm of the confirmation store (one cell each): its lr, rho, ``seeds`` (complete
+    runs), test accuracy ``test_mean``, ``test_std`` and 95% t half-width ``test_ci`` (a
+    diverged seed at chance), and ``val_std``, the std of validation accuracy over its ok seeds:
+    the seed noise of one run at that cell."""
+    rows = []
+    complete = scored(runs)[runs["status"].isin(COMPLETE)]
+    for arm, own in complete.groupby(ARM):
+        if len(own[["lr", "rho"]].drop_duplicates()) > 1:
+            raise ValueError(f"runs: the confirmation arm {arm} has more than one cell")
+        first, ok = own.iloc[0], own.loc[own["status"].eq("ok"), "val_acc"]
+        rows.append([arm, first["optimizer"], first["epochs"], first["lr"], first["rho"], len(own),
+                     *mean_std_ci(own["test_score"].dropna()),
+                     ok.std(ddof=1) if len(ok) > 1 else math.nan, len(ok)])  # fmt: skip
+    table = pd.DataFrame(rows, columns=SELECTED_COLUMNS)
+    return table.set_index(ARM).loc[common.ordered(table[ARM])].reset_index()
+
+
+def paired_difference(
+    differences: Sequence[float], n_boot: int = N_BOOT, seed: int = SEED
+) -> dict[str, Any]:
+    """The mean of paired ``differences`` with its 95% paired t-interval (``t_low``, ``t_high``)
+    and percentile bootstrap interval (``boot_low``, ``boot_high``: ``n_boot`` resamples of the
+    pairs with replacement, ``numpy.random.default_rng(seed)``), and the ``verdict``:
+    ``higher`` or ``lower`` when both intervals exclude 0 on that side (with a handful of
+    pairs the percentile bootstrap is too narrow, the t-interval is the stricter), else ``no
+    difference resolved``."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    d = np.asarray(differences, float)
+    mean, std, ci = mean_std_ci(d)
+    boot = [math.nan, math.nan]
+    if len(d) > 1:
+        draws = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+        boot = np.percentile(d[draws].mean(axis=1), [2.5, 97.5]).tolist()
+    t_low, t_high = mean - ci, mean + ci
+    verdict = "no difference resolved"
+    if t_low > 0 and boot[0] > 0:
+        verdict = "higher"
+    elif t_high < 0 and boot[1] < 0:
+        verdict = "lower"
+    return {"pairs": len(d), "mean": mean, "std": std, "t_low": t_low, "t_high": t_high,
+            "boot_low": boot[0], "boot_high": boot[1], "verdict": verdict}  # fmt: skip
+
+
+def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+    """Per sharpness-aware arm of the confirmation store with a base (``common.BASE_OF``), and
+    per ``comparison``: its test accuracy minus its base's, seed by seed, against the base at
+    the same epochs (``EQUAL``) and at twice them (``MATCHED``), as :func:`paired_difference`."""
+    complete = scored(runs)[runs["status"].isin(COMPLETE)].dropna(subset=["test_score"])
+    table, rows = arms(complete), []
+    for arm in common.ordered(table.index):
+        method = table.loc[arm]
+        if not method["sharpness_aware"] or not common.BASE_OF.get(method["optimizer"]):
+            continue
+        for comparison, times in ((EQUAL, 1), (MATCHED, 2)):
+            base = table.index[
+                ~table["sharpness_aware"]
+                & table["optimizer"].eq(common.BASE_OF[method["optimizer"]])
+                & table["epochs"].eq(times * method["epochs"])
+            ]
+            if len(base) != 1:
+                continue
+            a, b = (
+                complete[complete[ARM].eq(x)].set_index("seed")["test_score"]
+                for x in (arm, base[0])
+            )
+            d = (a - b).dropna()
+            rows.append({"method": arm, "base": base[0], "comparison": comparison,
+                         "epochs": method["epochs"], "base_epochs": times * method["epochs"],
+                         **paired_difference(d.to_numpy(), n_boot, seed)})  # fmt: skip
+    return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+
+
+def near_best(grid_runs: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
+    """Per grid arm with a seed noise ``sigma`` (``selected``'s ``val_std`` of the confirmation
+    arm with its optimizer and epochs): the grid cells whose validation score (a diverged run
+    at chance) is within ``threshold`` = ``NEAR_SE`` x sigma of its best cell's, their number
+    ``near`` of ``cells`` and ``share``."""
+    agg, table = aggregate(grid_runs), arms(grid_runs)
+    sigma = selected.set_index(["optimizer", "epochs"])["val_std"]
+    rows = []
+    for arm in common.ordered(table.index):
+        key = (table.at[arm, "optimizer"], table.at[arm, "epochs"])
+        cells = grid(agg, arm)
+        if key not in sigma.index or not np.isfinite(sigma[key]) or cells.empty:
+            continue
+        threshold = NEAR_SE * sigma[key]
+        near = int(cells["val_score"].ge(cells["val_score"].max() - threshold).sum())
+        rows.append({ARM: arm, "sigma": sigma[key], "threshold": threshold, "near": near,
+                     "cells": len(cells), "share": near / len(cells)})  # fmt: skip
+    return pd.DataFrame(rows, columns=[ARM, "sigma", "threshold", "near", "cells", "share"])
+
+
+def tuning_cost(grid_runs: pd.DataFrame) -> pd.DataFrame:
+    """``analysis.results.expected_best_of_k`` on the grid, with ``epoch_equivalents``: k times
+    a trial's gradient evaluations in epochs of one gradient a step (2E for a sharpness-aware
+    arm at E epochs, 2E for a base at 2E). Each arm's trials are its grid runs as they ran, a
+    base at 2E epochs (its test accuracy exists only at the end), so the bases are compared at
+    equal gradient evaluations."""
+    curves = expected_best_of_k(grid_runs, n_boot=TUNING_BOOT, seed=SEED)
+    table = arms(grid_runs)
+    per_trial = table["epochs"] * np.where(table["sharpness_aware"], 2, 1)
+    return curves.assign(epoch_equivalents=curves["k"] * curves[ARM].map(per_trial))
+
+
+# -- everything -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyTables:
+    """What the sentences and figures are made of, each as its function describes it; None
+    where the store it needs is absent. ``grid_runs``: the grid store's runs."""
+
+    factor: float
+    failure_meanings: Mapping[str, str]
+    grid_runs: pd.DataFrame | None = None
+    levels: pd.DataFrame | None = None
+    windows: pd.DataFrame | None = None
+    radius_windows: pd.DataFrame | None = None
+    failures: pd.DataFrame | None = None
+    failure_counts: pd.DataFrame | None = None
+    tuning: pd.DataFrame | None = None
+    selected: pd.DataFrame | None = None
+    contrasts: pd.DataFrame | None = None
+    near_best: pd.DataFrame | None = None
+    recovery: pd.DataFrame | None = None
+    stop_rule: float | None = None  # the grid's divergence_loss
+
+    def csvs(self) -> dict[str, pd.DataFrame]:
+        """The tables written as CSV, by file stem."""
+        named = {"levels": self.levels, "windows": self.windows, "tuning": self.tuning,
+                 "radius_windows": self.radius_windows, "failures": self.failure_counts,
+                 "failure_runs": self.failures, "selected": self.selected,
+                 "contrasts": self.contrasts, "near_best": self.near_best,
+                 "recovery": self.recovery}  # fmt: skip
+        return {f"budget_{name}": t for name, t in named.items() if t is not None}
+
+
+def _collect(path: Path | None) -> Collection | None:
+    """The store at ``path``; None for no path, no directory or no results."""
+    if path is None or not Path(path).is_dir():
+        return None
+    collection = collect(Path(path))
+    return None if collection.runs.empty else collection
+
+
+def read_tables(
+    grid_store: Path | None, confirm: Path | None = None, recovery_store: Path | None = None
+) -> StudyTables:
+    """Read the three stores (see the module docstring) and compute every table."""
+    g, c, r = (_collect(p) for p in (grid_store, confirm, recovery_store))
+    tables: dict[str, Any] = {}
+    if g is not None:
+        metrics = read_metrics(g.store, g.runs["run_id"])
+        levels = radius_levels(g.runs)
+        cells = cell_losses(g.runs, metrics, levels)
+        stops = {config.get(STOP_RULE) for config in _configs(g).values()} - {None}
+        classes = failures(g.runs, metrics)
+        tables |= {"grid_runs": g.runs, "levels": levels, "windows": lr_windows(cells),
+                   "radius_windows": radius_windows(cells, levels), "failures": classes,
+                   "failure_counts": failure_counts(classes), "tuning": tuning_cost(g.runs),
+                   "stop_rule": min(stops) if stops else None}  # fmt: skip
+    if c is not None:
+        tables |= {"selected": selected_cells(c.runs), "contrasts": contrasts(c.runs)}
+        if g is not None:
+            tables["near_best"] = near_best(g.runs, tables["selected"])
+    if g is not None and r is not None:
+        tables["recovery"] = recovery(g, r, read_metrics(r.store, r.runs["run_id"]))
+    return StudyTables(factor=FACTOR, failure_meanings=FAILURES, **tables)
+
+
+# -- the sentences --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyFindings:
+    """The study in sentences, each number with its uncertainty; ``statement``: the short plain
+    paragraph of what they add up to."""
+
+    windows: list[str]
+    failures: list[str]
+    generalisation: list[str]
+    near_best: list[str]
+    recovery: list[str]
+    statement: list[str]
+
+    def all(self) -> list[str]:
+        return [sentence for part in fields(self) for sentence in getattr(self, part.name)]
+
+
+def _sci(value: float) -> str:
+    """An lr to one figure, as the figures write it: 1e-3, 2e-1."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _names(arms: Sequence[str]) -> str:
+    return ", ".join(common.label(arm) for arm in arms)
+
+
+def compare(width: float, other: float) -> str:
+    """``wider than`` or ``narrower than`` (by ``WIDER`` decades or more), else ``about the
+    same as``."""
+    if width - other >= WIDER:
+        return "wider than"
+    return "narrower than" if other - width >= WIDER else "about the same as"
+
+
+def _at(windows: pd.DataFrame, arm: str | None, level: float | None, epoch: int) -> Any:
+    """The window row of ``arm`` at ``level`` (None: a base) after ``epoch`` epochs, or None."""
+    same = windows["level"].isna() if level is None else windows["level"].eq(level)
+    return next(
+        windows[windows[ARM].eq(arm) & same & windows["epoch"].eq(epoch)].itertuples(), None
+    )
+
+
+def _arm_of(t: StudyTables, optimizer: str | None, sharpness_aware: bool) -> str | None:
+    """The grid arm of ``optimizer`` with the most epochs (a base's run covers every shorter)."""
+    table = arms(t.grid_runs)
+    own = table[table["optimizer"].eq(optimizer) & table["sharpness_aware"].eq(sharpness_aware)]
+    return None if own.empty else str(own["epochs"].idxmax())
+
+
+def _budget(t: StudyTables) -> tuple[int, float | None]:
+    """(E, the middle level): the sharpness-aware arms' epochs (every arm's if there are none),
+    and the middle of the radius levels (None without levels)."""
+    table = arms(t.grid_runs)
+    sam = table[table["sharpness_aware"]]
+    levels = t.levels["level"]
+    middle = None if levels.empty else float(int(levels.max() + 1) // 2)
+    return int((sam if len(sam) else table)["epochs"].max()), middle
+
+
+def _seeds(t: StudyTables) -> str:
+    seeds = t.grid_runs["seed"].nunique()
+    return "one seed" if seeds == 1 else f"{seeds} seeds"
+
+
+def _grid(t: StudyTables) -> str:
+    lrs = t.grid_runs["lr"]
+    return f"{lrs.nunique()} lrs over {math.log10(lrs.max() / lrs.min()):.0f} decades"
+
+
+def _shown(row: Any) -> str:
+    if row is None:
+        return "not run"
+    if row.points == 0:
+        return "0 decades (no grid lr within)"
+    return (f"{row.width:.1f} decades (lr {_sci(row.lr_low)} to {_sci(row.lr_high)}, "
+            f"{row.points} of {row.grid_lrs} grid lrs)")  # fmt: skip
+
+
+def _changes(t: StudyTables) -> tuple[int, int, list[tuple[str, Any, Any]]]:
+    """(early, E, [(method, its window after ``early`` epochs, after E)]) at the middle level,
+    early = E // 2 (at least 1), for SGD-SAM and the LightSAM variants in the grid."""
+    epochs, middle = _budget(t)
+    early, found = max(1, epochs // 2), []
+    for arm in (_arm_of(t, optimizer, True) for optimizer in (REFERENCE, *VARIANTS)):
+        rows = [_at(t.windows, arm, middle, e) for e in (early, epochs)]
+        found += [(arm, *rows)] if arm and None not in rows else []
+    return early, epochs, found
+
+
+def _lower_end_moves_down(early: Any, final: Any) -> bool:
+    """The window's lower end fell by ``WIDER`` decades or more (an empty window's is +inf)."""
+    before = math.log10(early.lr_low) if early.points else math.inf
+    return bool(final.points) and before - math.log10(final.lr_low) >= WIDER
+
+
+def _radius(value: float) -> str:
+    return "not recorded" if math.isnan(value) else f"≈ {value:.2g}"
+
+
+def window_sentences(t: StudyTables) -> list[str]:
+    w = t.windows
+    if w is None or w.empty:
+        return []
+    epochs, _ = _budget(t)
+    out = [
+        f"Learning-rate windows: the range of lr, in decades, over which the training-subset "
+        f"loss after a budget of epochs is within {t.factor:g}x of the arm's best at that budget "
+        f"and radius, log-loss interpolated between the grid's {_grid(t)} and never beyond a "
+        f"diverged or missing run. {_seeds(t).capitalize()} a cell: a window is known to about "
+        f"a grid step, and two differ only by {WIDER:g} decade or more."
+    ]
+    radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
+    for level in sorted(w["level"].dropna().unique()):
+        shown = (f"{common.label(a)} {_shown(_at(w, a, level, epochs))}"
+                 for a in common.ordered(w.loc[w["level"].eq(level), ARM]))  # fmt: skip
+        out.append(f"Radius level {level:.0f} (realised ‖e₁‖ {_radius(radius[level])}), after "
+                   f"{epochs} epochs: {'; '.join(shown)}.")  # fmt: skip
+    bases = [f"{common.label(b)} {_shown(_at(w, b, None, epochs))} and "
+             f"{_shown(_at(w, b, None, 2 * epochs))}"
+             for b in common.ordered(w.loc[w["level"].isna(), ARM])]  # fmt: skip
+    if bases:
+        out.append(f"Base optimizers after {epochs} epochs (equal epochs) and after {2 * epochs} "
+                   f"(equal gradient evaluations): {'; '.join(bases)}.")  # fmt: skip
+    early, epochs, changes = _changes(t)
+    if changes and early < epochs:
+        ends = [f"{_sci(r.lr_low) if r.points else 'none'}" for _, a, b in changes for r in (a, b)]
+        moves = (f"{common.label(arm)} {a.width:.1f} → {b.width:.1f} decades (lower end "
+                 f"{ends[2 * i]} → {ends[2 * i + 1]})"
+                 for i, (arm, a, b) in enumerate(changes))  # fmt: skip
+        out.append(f"From epoch {early} to {epochs} at the middle radius: {'; '.join(moves)}.")
+    rw = t.radius_windows
+    final = rw[rw["epoch"].eq(epochs)]
+    if len(final):
+        widest = final.loc[final.groupby(ARM)["width"].idxmax()].set_index(ARM)
+        said = (f"{common.label(a)} {widest.at[a, 'width']:.1f} decades at lr "
+                f"{_sci(widest.at[a, 'lr'])}" for a in common.ordered(widest.index))  # fmt: skip
+        out.append(f"Radius windows after {epochs} epochs (the range of realised radius, "
+                   f"{radius.min():.2g} to {radius.max():.2g}, within {t.factor:g}x of the "
+                   f"arm's best loss at that budget), the widest over the lrs: "
+                   f"{'; '.join(said)}.")  # fmt: skip
+    return out
+
+
+def failure_sentences(t: StudyTables) -> list[str]:
+    f = t.failures
+    if f is None or f.empty:
+        return []
+    stop = f"a loss above {t.stop_rule:g} or a non-finite one" if t.stop_rule else "non-finite"
+    out = [
+        f"How each grid run ended, at its last epoch: diverged ({stop}), stalled "
+        f"(training-subset loss at least {STALLED:g}x its value at initialisation), still "
+        f"improving (its loss fell by more than {IMPROVING:.0%} over the last fifth of its "
+        f"epochs, at least the last one), trained (the rest). Counts of runs, {_seeds(t)} a cell."
+    ]
+    epochs = arms(t.grid_runs)["epochs"]
+    for row in t.failure_counts.to_dict("records"):
+        own = f[f[ARM].eq(row[ARM])]
+        where = "".join(
+            f"; {kind} at lr {', '.join(_sci(lr) for lr in sorted(lrs.unique()))}"
+            for kind in list(FAILURES)[:-1]
+            for lrs in [own.loc[own["failure"].eq(kind), "lr"]]
+            if len(lrs)
+        )
+        counts = ", ".join(f"{row[c]} {c}" for c in FAILURES)
+        out.append(f"{common.label(row[ARM])} ({row['runs']} runs, {epochs[row[ARM]]:.0f} "
+                   f"epochs): {counts}{where}.")  # fmt: skip
+    return out
+
+
+def _base(row: Any) -> str:
+    """A contrast's base, by optimizer and epochs (its arm label may name them otherwise)."""
+    return f"{common.label(common.optimizer_of(row.base))} at {row.base_epochs:.0f} epochs"
+
+
+def _interval(low: float, high: float) -> str:
+    return f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
+def _leader(s: pd.DataFrame) -> list[str]:
+    """The sharpness-aware arm with the highest mean test accuracy, if its 95% interval is
+    clear of every other's; else who ties with it (overlapping intervals)."""
+    methods = s[s["rho"].notna()].dropna(subset=["test_mean"]).set_index(ARM)
+    if len(methods) < 2:
+        return []
+    ci = methods["test_ci"].fillna(math.inf)  # one seed: no interval, never clear of others
+    top = methods["test_mean"].idxmax()
+    tied = methods.index[(methods["test_mean"] + ci).ge(methods.at[top, "test_mean"] - ci[top])]
+    name = f"{common.label(top)} ({100 * methods.at[top, 'test_mean']:.2f}%)"
+    if len(tied) == 1:
+        return [f"{name} has the highest test accuracy among the sharpness-aware arms, its 95% "
+                "interval clear of every other's."]  # fmt: skip
+    others = _names([arm for arm in tied if arm != top])
+    return [f"The sharpness-aware arms tie within seed noise: the highest mean is {name}, and "
+            f"{others} have 95% intervals overlapping its."]  # fmt: skip
+
+
+def generalisation_sentences(t: StudyTables) -> list[str]:
+    s = t.selected
+    if s is None or s.empty:
+        return []
+    out = []
+    for r in s.itertuples():
+        rho = "" if math.isnan(r.rho) else f", rho {r.rho:g}"
+        out.append(f"{common.label(r.arm)} at its cell selected on validation ({r.epochs:.0f} "
+                   f"epochs, lr {_sci(r.lr)}{rho}): test accuracy {100 * r.test_mean:.2f}% (std "
+                   f"{100 * r.test_std:.2f}, 95% CI ±{100 * r.test_ci:.2f} points, {r.seeds} "
+                   "fresh seeds; a diverged seed counts as chance).")  # fmt: skip
+    out += _leader(s)
+    for r in t.contrasts.itertuples():
+        out.append(f"{common.label(r.method)} ({r.epochs:.0f} epochs) minus {_base(r)} "
+                   f"({r.comparison}), test accuracy: {100 * r.mean:+.2f} points, 95% CI "
+                   f"{_interval(r.t_low, r.t_high)} (paired t) and "
+                   f"{_interval(r.boot_low, r.boot_high)} (bootstrap, {N_BOOT} resamples), "
+                   f"{r.pairs} seed pairs: {r.verdict}.")  # fmt: skip
+    return out
+
+
+def near_best_sentences(t: StudyTables) -> list[str]:
+    n = t.near_best
+    if n is None or n.empty:
+        return []
+    out = [
+        "Near best, calibrated by the seed noise: a grid cell (one seed) is near best when its "
+        f"validation accuracy is within {NEAR_SE:.2f}σ (2√2σ: two single runs differ with std "
+        "√2σ, two standard errors) of its arm's best cell, σ the std of validation accuracy over "
+        "the confirmation seeds at the arm's selected cell; a diverged cell counts as chance."
+    ]
+    seeds = t.selected.set_index(["optimizer", "epochs"])["val_seeds"]
+    table = arms(t.grid_runs)
+    for r in n.itertuples():
+        k = seeds[(table.at[r.arm, "optimizer"], table.at[r.arm, "epochs"])]
+        out.append(f"{common.label(r.arm)}: {r.near} of {r.cells} grid cells ({r.share:.0%}) "
+                   f"within {100 * r.threshold:.2f} points of its best (σ = "
+                   f"{100 * r.sigma:.2f} points from {k} seeds).")  # fmt: skip
+    return out
+
+
+def recovery_sentences(t: StudyTables) -> list[str]:
+    r = t.recovery
+    if r is None:
+        return []
+    paired = r.dropna(subset=["grid_run_id"])
+    stop = f"a loss above {t.stop_rule:g}" if t.stop_rule else "the stop rule"
+    runs = t.grid_runs
+    diverged = runs["status"].eq("diverged")
+    by_rule = int((diverged & runs["stopping_loss"].notna()).sum())
+    unpaired = len(r) - len(paired)
+    out = [f"Of the {int(diverged.sum())} grid runs that diverged, {by_rule} were stopped by "
+           f"{stop} (the others by a non-finite loss, which cannot recover); of those, "
+           f"{len(paired)} (each arm's and radius's at the smallest lr) were rerun without the "
+           "limit, so that only a non-finite loss ends a run"
+           + (f"; {unpaired} rerun(s) match no grid run and are left out" if unpaired else "")
+           + "."]  # fmt: skip
+    counts = pd.crosstab(paired[ARM], paired["outcome"]).reindex(columns=RECOVERY, fill_value=0)
+    for arm in common.ordered(counts.index):
+        c = counts.loc[arm]
+        out.append(f"{common.label(arm)}: {c.sum()} rerun(s), {c['trained']} trained (final "
+                   f"training-subset loss below {TRAINED:g}x its initial value), {c['stalled']} "
+                   f"ok but stalled, {c['diverged']} diverged (non-finite).")  # fmt: skip
+    trained = int(counts["trained"].sum())
+    if trained:
+        out.append(f"So the stop rule cut short {trained} run(s) that would have trained: "
+                   "there, the divergence is the stop rule's, not the optimizer's.")  # fmt: skip
+    else:
+        out.append("No rerun trained: the stop rule cut short no run that would have trained.")
+    return out
+
+
+def _windows_statement(t: StudyTables) -> list[str]:
+    """Each variant's window after E epochs at the middle radius against SGD-SAM's and its
+    base's (at E and 2E epochs); whether the windows' lower ends move down from E // 2 to E."""
+    epochs, middle = _budget(t)
+    reference = _at(t.windows, _arm_of(t, REFERENCE, True), middle, epochs)
+    parts = []
+    for variant in VARIANTS:
+        own = _at(t.windows, _arm_of(t, variant, True), middle, epochs)
+        if own is None:
+            continue
+        base = _arm_of(t, common.BASE_OF[variant], False)
+        others = [(reference, "SGD-SAM's")]
+        if base is not None:
+            others += [(_at(t.windows, base, None, epochs),
+                        f"{common.label(base)}'s at {epochs} epochs"),
+                       (_at(t.windows, base, None, 2 * epochs), f"at {2 * epochs}")]  # fmt: skip
+        bits = [f"{compare(own.width, o.width)} {what} ({o.width:.1f})" for o, what in others if o]
+        listed = " and ".join([", ".join(bits[:-1]), bits[-1]] if len(bits) > 1 else bits)
+        parts.append(f"{own.width:.1f} decades for {common.label(own.arm)}"
+                     + (f", {listed}" if bits else ""))  # fmt: skip
+    out = [f"After {epochs} epochs at the middle radius (a base also after {2 * epochs}: the same "
+           f"gradient evaluations), the learning-rate window where the training loss is within "
+           f"{t.factor:g}x of the best is {'; '.join(parts)}."] if parts else []  # fmt: skip
+    early, epochs, changes = _changes(t)
+    if changes and early < epochs:
+        moved = [arm for arm, a, b in changes if _lower_end_moves_down(a, b)]
+        if len(moved) == len(changes):
+            verdict = (
+                f"every method ({_names(moved)}), so the failures at small learning rates are "
+                "under-training: more epochs bring those rates within reach"
+            )
+        elif moved:
+            verdict = (
+                f"{_names(moved)} only, so more epochs rescue small learning rates for them and "
+                "not for the others"
+            )
+        else:
+            verdict = (
+                f"none of the methods ({_names([arm for arm, _, _ in changes])}), so within this "
+                "budget more epochs do not bring the small learning rates within reach: their "
+                "failures are not under-training that a few more epochs cure"
+            )
+        out.append(f"From epoch {early} to {epochs}, at the middle radius, the window's lower end "
+                   f"moves down by {WIDER:g} decade or more for {verdict}.")  # fmt: skip
+    out.append(f"The windows come from {_seeds(t)} a cell on a grid of {_grid(t)}, so a "
+               f"difference under {WIDER:g} decade is read as none.")  # fmt: skip
+    return out
+
+
+def _generalisation_statement(t: StudyTables) -> str:
+    """Which variants differ from their bases in test accuracy beyond seed noise, if any."""
+    c = t.contrasts
+    own = None if c is None else c[c["method"].map(common.optimizer_of).isin(VARIANTS)]
+    if own is None or own.empty:
+        return ("Whether a LightSAM variant generalises better than its base was not measured "
+                "(no confirmation runs of the variants and their bases).")  # fmt: skip
+    resolved = own[own["verdict"].ne("no difference resolved")]
+    if resolved.empty:
+        return ("No LightSAM variant's test accuracy at its selected cell differs from its "
+                "base's beyond seed noise: every paired 95% interval contains 0 (differences "
+                f"{100 * own['mean'].min():+.2f} to {100 * own['mean'].max():+.2f} points, "
+                f"{own['pairs'].max()} seed pairs).")  # fmt: skip
+    said = "; ".join(
+        f"{common.label(method)} scores " + " and ".join(
+            f"{r.verdict} than {_base(r)} ({100 * r.mean:+.2f} points, 95% CI "
+            f"{_interval(r.t_low, r.t_high)})" for r in rows.itertuples())
+        for method, rows in resolved.groupby("method", sort=False)
+    )  # fmt: skip
+    rest = len(own) - len(resolved)
+    return (f"Beyond seed noise, in test accuracy at the selected cells, {said}"
+            + (f"; the variants' other {rest} contrast(s) with their bases are not resolved"
+               if rest else "") + ".")  # fmt: skip
+
+
+def statement(t: StudyTables) -> list[str]:
+    """3-5 plain sentences of what the numbers add up to, whichever way they fall."""
+    windows = t.windows is not None and not t.windows.empty
+    return [*(_windows_statement(t) if windows else []), _generalisation_statement(t)]
+
+
+def findings(t: StudyTables) -> StudyFindings:
+    parts = (window_sentences, failure_sentences, generalisation_sentences, near_best_sentences,
+             recovery_sentences, statement)  # fmt: skip
+    return StudyFindings(*(part(t) for part in parts))
+
+
+def study_findings(grid: Path, confirm: Path | None, recovery: Path | None) -> StudyFindings:
+    """The study's sentences from the three stores (see :func:`read_tables`)."""
+    return findings(read_tables(grid, confirm, recovery))
+
+
+def make_all(
+    grid: Path, confirm: Path | None, recovery: Path | None, out: Path
+) -> tuple[StudyFindings, list[Path]]:
+    """Every table of the study as ``out/budget_*.csv`` and its figures (:mod:`fig_budget`);
+    returns the sentences and the paths written."""
+    tables = read_tables(grid, confirm, recovery)
+    paths = [write_csv(table, out, name) for name, table in tables.csvs().items()]
+    return findings(tables), paths + fig_budget.make(tables, out)

@@ -1,0 +1,523 @@
+"""The budget study (analysis.study, analysis.fig_budget) on synthetic stores written with
+lightsam.store, every number checked against a hand computation.
+
+The grid: 6 decades of lr (1e-4 .. 1e1, grid index i = 0..5), E = 4 epochs for the
+sharpness-aware arms (SGD-SAM and the LightSAM variants over 3 radii, realised ||e_1|| 0.01,
+0.1, 1; SAM + AdaGrad-Norm at one radius), 2E = 8 for the four bases, one seed. A cell's
+probe loss is 0.2 x 4^d, d its distance in grid steps from the arm's range of good lrs at that
+epoch, so the window's threshold (2 x 0.2) is crossed half-way to a neighbour: a range [lo, hi]
+with neighbours on both sides is hi - lo + 1 decades wide.
+
+Two versions. *Favour*: the variants and the ablation good over [1, 4], SGD-SAM over [2, 3],
+both ranges starting one step higher up to epoch E / 2 = 2 (under-training); the bases good over
+[2, 3] up to epoch 4 and [2, 4] after. *Disfavour*: SGD-SAM, LightSAM-III, the ablation and the
+bases over [1, 4], LightSAM-I and -II over [2, 3], at every epoch. In both:
+
+    SGD-SAM      level 2, i = 2    loss x 4 at every epoch
+    SGD-SAM      level 2, i = 4    diverged in epoch 3 (metrics for epochs 1-2)
+    SGD-SAM      level 0, i = 0    losses 3.2, 3.2, 1.6, 0.8 (still improving)
+    SGD          i = 5             diverged in epoch 5
+    LightSAM-II  level 1, i = 5    diverged in epoch 1 (no metrics)
+
+Validation accuracy 0.98 - 0.03 d (d of the final loss), test 0.01 lower.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import results, study
+from lightsam import store as files
+from lightsam.plan import Plan
+
+E = 4
+LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1]
+RHOS = {
+    "sgd_sam": [0.01, 0.1, 1.0],
+    "lightsam_i": [0.01, 0.1, 1.0],
+    "lightsam_ii": [1e-5, 1e-4, 1e-3],
+    "lightsam_iii": [1e-4, 1e-3, 1e-2],
+    "adagrad_norm_sam": [0.1],
+}
+BASES = ["sgd", "adagrad_norm", "adagrad", "adam"]
+NORMS = [0.01, 0.1, 1.0]
+BEST, INITIAL = 0.2, 2.3
+T_975_4 = 2.7764451051977987  # Student t, 4 degrees of freedom, from tables
+VARIANTS = ["lightsam_i", "lightsam_ii", "lightsam_iii"]
+STOP = "divergence_loss"
+
+
+def config(
+    optimizer: str,
+    lr: float,
+    rho: float | None,
+    seed: int = 0,
+    epochs: int = E,
+    stop: float | None = 1000.0,
+) -> dict[str, Any]:
+    return {
+        "schema": 2,
+        "dataset": "mnist5k",
+        "model": "lenet5",
+        "epochs": epochs,
+        "seed": seed,
+        "divergence_loss": stop,
+        "lr_schedule": "constant",
+        "optimizer": {"name": optimizer, "lr": lr, "rho": rho, "hparams": {}},
+    }
+
+
+def run_id(c: dict[str, Any]) -> str:
+    o = c["optimizer"]
+    return f"{o['name']}-lr{o['lr']:g}-rho{o['rho']}-s{c['seed']}-e{c['epochs']}-{c[STOP]}"
+
+
+def write_store(path: Path, runs: list[dict[str, Any]]) -> Path:
+    """``runs``: dicts of config, status, losses (one per completed epoch), val, test, norm."""
+    configs = {run_id(r["config"]): r["config"] for r in runs}
+    files.write_plan(path, Plan(sweep=path.name, source="s.yaml", source_sha256="-", runs=configs))
+    for r in runs:
+        run_dir = path / run_id(r["config"])
+        files.write_config(run_dir, r["config"])
+        losses, status = r.get("losses", []), r.get("status", "ok")
+        files.write_metrics(
+            run_dir,
+            [
+                {"epoch": e, "probe_loss": loss, "train_loss": loss}
+                for e, loss in enumerate(losses, 1)
+            ],
+        )
+        ok = status == "ok"
+        files.write_result(
+            run_dir,
+            {
+                "run_id": run_dir.name,
+                "status": status,
+                "num_classes": 10,
+                "epochs": r["config"]["epochs"],
+                "epochs_completed": len(losses),
+                "diverged_epoch": len(losses) + 1 if status == "diverged" else None,
+                "stopping_loss": r.get("stopping", 2e3) if status == "diverged" else None,
+                "val_acc": r.get("val") if ok else None,
+                "test_acc": r.get("test") if ok else None,
+                "probe_loss_initial": INITIAL,
+                "probe_grad_norm_initial": 1.0,
+                "perturbation_norm_first": r.get("norm"),
+            },
+        )
+    return path
+
+
+def good_lrs(favour: bool, optimizer: str, epoch: int) -> tuple[int, int]:
+    if optimizer in BASES:
+        return ((2, 3) if epoch <= E else (2, 4)) if favour else (1, 4)
+    wide = (
+        {"lightsam_i", "lightsam_ii", "lightsam_iii", "adagrad_norm_sam"}
+        if favour
+        else {"sgd_sam", "lightsam_iii", "adagrad_norm_sam"}
+    )
+    low, high = (1, 4) if optimizer in wide else (2, 3)
+    return low + (favour and epoch <= E // 2), high
+
+
+def loss(favour: bool, optimizer: str, i: int, epoch: int) -> float:
+    low, high = good_lrs(favour, optimizer, epoch)
+    return BEST * 4.0 ** max(low - i, i - high, 0)
+
+
+def grid_runs(favour: bool) -> list[dict[str, Any]]:
+    runs = []
+
+    def add(optimizer: str, i: int, rho: float | None, level: int | None, epochs: int) -> None:
+        losses = [loss(favour, optimizer, i, e) for e in range(1, epochs + 1)]
+        status = "ok"
+        if (optimizer, i, level) == ("sgd_sam", 2, 2):
+            losses = [4 * x for x in losses]
+        stop = {("sgd_sam", 4, 2): 2, ("sgd", 5, None): 4, ("lightsam_ii", 5, 1): 0}
+        if (optimizer, i, level) in stop:
+            losses, status = losses[: stop[optimizer, i, level]], "diverged"
+        if (optimizer, i, level) == ("sgd_sam", 0, 0):
+            losses = [3.2, 3.2, 1.6, 0.8]
+        val = 0.98 - 0.03 * round(math.log(losses[-1] / BEST, 4)) if status == "ok" else None
+        runs.append(
+            {
+                "config": config(optimizer, LRS[i], rho, epochs=epochs),
+                "losses": losses,
+                "status": status,
+                "val": val,
+                "test": val and val - 0.01,
+                "norm": None if level is None else NORMS[level],
+            }
+        )
+
+    for optimizer, rhos in RHOS.items():
+        for rank, rho in enumerate(rhos):
+            for i in range(len(LRS)):
+                add(optimizer, i, rho, rank if len(rhos) > 1 else 1, E)
+    for optimizer in BASES:
+        for i in range(len(LRS)):
+            add(optimizer, i, None, None, 2 * E)
+    return runs
+
+
+BASE_TEST = [0.950, 0.960, 0.955, 0.965, 0.950]
+VAL = [0.90, 0.91, 0.92, 0.93, 0.94]
+GAINS = {
+    True: {
+        "sgd_sam": [0.0, 0.01, -0.01, 0.005, -0.005],
+        "adagrad_norm_sam": [0.0] * 5,
+        **dict.fromkeys(VARIANTS, (0.02, 0.021, 0.019, 0.02, 0.022)),
+    },
+    False: {
+        "sgd_sam": [-0.02, -0.021, -0.019, -0.02, -0.022],
+        "adagrad_norm_sam": [0.03] * 5,
+        **dict.fromkeys(VARIANTS, (0.01, -0.01, 0.005, -0.005, 0.0)),
+    },
+}
+
+
+def confirm_runs(favour: bool) -> list[dict[str, Any]]:
+    """Each method at E epochs, each base at E and 2E (0.005 better), seeds 1..5; AdaGrad at E
+    failed on seed 5."""
+    runs = []
+    for seed, base, val in zip(range(1, 6), BASE_TEST, VAL, strict=True):
+        for optimizer, gains in GAINS[favour].items():
+            rho = RHOS[optimizer][len(RHOS[optimizer]) // 2]
+            runs.append(
+                {
+                    "config": config(optimizer, 1e-2, rho, seed),
+                    "val": val,
+                    "test": base + gains[seed - 1],
+                    "losses": [BEST] * E,
+                }
+            )
+        for optimizer in BASES:
+            for epochs, extra in ((E, 0.0), (2 * E, 0.005)):
+                failed = (optimizer, epochs, seed) == ("adagrad", E, 5)
+                runs.append(
+                    {
+                        "config": config(optimizer, 1e-2, None, seed, epochs),
+                        "val": val,
+                        "test": base + extra,
+                        "losses": [BEST] * epochs,
+                        "status": "failed" if failed else "ok",
+                    }
+                )
+    return runs
+
+
+def recovery_runs() -> list[dict[str, Any]]:
+    """The three diverged grid runs without the stop rule, one rerun of no grid run, one failed."""
+    return [
+        {"config": config("sgd_sam", 1e0, 1.0, stop=None), "losses": [0.8, 0.6, 0.5, 0.5]},
+        {"config": config("sgd", 1e1, None, epochs=2 * E, stop=None), "losses": [2.2] * 8},
+        {"config": config("lightsam_ii", 1e1, 1e-4, stop=None), "status": "diverged"},
+        {"config": config("sgd_sam", 3e0, 1.0, stop=None), "losses": [0.1] * 4},
+        {"config": config("adam", 1e1, None, epochs=2 * E, stop=None), "status": "failed"},
+    ]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[bool, tuple[Path, Path, Path]]:
+    made = {}
+    for favour in (True, False):
+        root = tmp_path_factory.mktemp("favour" if favour else "disfavour")
+        made[favour] = (
+            write_store(root / "grid", grid_runs(favour)),
+            write_store(root / "confirm", confirm_runs(favour)),
+            write_store(root / "recovery", recovery_runs()),
+        )
+    return made
+
+
+@pytest.fixture(scope="module")
+def tables(stores) -> dict[bool, study.StudyTables]:
+    return {favour: study.read_tables(*paths) for favour, paths in stores.items()}
+
+
+def row(frame: pd.DataFrame, **where: Any) -> pd.Series:
+    mask = np.ones(len(frame), bool)
+    for key, value in where.items():
+        mask &= frame[key].isna() if value is None else frame[key].eq(value)
+    (index,) = frame.index[mask]
+    return frame.loc[index]
+
+
+# -- the pure functions ---------------------------------------------------------------------------
+
+
+def test_the_window_interpolates_log_loss_and_stops_at_diverged_or_missing_points():
+    x = [-4, -3, -2, -1, 0, 1]
+    width, points, low, high = study.window(x, [2.0, 0.8, 0.3, 0.2, 0.5, math.inf], 0.2)
+    # 0.8 -> 0.3 crosses 0.4 at log(0.8/0.4) / log(0.8/0.3) of the way; 0.2 -> 0.5 at
+    # log(2) / log(2.5); the segment to the diverged point adds nothing.
+    left, right = 1 - math.log(2) / math.log(8 / 3), math.log(2) / math.log(2.5)
+    assert width == pytest.approx(left + 1 + right)
+    assert (points, low, high) == (2, pytest.approx(-2 - left), pytest.approx(-1 + right))
+    # Between a diverged and a missing neighbour a point is isolated: no measure, one point;
+    # towards a finite loss it reaches the crossing (1 -> 5 crosses 2 at log 2 / log 5).
+    assert study.window(x[:3], [math.inf, 1.0, math.nan], 1.0) == (0.0, 1, -3, -3)
+    assert study.window(x[:3], [math.nan, 1.0, 1.5], 1.0) == (1.0, 2, -3, -2)
+    assert study.window(x[:3], [5.0, 1.0, math.inf], 1.0)[:2] == (
+        pytest.approx(math.log(2) / math.log(5)),
+        1,
+    )
+    assert study.window([1, 0], [1.0, 4.0], 1.0)[0] == pytest.approx(0.5)  # unsorted grid
+    assert study.window(x[:2], [math.inf, math.inf], math.nan) == (
+        0.0,
+        0,
+        *[pytest.approx(math.nan, nan_ok=True)] * 2,
+    )
+    with pytest.raises(ValueError, match="factor"):
+        study.window(x, [1.0] * 6, 1.0, factor=0.5)
+    with pytest.raises(ValueError, match="x and loss"):
+        study.window(x, [1.0] * 5, 1.0)
+
+
+def test_a_run_is_diverged_stalled_still_improving_or_trained():
+    assert study.failure("diverged", INITIAL, [1.0]) == "diverged"
+    assert study.failure("ok", 2.0, [1.9, 1.8]) == "stalled"  # 1.8 = 0.9 x 2.0 exactly
+    assert study.failure("ok", 2.0, [1.0, 0.8]) == "still improving"  # 0.8 < 0.9 x 1.0
+    assert study.failure("ok", 2.0, [1.0, 0.95]) == "trained"
+    assert study.failure("ok", 2.0, [1.5]) == "still improving"  # from the initial loss
+    # Ten epochs look back two (a fifth): 0.89 < 0.9 x 0.99; nine epochs look back one.
+    assert study.failure("ok", 2.0, [1.0] * 7 + [0.99, 0.95, 0.89]) == "still improving"
+    assert study.failure("ok", 2.0, [1.0] * 6 + [0.99, 0.95, 0.89]) == "trained"
+    assert study.failure("ok", math.nan, [1.0]) is None
+    assert study.failure("ok", 2.0, []) is None
+    assert study.recovered("diverged", INITIAL, math.nan) == "diverged"
+    assert study.recovered("ok", 2.0, 0.99) == "trained"
+    assert study.recovered("ok", 2.0, 1.0) == "stalled"
+    assert study.recovered("ok", math.nan, 1.0) is None
+
+
+def test_paired_differences_give_the_t_and_bootstrap_intervals_and_a_verdict():
+    d = np.array([0.02, 0.021, 0.019, 0.02, 0.022])
+    found = study.paired_difference(d)
+    half = T_975_4 * d.std(ddof=1) / math.sqrt(5)
+    assert found["mean"] == pytest.approx(0.0204)
+    assert (found["t_low"], found["t_high"]) == pytest.approx((0.0204 - half, 0.0204 + half))
+    assert d.min() <= found["boot_low"] < 0.0204 < found["boot_high"] <= d.max()
+    assert found["verdict"] == "higher" and found["pairs"] == 5
+    assert study.paired_difference(d) == found  # a fixed generator
+    assert study.paired_difference(-d)["verdict"] == "lower"
+    # Two pairs (0, 1): resampled means 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4.
+    two = study.paired_difference([0.0, 1.0])
+    assert (two["boot_low"], two["boot_high"]) == (0.0, 1.0)
+    assert two["verdict"] == "no difference resolved"
+    assert study.paired_difference([0.01] * 4)["verdict"] == "higher"  # no spread at all
+    # The bootstrap alone would resolve this one (t = 2.60 < 2.78): both intervals must.
+    narrow = study.paired_difference([0.02, -0.002, 0.01, 0.016, 0.006])
+    assert narrow["boot_low"] > 0 > narrow["t_low"]
+    assert narrow["verdict"] == "no difference resolved"
+    with pytest.raises(ValueError, match="n_boot"):
+        study.paired_difference(d, n_boot=0)
+
+
+def test_compare_needs_half_a_decade():
+    assert study.compare(2.5, 2.0) == "wider than"
+    assert study.compare(2.4, 2.0) == "about the same as"
+    assert study.compare(1.5, 2.0) == "narrower than"
+
+
+# -- the grid -------------------------------------------------------------------------------------
+
+
+def test_levels_rank_each_arms_rho_and_carry_the_realised_radius(tables):
+    levels = tables[True].levels
+    assert row(levels, arm="lightsam_ii", rho=1e-3)["level"] == 2
+    assert row(levels, arm="adagrad_norm_sam", rho=0.1)["level"] == 1  # one rho: the middle
+    radius = levels.drop_duplicates("level").set_index("level")["radius"]
+    assert radius.to_dict() == {0: 0.01, 1: 0.1, 2: 1.0}
+
+
+def test_a_diverged_run_has_an_infinite_loss_from_the_epoch_it_diverged_in(stores):
+    grid = results.collect(stores[True][0])
+    runs = grid.runs[
+        grid.runs["status"].eq("diverged") | grid.runs["run_id"].str.startswith("adam-")
+    ]
+    losses = study.probe_losses(runs, results.read_metrics(grid.store, runs["run_id"]))
+    curves = losses.groupby(["optimizer", "lr"])["probe_loss"].apply(list)
+    assert curves["sgd_sam", 1e0] == [0.8, 0.8, math.inf, math.inf]  # metrics for epochs 1-2
+    assert curves["lightsam_ii", 1e1] == [math.inf] * 4  # diverged in epoch 1, no metrics
+    assert curves["sgd", 1e1][4:] == [math.inf] * 4
+    assert curves["adam", 1e-2] == [BEST] * 8  # an ok run: its logged losses
+
+
+def test_lr_windows_by_hand(tables):
+    w = tables[True].windows
+    sam = row(w, arm="sgd_sam", level=1, epoch=4)  # losses 3.2 .8 .2 .2 .8 3.2
+    assert (sam["width"], sam["points"], sam["grid_lrs"]) == (2.0, 2, 6)
+    assert math.log10(sam["lr_low"]) == pytest.approx(-2.5)
+    assert math.log10(sam["lr_high"]) == pytest.approx(-0.5)
+    assert sam["gradient_epochs"] == 8 and sam["best_loss"] == BEST
+    early = row(w, arm="sgd_sam", level=1, epoch=2)  # one step higher: 12.8 3.2 .8 .2 .8 3.2
+    assert (early["width"], early["points"]) == (1.0, 1)
+    # Level 2: 3.2 .8 3.2 .2 .8 3.2 at epoch 2 (the x4 cell crossed a quarter of the way), and
+    # at epoch 4 the run at i = 4 has diverged: the window ends at i = 3.
+    assert row(w, arm="sgd_sam", level=2, epoch=2)["width"] == pytest.approx(0.75)
+    late = row(w, arm="sgd_sam", level=2, epoch=4)
+    assert late["width"] == pytest.approx(0.5) and math.log10(late["lr_high"]) == -1
+    # LightSAM-II's i = 5 diverged in epoch 1, without a metrics row: [1, 4], right side lost.
+    assert row(w, arm="lightsam_ii", level=1, epoch=1)["width"] == pytest.approx(2.5)
+    assert row(w, arm="lightsam_ii", level=1, epoch=4)["width"] == pytest.approx(3.5)
+    assert row(w, arm="lightsam_i", level=1, epoch=4)["width"] == pytest.approx(4.0)
+    # A base at 4 epochs and at 8 (SGD's i = 5 diverged in epoch 5: no half decade there).
+    base = {e: row(w, arm="adagrad_norm", level=None, epoch=e) for e in (4, 8)}
+    assert (base[4]["width"], base[8]["width"], base[8]["gradient_epochs"]) == (2.0, 3.0, 8)
+    assert row(w, arm="sgd", level=None, epoch=8)["width"] == pytest.approx(2.5)
+    assert row(w, arm="adagrad_norm_sam", level=1, epoch=4)["width"] == pytest.approx(4.0)
+
+
+def test_radius_windows_measure_realised_radius_against_the_arms_best(tables):
+    rw = tables[True].radius_windows
+    # At lr 1e-2 the levels' losses are .2 .2 .8 at radii 0.01, 0.1, 1: 1 + 1/2 decade.
+    assert row(rw, arm="sgd_sam", epoch=4, lr=1e-2)["width"] == pytest.approx(1.5)
+    assert row(rw, arm="sgd_sam", epoch=4, lr=1e-1)["width"] == pytest.approx(2.0)
+    assert row(rw, arm="sgd_sam", epoch=4, lr=1e1)[["width", "points"]].tolist() == [0.0, 0]
+    assert "adagrad_norm_sam" not in set(rw["arm"])  # one radius: no range
+
+
+def test_failure_taxonomy_counts_by_hand(tables):
+    counts = tables[True].failure_counts.set_index("arm")
+    assert counts.loc["sgd_sam", list(study.FAILURES)].tolist() == [1, 5, 1, 11]
+    assert counts.loc["sgd", list(study.FAILURES)].tolist() == [1, 1, 0, 4]
+    assert counts.loc["sgd_sam", "runs"] == 18
+    assert list(counts.index[:2]) == ["sgd_sam", "lightsam_i"]  # the study's order
+
+
+def test_tuning_cost_counts_two_gradients_a_sharpness_aware_step(tables):
+    tuning = tables[True].tuning
+    assert row(tuning, arm="sgd_sam", k=1)["epoch_equivalents"] == 8
+    assert row(tuning, arm="sgd", k=3)["epoch_equivalents"] == 24
+    # k = 1: the grid's mean test score, a diverged run at chance (0.1).
+    sgd = [0.91, 0.94, 0.97, 0.97, 0.97, 0.1]
+    assert row(tuning, arm="sgd", k=1)["expected"] == pytest.approx(np.mean(sgd))
+
+
+# -- the confirmation and the recovery ------------------------------------------------------------
+
+
+def test_selected_cells_and_paired_contrasts_by_hand(tables):
+    t = tables[True]
+    base = row(t.selected, arm="adagrad_norm (epochs=4)")
+    assert base["test_mean"] == pytest.approx(np.mean(BASE_TEST))
+    assert base["test_ci"] == pytest.approx(T_975_4 * np.std(BASE_TEST, ddof=1) / math.sqrt(5))
+    assert base["val_std"] == pytest.approx(0.01 * math.sqrt(2.5))  # std of .90 .. .94
+    c = t.contrasts
+    equal = row(c, method="lightsam_i", comparison=study.EQUAL)
+    assert equal["base"] == "adagrad_norm (epochs=4)"
+    assert (equal["mean"], equal["verdict"]) == (pytest.approx(0.0204), "higher")
+    matched = row(c, method="lightsam_i", comparison=study.MATCHED)
+    assert (matched["base_epochs"], matched["mean"]) == (8, pytest.approx(0.0154))
+    assert row(c, method="lightsam_ii", comparison=study.EQUAL)["pairs"] == 4  # seed 5 failed
+    assert row(c, method="sgd_sam", comparison=study.EQUAL)["verdict"] == "no difference resolved"
+    lower = row(tables[False].contrasts, method="sgd_sam", comparison=study.EQUAL)
+    assert (lower["mean"], lower["verdict"]) == (pytest.approx(-0.0204), "lower")
+
+
+def test_near_best_is_calibrated_by_the_seed_noise(tables):
+    near = tables[True].near_best.set_index("arm")
+    sigma = 0.01 * math.sqrt(2.5)
+    assert near.loc["sgd_sam", "threshold"] == pytest.approx(2 * math.sqrt(2) * sigma)
+    # Within 4.5 points of 0.98: d <= 1 (0.95), not d = 2 (0.92) nor a diverged cell (0.1).
+    assert near.loc["sgd_sam", ["near", "cells"]].tolist() == [12, 18]
+    assert near.loc["sgd", ["near", "cells"]].tolist() == [4, 6]  # sigma of sgd at 8 epochs
+    adagrad = near.loc["adagrad_norm_sam", "sigma"]
+    assert adagrad == pytest.approx(sigma)
+
+
+def test_recovery_pairs_reruns_by_config_but_the_stop_rule(tables):
+    r = tables[True].recovery.set_index("run_id")
+    outcomes = r.dropna(subset=["grid_run_id"]).set_index("arm")["outcome"].to_dict()
+    assert outcomes == {"sgd_sam": "trained", "sgd": "stalled", "lightsam_ii": "diverged"}
+    assert r["grid_run_id"].isna().sum() == 1 and len(r) == 4  # the failed rerun is left out
+
+
+# -- the sentences and the outputs ----------------------------------------------------------------
+
+
+def test_the_statement_favours_lightsam_when_the_numbers_do(tables):
+    text = " ".join(study.findings(tables[True]).statement)
+    assert (
+        "4.0 decades for LightSAM-I, wider than SGD-SAM's (2.0), wider than AdaGrad-Norm's at "
+        "4 epochs (2.0) and wider than at 8 (3.0);" in text
+    )
+    assert "3.5 decades for LightSAM-II" in text
+    assert (
+        "for every method (SGD-SAM, LightSAM-I, LightSAM-II, LightSAM-III), so the failures at "
+        "small learning rates are under-training" in text
+    )
+    assert (
+        "Beyond seed noise, in test accuracy at the selected cells, LightSAM-I scores higher "
+        "than AdaGrad-Norm at 4 epochs (+2.04 points, 95% CI [+1.90, +2.18]) and higher than "
+        "AdaGrad-Norm at 8 epochs (+1.54 points" in text
+    )
+    assert "not resolved" not in text  # every variant's contrast is resolved
+    assert 3 <= len(study.findings(tables[True]).statement) <= 5
+
+
+def test_the_statement_says_so_when_the_numbers_disfavour_lightsam(tables):
+    found = study.findings(tables[False])
+    text = " ".join(found.statement)
+    assert "2.0 decades for LightSAM-I, narrower than SGD-SAM's (4.0)" in text
+    assert (
+        "4.0 decades for LightSAM-III, about the same as SGD-SAM's (4.0), about the same as "
+        "Adam's at 4 epochs (4.0) and about the same as at 8 (4.0)." in text
+    )
+    assert "for none of the methods (SGD-SAM, LightSAM-I," in text and "under-training" in text
+    assert "No LightSAM variant's test accuracy at its selected cell differs" in text
+    assert "wider than" not in text and "higher than" not in text
+    general = " ".join(found.generalisation)
+    assert "SAM + AdaGrad-Norm (98.60%) has the highest test accuracy" in general
+
+
+def test_the_findings_state_the_numbers(tables):
+    found = study.findings(tables[True])
+    text = " ".join(found.all())
+    assert (
+        "SGD-SAM (18 runs, 4 epochs): 1 diverged, 5 stalled, 1 still improving, 11 trained; "
+        "diverged at lr 1e0; stalled at lr 1e-4, 1e1; still improving at lr 1e-4." in found.failures
+    )
+    assert (
+        "SGD-SAM: 12 of 18 grid cells (67%) within 4.47 points of its best (σ = 1.58 points "
+        "from 5 seeds)." in found.near_best
+    )
+    assert (
+        "Of the 3 grid runs that diverged, 3 were stopped by a loss above 1000 (the others by a "
+        "non-finite loss, which cannot recover); of those, 3 (each arm's and radius's at the "
+        "smallest lr) were rerun" in text
+    )
+    assert "So the stop rule cut short 1 run(s) that would have trained" in text
+    assert "SGD-SAM 1.0 → 2.0 decades (lower end 3e-2 → 3e-3)" in text
+    assert (
+        "The sharpness-aware arms tie within seed noise" in text
+    )  # the variants' intervals overlap
+    assert "Radius level 1 (realised ‖e₁‖ ≈ 0.1), after 4 epochs: SGD-SAM 2.0 decades" in text
+
+
+def test_make_all_writes_the_figures_and_tables(stores, tables, tmp_path):
+    found, paths = study.make_all(*stores[True], tmp_path)
+    names = {p.name for p in paths}
+    for stem in ("budget_windows", "budget_failures", "budget_contrasts", "budget_tuning"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names
+        assert (tmp_path / f"{stem}.png").stat().st_size > 0
+    windows = pd.read_csv(tmp_path / "budget_windows.csv")
+    assert row(windows, arm="sgd_sam", level=2.0, epoch=2)["width"] == pytest.approx(0.75)
+    assert {"budget_near_best.csv", "budget_recovery.csv", "budget_contrasts.csv"} <= names
+    assert found == study.findings(tables[True])
+
+
+def test_absent_stores_skip_what_needs_them(stores, tmp_path):
+    grid, confirm, _ = stores[True]
+    alone = study.study_findings(grid, None, tmp_path / "absent")
+    assert alone.windows and not alone.generalisation and not alone.near_best
+    assert not alone.recovery and "was not measured" in alone.statement[-1]
+    no_grid = study.study_findings(tmp_path / "absent", confirm, None)
+    assert not no_grid.windows and no_grid.generalisation and not no_grid.near_best
