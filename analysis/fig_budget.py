@@ -106,7 +106,7 @@ def windows_figure(t: StudyTables, out: Path) -> list[Path]:
     )
     fig.suptitle(
         f"Learning-rate window where the training-subset loss ≤ {t.factor:g}× the arm's "
-        "best, against the budget (bases dashed; dotted: at 2× the epochs, the same "
+        "best, against the budget\n(bases dashed; dotted: a base at 2× the epochs, the same "
         "gradient evaluations)"
     )
     return common.save(fig, out, "budget_windows")

@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep_parser.add_argument(
         "--max-parallel",
-        type=int,
+        type=at_least_one,
         help="runs at once (local: default one per core; slurm: the profile's array limit)",
     )
     sweep_parser.add_argument(
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_parser.add_argument("--preset", choices=PRESETS, default="quick")
     reproduce_parser.add_argument("--out", type=Path, help="the result stores (default: runs/)")
     reproduce_parser.add_argument("--profile", default="local", help="SLURM profile (paper)")
-    reproduce_parser.add_argument("--max-parallel", type=int)
+    reproduce_parser.add_argument("--max-parallel", type=at_least_one)
     add_runtime_arguments(reproduce_parser)
     reproduce_parser.set_defaults(handler=reproduce_command)
 
@@ -301,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", help="a sweep file, or the name of one in sweeps/")
     parser.add_argument("--out", type=Path, help="the result store (default: runs/<sweep>)")
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: an integer of at least 1 (runs at once)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -38,7 +39,7 @@ from lightsam.data import AUGMENTATIONS, DATASETS
 from lightsam.models import MODELS, TIMM_PREFIX
 from lightsam.optim import OPTIMIZERS, create_optimizer, optimizer_entry
 from lightsam.optim.registry import IMPLEMENTATION, OWN_FIELDS
-from lightsam.plan import SCHEMA_KEY
+from lightsam.plan import SCHEMA_KEY, flatten
 from lightsam.step import PERTURBATIONS
 
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -57,7 +58,21 @@ def added_later(legacy: Any) -> dict[str, Any]:
 
 class _Loader(yaml.SafeLoader):
     """YAML with YAML 1.2 floats: PyYAML follows YAML 1.1, which reads ``1e-3`` (no dot) as a
-    string, the way most people write a learning rate."""
+    string, the way most people write a learning rate. A key given twice in one mapping is an
+    error: PyYAML would keep the last one silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} a second time", key_node.start_mark,
+                )  # fmt: skip
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -304,6 +319,7 @@ def _resolved_optimizer(opt: OptimizerConfig, stored: bool) -> OptimizerConfig:
 def validate(config: Config, stored: bool = False) -> Config:
     """Check every value; returns ``config`` with its optimizer's arguments resolved, or raises
     ConfigError."""
+    _finite(config)
     config = dataclasses.replace(config, optimizer=_resolved_optimizer(config.optimizer, stored))
     _choice("dataset", config.dataset, DATASETS)
     if not config.model.startswith(TIMM_PREFIX):
@@ -313,6 +329,15 @@ def validate(config: Config, stored: bool = False) -> Config:
     _choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
     if config.lr_schedule == "step" and not config.lr_milestones:
         raise ConfigError("lr_milestones must list the epochs of the steps for lr_schedule=step")
+    milestones = list(config.lr_milestones)
+    if milestones and (
+        milestones != sorted(set(milestones))
+        or not 1 <= milestones[0] <= milestones[-1] <= config.epochs
+    ):
+        raise ConfigError(
+            f"lr_milestones must be increasing epochs in [1, epochs={config.epochs}], got "
+            f"{milestones}"
+        )
     _at_least("lr_gamma", config.lr_gamma, 0.0)
     if not 0.0 <= config.label_smoothing < 1.0:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}")
@@ -341,6 +366,15 @@ def validate(config: Config, stored: bool = False) -> Config:
             f"({', '.join(d for d in DATASETS if d != 'imagenet')}), not imagenet"
         )
     return config
+
+
+def _finite(config: Config) -> None:
+    """No NaN or infinity anywhere: a run would train on it and store a fake data point (a
+    'diverged' run at an infinite learning rate)."""
+    for key, value in flatten(dataclasses.asdict(config)).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"{key} must be finite, got {value!r}")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
@@ -381,7 +415,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"an override must look like key=value, got {text!r}")
-    return key.split("."), yaml_load(value) if value else ""
+    try:
+        return key.split("."), yaml_load(value) if value else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "not YAML"
+        raise ConfigError(
+            f"--set {text}: the value is not valid YAML ({problem}); quote a string, write a "
+            "list as [a, b]"
+        ) from error
 
 
 def set_in(data: dict[str, Any], keys: list[str], value: Any) -> None:

@@ -151,28 +151,10 @@ def launch_local(
 # -- a whole sweep ---------------------------------------------------------------------------------
 
 
-def launch_sweep(
-    sweep: Sweep,
-    out: Path,
-    runtime: Runtime,
-    *,
-    executor: str = "local",
-    profile: Any = None,
-    max_parallel: int | None = None,
-    retry_failed: bool = False,
-) -> None:
-    """Launch ``sweep``'s plan into ``out`` (:func:`launch_plan`): the one way ``lightsam sweep``
-    and ``lightsam reproduce`` run a sweep file."""
-    launch_plan(
-        sweep.plan(),
-        sweep.runs,
-        out,
-        runtime,
-        executor=executor,
-        profile=profile,
-        max_parallel=max_parallel,
-        retry_failed=retry_failed,
-    )
+def launch_sweep(sweep: Sweep, out: Path, runtime: Runtime, **options: Any) -> None:
+    """Launch ``sweep``'s plan into ``out`` (:func:`launch_plan`, with its keyword ``options``):
+    the one way ``lightsam sweep`` and ``lightsam reproduce`` run a sweep file."""
+    launch_plan(sweep.plan(), sweep.runs, out, runtime, **options)
 
 
 def launch_plan(

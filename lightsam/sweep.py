@@ -104,7 +104,15 @@ def _numbers(where: str, value: Any) -> tuple[float, ...]:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
     ):
         raise ConfigError(f"{where} must be a number or a non-empty list of numbers, got {value!r}")
-    return tuple(float(v) for v in values)
+    return _distinct(where, tuple(float(v) for v in values))
+
+
+def _distinct(where: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``values``, or a ConfigError naming one given twice (one computation planned twice)."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{where} lists {', '.join(f'{v:g}' for v in repeated)} more than once")
+    return values
 
 
 def _grid(name: str, data: Any) -> Grid:
@@ -197,6 +205,8 @@ def load_sweep(path: str | Path) -> Sweep:
     for key in ("base", "optimizers"):
         if key not in data:
             raise ConfigError(f"sweep {path} needs a {key!r} key")
+    if not isinstance(data["base"], str):
+        raise ConfigError(f"base must be the path of a spec (a string), got {data['base']!r}")
     spec = read_yaml(path.parent / data["base"], "base spec")
     overrides = data.get("set", {})
     if not isinstance(overrides, dict):
@@ -211,8 +221,13 @@ def load_sweep(path: str | Path) -> Sweep:
             set_in(base, key.split("."), value)
     base.pop("optimizer", None)
     seeds = data.get("seeds", [base.get("seed", 0)])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"seeds must be a list of integers, got {seeds!r}")
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise ConfigError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    _distinct("seeds", tuple(seeds))
     sweep = Sweep(
         name=path.stem,
         source=path,

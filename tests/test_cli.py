@@ -27,3 +27,14 @@ def test_console_script_entry_point_runs():
 def test_a_command_is_required():
     with pytest.raises(SystemExit):
         main([])
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+@pytest.mark.parametrize("command", ["sweep", "reproduce"])
+def test_max_parallel_below_one_is_refused_before_anything_runs(command, value, capsys, tmp_path):
+    where = ["smoke"] if command == "sweep" else ["--preset", "smoke"]
+    with pytest.raises(SystemExit) as stop:
+        main([command, *where, "--out", str(tmp_path / "out"), "--max-parallel", value])
+    assert stop.value.code == 2
+    assert f"--max-parallel: must be an integer >= 1, got '{value}'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

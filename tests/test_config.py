@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from lightsam.config import (
     apply_overrides,
     from_dict,
     load_spec,
+    yaml_load,
 )
 from lightsam.optim import OPTIMIZERS
 
@@ -99,6 +101,17 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"perturbation": "m"}, "perturbation must be one of global, local"),
         ({"sync_batchnorm": 1}, "sync_batchnorm must be bool"),
         ({"probe_size": -1}, "probe_size must be >= 0"),
+        ({"optimizer__lr": ".inf"}, r"optimizer.lr must be finite, got inf"),
+        ({"optimizer__lr": ".nan"}, r"optimizer.lr must be finite, got nan"),
+        ({"optimizer__rho": ".inf"}, "optimizer.rho must be finite"),
+        ({"optimizer__hparams__weight_decay": ".nan"}, "optimizer.hparams.weight_decay must be"),
+        ({"lr_gamma": ".nan"}, "lr_gamma must be finite"),
+        ({"divergence_loss": ".inf"}, "divergence_loss must be finite"),
+        ({"label_smoothing": ".nan"}, "label_smoothing must be finite"),
+        ({"lr_schedule": "step", "lr_milestones": "[0]"}, r"lr_milestones must be increasing"),
+        ({"lr_schedule": "step", "lr_milestones": "[3, 2]"}, r"increasing epochs in \[1, epochs"),
+        ({"lr_schedule": "step", "lr_milestones": "[2, 2]"}, "lr_milestones"),
+        ({"lr_schedule": "step", "lr_milestones": "[99]"}, "lr_milestones"),
         ({"dataset": "imagenet", "probe_size": 100}, "probe needs a dataset held in memory"),
         ({"divergence_loss": -1.0}, "divergence_loss must be > 0 or null"),
         ({"optimizer__hparams__eps": "abc"}, "hparams.eps must be a number, got 'abc'"),
@@ -278,3 +291,25 @@ def test_unreadable_spec_is_a_config_error(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_spec(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("override", ["epochs=[1", "optimizer.hparams={momentum: 0.9", "lr=: x"])
+def test_a_malformed_override_is_a_config_error(override):
+    with pytest.raises(
+        ConfigError, match=f"--set {re.escape(override)}: the value is not valid YAML"
+    ):
+        apply_overrides(BASE, [override])
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path):
+    spec = tmp_path / "twice.yaml"
+    spec.write_text("dataset: mnist5k\nepochs: 1\nepochs: 3\n")
+    with pytest.raises(
+        ConfigError, match=r"(?s)cannot read spec .*found the key 'epochs' a second time"
+    ):
+        load_spec(spec)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("optimizer:\n  lr: 0.1\n  lr: 1.0\n")
+    with pytest.raises(ConfigError, match="'lr' a second time"):
+        load_spec(nested)
+    assert yaml_load("a: {b: 1}\nc: 2\n") == {"a": {"b": 1}, "c": 2}  # distinct keys still read

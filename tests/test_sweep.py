@@ -56,11 +56,29 @@ def test_a_sweep_expands_into_every_cell_with_stable_ids(tmp_path):
         ("  sgd: {lr: [0.1], momentum: 0.9}\n", "unknown key.*momentum"),
         ("  sgd: {lr: []}\n", "non-empty list"),
         ("  lightsam_i: {lr: [-0.1], rho: [0.1]}\n", "lr"),
+        ("  sgd: {lr: [0.1, 0.01, 0.1]}\n", r"optimizers.sgd.lr lists 0.1 more than once"),
+        ("  lightsam_i: {lr: [1], rho: [0.1, 0.1]}\n", "optimizers.lightsam_i.rho lists 0.1"),
+        ("  sgd: {lr: [0.1], lr: [0.2]}\n", "found the key 'lr' a second time"),
     ],
 )
 def test_invalid_sweeps_are_rejected(tmp_path, grids, message):
     with pytest.raises(ConfigError, match=message):
         load_sweep(write_sweep(tmp_path / "s.yaml", grids))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: [a.yaml]\noptimizers: {sgd: {lr: 0.1}}\n", "base must be the path of a spec"),
+        (f"base: {BASE}\nseeds: []\noptimizers: {{sgd: {{lr: 0.1}}}}\n", "non-empty list"),
+        (f"base: {BASE}\nseeds: [0, 1, 0]\noptimizers: {{sgd: {{lr: 0.1}}}}\n", "seeds lists 0"),
+        (f"base: {BASE}\nseeds: [true]\noptimizers: {{sgd: {{lr: 0.1}}}}\n", "integers"),
+    ],
+)
+def test_a_sweep_files_base_and_seeds_are_checked(tmp_path, text, message):
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(tmp_path / "s.yaml")
 
 
 def test_the_studys_sweeps_are_valid():
