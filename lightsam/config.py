@@ -35,8 +35,8 @@ from typing import Any
 import torch
 import yaml
 
-from lightsam.data import AUGMENTATIONS, DATASETS
-from lightsam.models import MODELS, TIMM_PREFIX
+from lightsam.data import AUGMENTATIONS, DATASETS, TRAIN_POOL_SIZES
+from lightsam.models import MODELS, TIMM_PREFIX, is_timm_model
 from lightsam.optim import OPTIMIZERS, create_optimizer, optimizer_entry
 from lightsam.optim.registry import IMPLEMENTATION, OWN_FIELDS
 from lightsam.plan import SCHEMA_KEY, flatten
@@ -324,6 +324,8 @@ def validate(config: Config, stored: bool = False) -> Config:
     _choice("dataset", config.dataset, DATASETS)
     if not config.model.startswith(TIMM_PREFIX):
         _choice("model", config.model, (*MODELS, f"{TIMM_PREFIX}<name>"))
+    elif not is_timm_model(config.model.removeprefix(TIMM_PREFIX)):
+        raise ConfigError(f"model {config.model!r}: timm has no such model (timm.list_models())")
     _at_least("epochs", config.epochs, 1)
     _at_least("batch_size", config.batch_size, 1)
     _choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
@@ -366,6 +368,27 @@ def validate(config: Config, stored: bool = False) -> Config:
             f"({', '.join(d for d in DATASETS if d != 'imagenet')}), not imagenet"
         )
     return config
+
+
+def check_fits_the_data(config: Config) -> None:
+    """ConfigError unless the validation split, a training batch and the probe fit the training
+    images of ``config``'s in-memory dataset (ImageFolder's size is known only on reading it).
+    Checked before a run starts or a sweep is launched, not on every config: a stored or
+    planned config is read whatever its data."""
+    pool = TRAIN_POOL_SIZES.get(config.dataset)
+    if pool is None:
+        return
+    if config.val_size >= pool:
+        raise ConfigError(
+            f"val_size {config.val_size} leaves no training images: {config.dataset} has {pool}"
+        )
+    train = pool - config.val_size
+    for name in ("batch_size", "probe_size"):
+        if getattr(config, name) > train:
+            raise ConfigError(
+                f"{name} {getattr(config, name)} is larger than the training split: {train} "
+                f"images of {config.dataset} after val_size {config.val_size}"
+            )
 
 
 def _finite(config: Config) -> None:

@@ -34,6 +34,10 @@ from torchvision import transforms
 from lightsam import distributed
 
 DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "cifar10", "cifar100", "imagenet")
+# The training images of each in-memory dataset, before the validation split is held out of them:
+# what a config's val_size and batch_size are checked against before anything is loaded.
+TRAIN_POOL_SIZES: dict[str, int] = {"mnist5k": 4000, "mnist": 60000, "cifar10": 50000,
+                                    "cifar100": 50000}  # fmt: skip
 AUGMENTATIONS: tuple[str, ...] = ("none", "crop_flip")
 
 # Published per-channel statistics of [0, 1] pixels of the official training sets.

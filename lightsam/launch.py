@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from lightsam import store
-from lightsam.config import Config, Runtime, from_dict
+from lightsam.config import Config, Runtime, check_fits_the_data, from_dict
 from lightsam.plan import Plan
 from lightsam.sweep import Sweep
 from lightsam.train import run
@@ -177,6 +177,8 @@ def launch_plan(
     by_id = {config.run_id(): config for config in configs}
     if set(by_id) != set(plan.runs):
         raise ValueError("configs must be the plan's runs, each once")
+    for config in configs:
+        check_fits_the_data(config)  # before any run directory or job exists
     store.write_plan(out, plan)
     for note in plan.notes:
         print(f"note: {note}")

@@ -170,6 +170,11 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(out), 1))
 
 
+def is_timm_model(name: str) -> bool:
+    """Whether timm knows the architecture ``name`` (without the ``timm:`` prefix)."""
+    return timm.is_model(name)
+
+
 def _create_timm(name: str, *, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """A randomly initialised timm model; ``img_size`` is passed where the model takes it (ViTs
     and other models with positional embeddings), since convolutional nets reject it."""

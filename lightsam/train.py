@@ -40,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lightsam import store
-from lightsam.config import Config, Runtime
+from lightsam.config import Config, ConfigError, Runtime, check_fits_the_data
 from lightsam.data import (
     DatasetInfo,
     ImageSplit,
@@ -576,6 +576,16 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     return result
 
 
+def preflight(config: Config, runtime: Runtime) -> None:
+    """What would fail a run at once, checked before its directory exists: the data
+    (``check_fits_the_data``) and a CUDA device asked for where there is none."""
+    check_fits_the_data(config)
+    if runtime.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {runtime.device!r}: torch sees no CUDA device here; use --device cpu or auto"
+        )
+
+
 def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, Any]:
     """Train ``config`` into ``out/<run_id>``, unless that run is already complete; raises
     ``store.RunLocked`` if another process is training it. A run that raises leaves its
@@ -586,6 +596,7 @@ def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, An
     the run directory, and each returns the main process's result.
     """
     run_dir = out / config.run_id()
+    preflight(config, runtime)
     with process_group() as env, exclusive_on_main(run_dir):
         complete = store.read_result(run_dir) if is_main() and store.is_complete(run_dir) else None
         complete = from_main(complete)

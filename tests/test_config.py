@@ -101,6 +101,7 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"perturbation": "m"}, "perturbation must be one of global, local"),
         ({"sync_batchnorm": 1}, "sync_batchnorm must be bool"),
         ({"probe_size": -1}, "probe_size must be >= 0"),
+        ({"model": "timm:no_such_net"}, "timm has no such model"),
         ({"optimizer__lr": ".inf"}, r"optimizer.lr must be finite, got inf"),
         ({"optimizer__lr": ".nan"}, r"optimizer.lr must be finite, got nan"),
         ({"optimizer__rho": ".inf"}, "optimizer.rho must be finite"),

@@ -16,7 +16,7 @@ import torch
 
 from lightsam import store
 from lightsam.config import ConfigError, Runtime, from_dict
-from lightsam.data import DatasetUnavailableError, TensorLoader, load_splits
+from lightsam.data import TRAIN_POOL_SIZES, DatasetUnavailableError, TensorLoader, load_splits
 from lightsam.models import create_model
 from lightsam.train import Recorder, first_ascent_radius, run
 
@@ -327,3 +327,29 @@ def test_the_first_ascents_radius_is_what_the_run_records(tmp_path):
         assert first_ascent_radius(cfg) == run(cfg, tmp_path)["perturbation_norm_first"]
     with pytest.raises(ValueError, match="sgd is not sharpness-aware"):
         first_ascent_radius(config(optimizer={"name": "sgd", "lr": 0.1}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_size": 3501}, "batch_size 3501 is larger than the training split: 3500 images"),
+        ({"val_size": 4000}, "val_size 4000 leaves no training images: mnist5k has 4000"),
+        ({"probe_size": 4000}, "probe_size 4000 is larger than the training split"),
+    ],
+)
+def test_a_run_that_cannot_fit_its_data_fails_before_its_directory_exists(
+    tmp_path, changes, message
+):
+    bad = config(**changes)
+    with pytest.raises(ConfigError, match=message):
+        run(bad, tmp_path)
+    assert not (tmp_path / bad.run_id()).exists()
+    _, splits = load_splits("mnist5k", data_dir=tmp_path, val_size=500, split_seed=0)
+    assert len(splits["train"]) + len(splits["val"]) == TRAIN_POOL_SIZES["mnist5k"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")
+def test_a_cuda_run_without_a_gpu_fails_before_its_directory_exists(tmp_path):
+    with pytest.raises(ConfigError, match="torch sees no CUDA device here"):
+        run(config(), tmp_path, Runtime(device="cuda"))
+    assert not any(tmp_path.iterdir())
