@@ -56,6 +56,7 @@ def load_profile(name_or_path: str):
 
 def sweep_command(args: argparse.Namespace) -> None:
     sweep, out = sweep_and_store(args)
+    profile = load_profile(args.profile) if args.executor == "slurm" else None
     if args.dry_run:
         plan = sweep.plan()
         state = launch.store_state(plan, out)
@@ -71,7 +72,6 @@ def sweep_command(args: argparse.Namespace) -> None:
                 f"seed={seed:<3} {run_id}  {where}"
             )
         return
-    profile = load_profile(args.profile) if args.executor == "slurm" else None
     try:
         launch.launch_sweep(
             sweep,

@@ -252,7 +252,10 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
+def build_dataclass(cls: type, data: Any, path: str) -> Any:
+    """A ``cls`` from the mapping ``data``, each value checked against its field's type (nested
+    dataclasses built the same way), or a ConfigError naming the field (``path.field``); an
+    unknown key is an error."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path or 'the spec'} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -271,7 +274,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
                 raise ConfigError(f"missing required key {key}")
             continue
         if dataclasses.is_dataclass(hints[name]):
-            values[name] = _build(hints[name], data[name], key)
+            values[name] = build_dataclass(hints[name], data[name], key)
         else:
             values[name] = _check_type(key, data[name], hints[name])
     return cls(**values)
@@ -423,7 +426,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         for f in dataclasses.fields(Config):
             if "legacy" in f.metadata and f.name not in data:
                 data[f.name] = f.metadata["legacy"]
-    return validate(_build(Config, data, ""), stored=stored)
+    return validate(build_dataclass(Config, data, ""), stored=stored)
 
 
 RUNTIME_KEYS = frozenset(f.name for f in dataclasses.fields(Runtime))

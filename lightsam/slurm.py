@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import submitit
 import torch
 
 from lightsam import store
-from lightsam.config import Config, ConfigError, Runtime, read_yaml
+from lightsam.config import Config, ConfigError, Runtime, build_dataclass, read_yaml
 from lightsam.launch import run_one
 
 # States after which a job will not run again (squeue lists them only for MinJobAge seconds).
@@ -110,18 +110,30 @@ class Profile:
         return {k: v for k, v in parameters.items() if v is not None and v != [] and v != {}}
 
 
+# The profile's counts, with their least valid value.
+PROFILE_MINIMA = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1,
+                  "timeout_min": 1, "array_parallelism": 1, "max_array_size": 1,
+                  "signal_delay_s": 0}  # fmt: skip
+
+
 def load_profile(path: Path) -> Profile:
-    """The profile in the YAML file ``path``."""
+    """The profile in the YAML file ``path``, every value checked (its type, its range, no
+    unknown key; ``setup`` a list of lines), or a ConfigError naming the key."""
     data = read_yaml(path, "SLURM profile")
-    valid = {f.name for f in fields(Profile)}
-    unknown = sorted(set(data) - valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} in {path}; valid: {', '.join(sorted(valid))}"
-        )
-    if "setup" in data:
-        data["setup"] = tuple(data["setup"] or ())
-    return Profile(**data)
+    if data.get("setup") is None:
+        data.pop("setup", None)
+    try:
+        profile = build_dataclass(Profile, data, "")
+    except ConfigError as error:
+        raise ConfigError(f"SLURM profile {path}: {error}") from error
+    for name, minimum in PROFILE_MINIMA.items():
+        if getattr(profile, name) < minimum:
+            raise ConfigError(
+                f"SLURM profile {path}: {name} must be >= {minimum}, got {getattr(profile, name)}"
+            )
+    if profile.mem_gb is not None and not profile.mem_gb > 0:
+        raise ConfigError(f"SLURM profile {path}: mem_gb must be > 0 or null, got {profile.mem_gb}")
+    return profile
 
 
 def _command(*args: str) -> subprocess.CompletedProcess | None:

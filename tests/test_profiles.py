@@ -1,0 +1,48 @@
+"""SLURM profiles are checked when they are read, before anything is submitted (no cluster
+needed here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lightsam.cli import main
+from lightsam.config import ConfigError
+from lightsam.slurm import load_profile
+
+PROFILES = sorted((Path(__file__).parents[1] / "slurm" / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=[p.stem for p in PROFILES])
+def test_every_shipped_profile_reads(path):
+    profile = load_profile(path)
+    assert all(isinstance(line, str) for line in profile.setup)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("setup: module load cuda\n", "setup must be a list, got 'module load cuda'"),
+        ("setup: [module load cuda, 3]\n", "setup"),
+        ("mem_gb: lots\n", "mem_gb must be float, got 'lots'"),
+        ("mem_gb: 0\n", "mem_gb must be > 0 or null"),
+        ("cpus_per_task: 0\n", "cpus_per_task must be >= 1, got 0"),
+        ("nodes: 1.5\n", "nodes must be int"),
+        ("partion: gpu\n", "unknown key.*partion.*valid keys: partition"),
+        ("timeout_min: 60\ntimeout_min: 90\n", "'timeout_min' a second time"),
+    ],
+)
+def test_a_bad_profile_is_refused_naming_the_key(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_profile(tmp_path / "bad.yaml")
+
+
+def test_a_dry_run_with_a_profile_that_does_not_exist_says_so(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "smoke", "--executor", "slurm", "--profile", "nowhere", "--dry-run",
+              "--out", str(tmp_path / "out")])  # fmt: skip
+    message = f"{stop.value.code}{capsys.readouterr().err}"
+    assert "nowhere" in message and "runs to launch" not in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
