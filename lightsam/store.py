@@ -60,18 +60,42 @@ COMPLETE = ("ok", "diverged")
 # -- files ----------------------------------------------------------------------------------------
 
 
+# An atomic write goes through ".<name>.tmp-<random>" beside its file; one a killed process left
+# behind is removed when its run starts again (remove_interrupted_writes).
+TEMP_MARK = ".tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Any) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, synced, then renamed over
+    it; with the permissions of a plain ``open`` (0666 less the umask, so that a lab's group can
+    read a store), where ``mkstemp`` alone would leave 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_interrupted_writes(run_dir: Path) -> list[Path]:
+    """Remove the temporary files of atomic writes that a killed process left in ``run_dir``
+    (a checkpoint's is the size of the model); call it holding the run's lock. Returns them."""
+    stale = sorted(run_dir.glob(f".*{TEMP_MARK}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_text(path: Path, text: str) -> None:

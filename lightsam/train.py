@@ -604,6 +604,7 @@ def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, An
             return complete
         if is_main():
             store.clear_error(run_dir)
+            store.remove_interrupted_writes(run_dir)
         try:
             result = train(config, run_dir, runtime, env)
         except Exception as error:

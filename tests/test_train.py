@@ -353,3 +353,26 @@ def test_a_cuda_run_without_a_gpu_fails_before_its_directory_exists(tmp_path):
     with pytest.raises(ConfigError, match="torch sees no CUDA device here"):
         run(config(), tmp_path, Runtime(device="cuda"))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_killed_atomic_write_leaves_nothing_once_the_run_starts_again(tmp_path):
+    cfg = config()
+    run_dir = tmp_path / cfg.run_id()
+    run_dir.mkdir()
+    stale = run_dir / f".checkpoint.pt{store.TEMP_MARK}k1ll3d"
+    stale.write_bytes(b"\0" * 4096)  # what a kill -9 during a checkpoint write leaves
+    assert run(cfg, tmp_path)["status"] == "ok"
+    assert not stale.exists()
+    assert not list(run_dir.glob(f".*{store.TEMP_MARK}*"))
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_store_files_honour_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        store.write_json(tmp_path / "result.json", {"status": "ok"})
+        store.save_checkpoint(tmp_path, {"epoch": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == mode
