@@ -177,13 +177,16 @@ def _best(losses: pd.Series) -> float:
 
 def lr_windows(cells: pd.DataFrame, factor: float = FACTOR) -> pd.DataFrame:
     """Per arm, radius level and budget (epoch): the lr window, the :func:`window` in
-    log10(lr) of the cells' losses against the arm's best at that level and budget, its
-    ``width`` in decades, its qualifying ``points`` of ``grid_lrs``, its ends ``lr_low`` and
-    ``lr_high``; ``gradient_epochs``, the budget in epochs of one gradient a step (twice the
-    epochs for a sharpness-aware arm), which pairs a base at 2e with a method at e."""
+    log10(lr) of the cells' losses at that level against the arm's best at that budget over
+    all its radii (a radius at which nothing trains has no window, rather than one as wide as
+    the grid around its least bad cell), its ``width`` in decades, its qualifying ``points`` of
+    ``grid_lrs``, its ends ``lr_low`` and ``lr_high``; ``gradient_epochs``, the budget in
+    epochs of one gradient a step (twice the epochs for a sharpness-aware arm), which pairs a
+    base at 2e with a method at e."""
+    bests = cells.groupby([ARM, "epoch"])["probe_loss"].agg(_best)
     rows = []
     for (arm, level, epoch), at in cells.groupby([ARM, "level", "epoch"], dropna=False):
-        best = _best(at["probe_loss"])
+        best = bests[(arm, epoch)]
         width, points, low, high = window(np.log10(at["lr"]), at["probe_loss"], best, factor)
         gradient_epochs = epoch * (2 if at["rho"].notna().any() else 1)
         rows.append([arm, at["optimizer"].iloc[0], level, epoch, gradient_epochs, best, width,
@@ -590,7 +593,7 @@ def window_sentences(t: StudyTables) -> list[str]:
     out = [
         f"Learning-rate windows: the range of lr, in decades, over which the training-subset "
         f"loss after a budget of epochs is within {t.factor:g}x of the arm's best at that budget "
-        f"and radius, log-loss interpolated between the grid's {_grid(t)} and never beyond a "
+        f"(over all its radii), log-loss interpolated between the grid's {_grid(t)} and never beyond a "
         f"diverged or missing run. {_seeds(t).capitalize()} a cell: a window is known to about "
         f"a grid step, and two differ only by {WIDER:g} decade or more."
     ]

@@ -521,3 +521,19 @@ def test_absent_stores_skip_what_needs_them(stores, tmp_path):
     assert not alone.recovery and "was not measured" in alone.statement[-1]
     no_grid = study.study_findings(tmp_path / "absent", confirm, None)
     assert not no_grid.windows and no_grid.generalisation and not no_grid.near_best
+
+
+def test_a_radius_where_nothing_trains_has_no_window():
+    """Each level's window is measured against the arm's best over all its radii: at a radius
+    where every lr stalls near the initial loss, nothing is within the factor."""
+    lrs = [1e-3, 1e-2, 1e-1]
+    cells = pd.DataFrame(
+        [{"arm": "sgd_sam", "optimizer": "sgd_sam", "lr": lr, "rho": rho, "epochs": 2,
+          "epoch": 2, "level": level, "probe_loss": loss}
+         for level, rho, losses in ((0, 0.01, [1.0, 0.1, 1.0]), (1, 1.0, [2.3, 2.2, 2.3]))
+         for lr, loss in zip(lrs, losses, strict=True)]
+    )  # fmt: skip
+    w = study.lr_windows(cells)
+    trains, stalls = (w[w["level"].eq(level)].iloc[0] for level in (0, 1))
+    assert trains["points"] == 1 and trains["best_loss"] == stalls["best_loss"] == 0.1
+    assert stalls["points"] == 0 and stalls["width"] == 0.0
