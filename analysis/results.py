@@ -55,8 +55,9 @@ CELL = [ARM, "lr", "rho"]
 CONFIG_COLUMNS = ["optimizer", "lr", "rho", "seed", "dataset", "model", "epochs", "batch_size"]
 # What it gave, from its result.
 NUMBERS = [
-    "num_classes", "val_acc", "best_val_acc", "test_acc", "test_loss", "final_train_loss",
-    "epochs_completed", "diverged_epoch", "wall_s", "perturbation_norm", "relative_perturbation",
+    "num_classes", "val_acc", "best_val_acc", "test_acc", "test_loss", "test_ce",
+    "final_train_loss", "epochs_completed", "diverged_epoch", "wall_s", "perturbation_norm",
+    "relative_perturbation",
     "perturbation_norm_first", "probe_loss_initial", "probe_grad_norm_initial", "stopping_loss",
 ]  # fmt: skip
 RESULT_COLUMNS = ["status", *NUMBERS, "error"]

@@ -593,9 +593,9 @@ def window_sentences(t: StudyTables) -> list[str]:
     out = [
         f"Learning-rate windows: the range of lr, in decades, over which the training-subset "
         f"loss after a budget of epochs is within {t.factor:g}x of the arm's best at that budget "
-        f"(over all its radii), log-loss interpolated between the grid's {_grid(t)} and never beyond a "
-        f"diverged or missing run. {_seeds(t).capitalize()} a cell: a window is known to about "
-        f"a grid step, and two differ only by {WIDER:g} decade or more."
+        f"(over all its radii), log-loss interpolated between the grid's {_grid(t)} and never "
+        f"beyond a diverged or missing run. {_seeds(t).capitalize()} a cell: a window is known "
+        f"to about a grid step, and two differ only by {WIDER:g} decade or more."
     ]
     radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
     for level in sorted(w["level"].dropna().unique()):

@@ -201,8 +201,11 @@ def lr_factor(config: Config, steps_per_epoch: int):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Any, loss_fn, device, autocast_dtype) -> dict[str, float]:
+    """``loss``: the training objective (``loss_fn``, with the spec's label smoothing); ``ce``:
+    plain cross-entropy, comparable across specs; ``acc``: top-1 accuracy."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    ce_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     count = 0
     for x, y in loader:
@@ -210,9 +213,14 @@ def evaluate(model: nn.Module, loader: Any, loss_fn, device, autocast_dtype) -> 
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(x)
             loss_sum += loss_fn(logits, y).double() * len(y)
+        ce_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
-    return {"loss": loss_sum.item() / count, "acc": correct.item() / count}
+    return {
+        "loss": loss_sum.item() / count,
+        "ce": ce_sum.item() / count,
+        "acc": correct.item() / count,
+    }
 
 
 def probe(model: nn.Module, loader: Any, loss_fn, device, autocast_dtype) -> dict[str, float]:
@@ -528,7 +536,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             row.update(zip(PERTURBATION, (perturbation / steps_per_epoch).tolist(), strict=True))
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             val = evaluate(module, loaders["val"], loss_fn, device, autocast_dtype)
-            row.update(val_loss=val["loss"], val_acc=val["acc"])
+            row.update(val_loss=val["loss"], val_ce=val["ce"], val_acc=val["acc"])
         if "probe" in loaders:
             row.update(probe(module, loaders["probe"], loss_fn, device, autocast_dtype))
         wall_s += time.perf_counter() - started
@@ -562,6 +570,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         "best_val_acc": max((r["val_acc"] for r in history if "val_acc" in r), default=None),
         "test_acc": None,
         "test_loss": None,
+        "test_ce": None,
         "final_train_loss": last.get("train_loss"),
         "wall_s": wall_s,
         "world_size": env.world_size,
@@ -571,7 +580,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     if status == "ok":
         # The test set is read once, here, at the end.
         test = evaluate(module, loaders["test"], loss_fn, device, autocast_dtype)
-        result.update(test_acc=test["acc"], test_loss=test["loss"])
+        result.update(test_acc=test["acc"], test_loss=test["loss"], test_ce=test["ce"])
     record.end(result)
     return result
 

@@ -376,3 +376,14 @@ def test_store_files_honour_the_umask(tmp_path, umask, mode):
         os.umask(previous)
     assert (tmp_path / "result.json").stat().st_mode & 0o777 == mode
     assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == mode
+
+
+def test_validation_and_test_loss_are_also_reported_as_plain_cross_entropy(tmp_path):
+    smoothed = run(config(label_smoothing=0.1), tmp_path)
+    row = store.read_metrics(tmp_path / smoothed["run_id"])[-1]
+    # Label smoothing adds to the loss of a confident model; plain cross-entropy does not.
+    assert row["val_ce"] < row["val_loss"] and smoothed["test_ce"] < smoothed["test_loss"]
+    plain = run(config(), tmp_path)
+    plain_row = store.read_metrics(tmp_path / plain["run_id"])[-1]
+    assert plain_row["val_ce"] == pytest.approx(plain_row["val_loss"], rel=1e-6)
+    assert plain["test_ce"] == pytest.approx(plain["test_loss"], rel=1e-6)
