@@ -294,3 +294,38 @@ def test_an_empty_first_param_group_is_fine(name):
     opt = create_optimizer(name, groups, **HPARAMS[name])
     take_steps(model, opt, range(2))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+SHARPNESS_AWARE = [name for name in HPARAMS if OPTIMIZERS[name].sharpness_aware]
+
+
+@pytest.mark.parametrize("name", SHARPNESS_AWARE)
+def test_complex_parameters_are_refused_at_construction(name):
+    real = nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="takes real parameters; got a complex one of shape"):
+        create_optimizer(
+            name, [real, nn.Parameter(torch.zeros(2, dtype=torch.cfloat))], **HPARAMS[name]
+        )
+    opt = create_optimizer(name, [real], **HPARAMS[name])
+    with pytest.raises(ValueError, match="complex"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, dtype=torch.cdouble))]})
+
+
+@pytest.mark.parametrize("name", SHARPNESS_AWARE)
+def test_sparse_gradients_are_refused_naming_the_parameter(name):
+    embedding = nn.Embedding(10, 4, sparse=True)
+    opt = create_optimizer(name, embedding.parameters(), **HPARAMS[name])
+    embedding(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match=r"sparse gradients \(a parameter of shape \(10, 4\)\)"):
+        opt.first_step()
+
+
+def test_a_closure_that_computes_no_gradient_is_an_error():
+    model = make_model()
+    opt = create_optimizer("lightsam_i", model.parameters(), lr=0.1, rho=0.05)
+    x, y = batch(0)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match=r"the closure computed no gradient: .*backward\(\)"):
+        opt.step(lambda: nn.functional.cross_entropy(model(x), y))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert not opt.is_perturbed

@@ -141,6 +141,15 @@ class SharpnessAwareOptimizer(Optimizer):
         self.perturbation_norm: Tensor | None = None
         self.relative_perturbation: Tensor | None = None
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        for p in self.param_groups[-1]["params"]:
+            if p.is_complex():
+                raise ValueError(
+                    f"{type(self).__name__} takes real parameters; got a complex one of shape "
+                    f"{tuple(p.shape)} (view it as pairs of reals with torch.view_as_real)"
+                )
+
     # -- what subclasses implement ---------------------------------------------------------
 
     def _ascend(self) -> Tensor | None:
@@ -177,12 +186,21 @@ class SharpnessAwareOptimizer(Optimizer):
                 "Call second_step() after the second backward pass to restore and update them."
             )
         perturbed = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        self._dense(perturbed)
         if perturbed:
             torch._foreach_copy_(self.origins(perturbed), perturbed)
         self._ascent_norm = self._ascend()
         self._perturbed = perturbed
         if zero_grad:
             self.zero_grad()
+
+    def _dense(self, params: list[Tensor]) -> None:
+        for p in params:
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients (a parameter of "
+                    f"shape {tuple(p.shape)}); use a dense layer (nn.Embedding(sparse=False))"
+                )
 
     def _measure(self, perturbed: list[Tensor], origins: list[Tensor]) -> None:
         """Keep ``perturbation_norm = ||w_t - x_t||`` and ``relative_perturbation = ||w_t - x_t||
@@ -210,6 +228,7 @@ class SharpnessAwareOptimizer(Optimizer):
             self._measure(self._perturbed, origins)
             torch._foreach_copy_(self._perturbed, origins)
         self._perturbed = None
+        self._dense([p for g in self.param_groups for p in g["params"] if p.grad is not None])
         self._descend()
         # An LR scheduler warns when it is stepped before ``optimizer.step()``; the two halves
         # together are this optimizer's step, so mark it as taken the way ``step()`` does.
@@ -229,6 +248,11 @@ class SharpnessAwareOptimizer(Optimizer):
             )
         with torch.enable_grad():
             loss = closure()
+        if all(p.grad is None for g in self.param_groups for p in g["params"]):
+            raise RuntimeError(
+                "the closure computed no gradient: it must call loss.backward() (after clearing "
+                "the gradients) and return the loss"
+            )
         self.first_step(zero_grad=True)
         with torch.enable_grad():
             closure()
