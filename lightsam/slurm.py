@@ -68,6 +68,10 @@ class Profile:
     ``setup`` lines run in the job before Python starts (``module load cuda``, activating an
     environment); ``extra`` passes any other sbatch option (``{constraint: a100}``).
 
+    ``max_requeues``: how many times a run that reaches ``timeout_min`` is requeued to resume
+    from its checkpoint (submitit's ``max_num_timeout``, 3 by default there, which caps a run
+    at 4 x ``timeout_min``); a preempted run is requeued whatever this says.
+
     ``nodes`` x ``tasks_per_node`` processes train each run together, data-parallel: one task
     per GPU (``tasks_per_node`` = ``gpus_per_node``), ``cpus_per_task`` each. ``mem_gb`` is per
     node. With several tasks, srun ends them all as soon as one fails, rather than leaving the
@@ -86,6 +90,7 @@ class Profile:
     array_parallelism: int = 64
     max_array_size: int = 1000
     signal_delay_s: int = 120
+    max_requeues: int = 50
     setup: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -113,7 +118,7 @@ class Profile:
 # The profile's counts, with their least valid value.
 PROFILE_MINIMA = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1,
                   "timeout_min": 1, "array_parallelism": 1, "max_array_size": 1,
-                  "signal_delay_s": 0}  # fmt: skip
+                  "signal_delay_s": 0, "max_requeues": 0}  # fmt: skip
 
 
 def load_profile(path: Path) -> Profile:
@@ -160,7 +165,11 @@ def submit(
     array job and task in the store. Returns the array job ids without waiting for them."""
     out = out.resolve()
     runtime = dataclasses.replace(runtime, data_dir=runtime.data_dir.resolve(), progress=False)
-    executor = submitit.AutoExecutor(folder=store.submitit_folder(out) / "%j", cluster="slurm")
+    executor = submitit.AutoExecutor(
+        folder=store.submitit_folder(out) / "%j",
+        cluster="slurm",
+        slurm_max_num_timeout=profile.max_requeues,
+    )
     parameters = profile.submitit_parameters()
     if max_parallel:
         parameters["slurm_array_parallelism"] = max_parallel

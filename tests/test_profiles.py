@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from lightsam import slurm
 from lightsam.cli import main
-from lightsam.config import ConfigError
+from lightsam.config import ConfigError, Runtime
 from lightsam.slurm import load_profile
+from lightsam.sweep import load_sweep
 
-PROFILES = sorted((Path(__file__).parents[1] / "slurm" / "profiles").glob("*.yaml"))
+ROOT = Path(__file__).parents[1]
+PROFILES = sorted((ROOT / "slurm" / "profiles").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=[p.stem for p in PROFILES])
@@ -46,3 +49,30 @@ def test_a_dry_run_with_a_profile_that_does_not_exist_says_so(tmp_path, capsys):
     message = f"{stop.value.code}{capsys.readouterr().err}"
     assert "nowhere" in message and "runs to launch" not in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+class Submitted(Exception):
+    """Stops submit() at the executor, before anything reaches a scheduler."""
+
+
+def test_the_profile_sets_how_often_a_timed_out_run_is_requeued(tmp_path, monkeypatch):
+    seen = {}
+
+    class Executor:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def update_parameters(self, **parameters):
+            pass
+
+        def map_array(self, *args):
+            raise Submitted
+
+    monkeypatch.setattr(slurm.submitit, "AutoExecutor", Executor)
+    monkeypatch.setattr(slurm, "cluster_max_array_size", lambda: None)
+    (tmp_path / "long.yaml").write_text("timeout_min: 240\nmax_requeues: 80\n")
+    config = load_sweep(ROOT / "sweeps" / "smoke.yaml").runs[0]
+    for profile, requeues in ((load_profile(tmp_path / "long.yaml"), 80), (slurm.Profile(), 50)):
+        with pytest.raises(Submitted):
+            slurm.submit([config], tmp_path / "store", Runtime(), profile)
+        assert seen["slurm_max_num_timeout"] == requeues
