@@ -20,6 +20,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.resources
+import math
+import pickle
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
+from torchvision.datasets.utils import check_integrity
 
 from lightsam import distributed
 
@@ -195,6 +199,27 @@ def _torchvision_source(name: str, data_dir: Path) -> tuple[Path, list[str], str
     return data_dir / cifar.base_folder, files, manual
 
 
+def _damaged(name: str, path: Path) -> bool:
+    """Whether a dataset file is empty, or not what its format says: a CIFAR file against
+    torchvision's md5, an MNIST idx file against the size its header gives."""
+    size = path.stat().st_size
+    if size == 0:
+        return True
+    if name == "mnist":
+        with path.open("rb") as handle:
+            header = handle.read(4)
+            if len(header) < 4 or header[:3] != b"\0\0\x08" or not 1 <= header[3] <= 3:
+                return True
+            dims = handle.read(4 * header[3])
+        if len(dims) < 4 * header[3]:
+            return True
+        count = math.prod(struct.unpack(f">{header[3]}I", dims))
+        return size != 4 + 4 * header[3] + count
+    cifar = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    sums = dict(cifar.train_list + cifar.test_list) | {cifar.meta["filename"]: cifar.meta["md5"]}
+    return not check_integrity(str(path), sums[path.name])
+
+
 def _load_torchvision(
     name: str, data_dir: Path, *, download: bool
 ) -> tuple[ImageSplit, ImageSplit]:
@@ -213,16 +238,25 @@ def _load_torchvision(
             dataset_class(str(data_dir), train=is_train, download=download)
             for is_train in (True, False)
         )
-    except (RuntimeError, OSError) as error:
+    # torchvision reports a damaged file in many ways: a failed checksum (RuntimeError), a bad
+    # idx header (AssertionError), a truncated pickle (EOFError, UnpicklingError), ...
+    except (RuntimeError, OSError, AssertionError, ValueError, EOFError, pickle.UnpicklingError,
+            IndexError) as error:  # fmt: skip
         directory, files, manual = _torchvision_source(name, data_dir.resolve())
         missing = [f for f in files if not (directory / f).is_file()]
-        state = f"missing {', '.join(missing)}" if missing else "files present but corrupted"
+        damaged = [f for f in files if f not in missing and _damaged(name, directory / f)]
+        if missing:
+            state = f"missing {', '.join(missing)}"
+        elif damaged:
+            state = f"damaged: {', '.join(damaged)}; delete them and fetch them again"
+        else:
+            state = "files present but unreadable"
         action = "downloading failed" if download else "download=False"
         raise DatasetUnavailableError(
             f"dataset {name!r} is not available ({action}): torchvision expects the files "
             f"{', '.join(files)} in {directory}/ ({state}). Get them with download=True (the "
             f"--download option), which also verifies their checksums, or {manual}. "
-            f"torchvision said: {error}"
+            f"torchvision said: {type(error).__name__}: {error}"
         ) from error
     return _to_image_split(train.data, train.targets), _to_image_split(test.data, test.targets)
 

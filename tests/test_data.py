@@ -514,3 +514,44 @@ def test_imagefolder_missing_directory(tmp_path: Path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(DatasetUnavailableError, match=re.escape(f"{tmp_path.resolve() / 'val'}/")):
         load_imagefolder(tmp_path, val_size=1, split_seed=0, image_size=8)
+
+
+TRUNCATED_LABELS = b"\0\0\x08\x01\0\0\0\x14" + b"\1" * 5  # 20 labels announced, 5 there
+
+
+def _write_mnist(raw: Path) -> None:
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte", _random_images(60, (28, 28), 0))
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(60) % 10)
+    _write_idx(raw / "t10k-images-idx3-ubyte", _random_images(20, (28, 28), 1))
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(20) % 10)
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ({"train-images-idx3-ubyte": b""}, ["train-images-idx3-ubyte"]),
+        ({"t10k-labels-idx1-ubyte": TRUNCATED_LABELS}, ["t10k-labels-idx1-ubyte"]),
+        ({"train-labels-idx1-ubyte": b"not an idx file", "t10k-images-idx3-ubyte": b""},
+         ["train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"]),
+    ],
+)  # fmt: skip
+def test_damaged_mnist_files_are_named(tmp_path: Path, damage: dict[str, bytes], named: list[str]):
+    raw = tmp_path / "MNIST" / "raw"
+    _write_mnist(raw)
+    for name, content in damage.items():
+        (raw / name).write_bytes(content)
+    with pytest.raises(DatasetUnavailableError, match="damaged: ") as error:
+        load_splits("mnist", data_dir=tmp_path, val_size=12)
+    state = str(error.value).split("damaged: ")[1].split(";")[0]
+    assert sorted(state.split(", ")) == sorted(named)
+    assert "--download" in str(error.value)
+
+
+def test_a_damaged_cifar_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    _use_fixture_checksums(monkeypatch, torchvision.datasets.CIFAR10, folder)
+    (folder / "test_batch").write_bytes(b"")
+    with pytest.raises(DatasetUnavailableError, match="damaged: test_batch; delete them"):
+        load_splits("cifar10", data_dir=tmp_path, val_size=5)
