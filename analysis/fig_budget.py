@@ -154,7 +154,7 @@ def contrasts_figure(c: pd.DataFrame, out: Path) -> list[Path]:
     y = np.arange(len(c))[::-1]
     for yi, row in zip(y, c.itertuples(), strict=True):
         color = common.line_style(row.method)["color"]
-        marker = "o" if row.base_epochs == row.epochs else "s"
+        marker = {"equal epochs": "o", "equal gradient evaluations": "s"}.get(row.comparison, "D")
         ax.plot([100 * row.t_low, 100 * row.t_high], [yi, yi], color=color, linewidth=1.2)
         ax.plot(
             [100 * row.boot_low, 100 * row.boot_high],
@@ -181,12 +181,13 @@ def contrasts_figure(c: pd.DataFrame, out: Path) -> list[Path]:
         Line2D([], [], color="grey", linewidth=5, alpha=0.5, label="bootstrap 95% CI"),
         common.marker_handle("o", "base at equal epochs"),
         common.marker_handle("s", "base at 2× epochs (equal gradient evals)"),
+        common.marker_handle("D", "one change: only the ascent, or the descent"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
     epochs = " / ".join(f"{e:.0f}" for e in sorted(c["epochs"].unique()))
     ax.set_title(
-        "Test accuracy, sharpness-aware minus its base, at the cells selected on "
-        f"validation\n(paired by seed; each method at {epochs} epochs)"
+        "Test accuracy, sharpness-aware minus its base or its one-change control, at the cells "
+        f"selected on validation\n(paired by seed; each method at {epochs} epochs)"
     )
     return common.save(fig, out, "budget_contrasts")
 

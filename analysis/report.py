@@ -136,16 +136,19 @@ def what_was_run(collection: Collection) -> list[str]:
     if launches:
         wall = sum(launch["wall_s"] for launch in launches)
         cores = unique(pd.Series([launch["cores"] for launch in launches]))
-        stages = [
-            f"{minutes:.1f} for its {stage}"
+        stages = {
+            stage: minutes
             for stage in ("confirm", "recovery")
             if (minutes := stage_minutes(files.stage_store(collection.store, stage)))
-        ]
-        later = f"; and {', '.join(stages)}" if stages else ""
+        }
+        later = "".join(
+            f", {minutes:.1f} for its {stage} stage" for stage, minutes in stages.items()
+        )
+        total = f": {wall / 60 + sum(stages.values()):.1f} in all" if stages else ""
         lines.append(
-            f"- Wall time: {wall / 60:.1f} minutes for the runs ({len(launches)} launch(es), "
-            f"{cores} cores){later}; {runs['wall_s'].sum() / 60:.1f} minutes of training summed "
-            "over the grid's runs."
+            f"- Wall time: {wall / 60:.1f} minutes for the grid's runs ({len(launches)} "
+            f"launch(es), {cores} cores){later}{total}; {runs['wall_s'].sum() / 60:.1f} minutes "
+            "of training summed over the grid's runs."
         )
     return lines + outside_the_plan(collection)
 

@@ -537,3 +537,18 @@ def test_a_radius_where_nothing_trains_has_no_window():
     trains, stalls = (w[w["level"].eq(level)].iloc[0] for level in (0, 1))
     assert trains["points"] == 1 and trains["best_loss"] == stalls["best_loss"] == 0.1
     assert stalls["points"] == 0 and stalls["width"] == 0.0
+
+
+def test_one_change_contrasts_pair_each_arm_with_its_control(tables):
+    ascent = row(tables[True].contrasts, method="lightsam_i", comparison=study.ASCENT)
+    assert ascent["base"] == "adagrad_norm_sam" and ascent["epochs"] == ascent["base_epochs"] == E
+    assert (ascent["mean"], ascent["verdict"]) == (pytest.approx(0.0204), "higher")
+    worse = row(tables[False].contrasts, method="lightsam_i", comparison=study.ASCENT)
+    assert (worse["mean"], worse["verdict"]) == (pytest.approx(-0.03), "lower")
+    statement = " ".join(study.findings(tables[False]).statement)
+    assert (
+        "LightSAM-I minus SAM + AdaGrad-Norm (only the ascent differs): -3.00 points" in statement
+    )
+    assert "so 1 of the 1 single changes move it beyond seed noise" in statement
+    # The comparisons with the bases are not confused with the one-change ones.
+    assert "LightSAM-I scores lower than" not in statement
