@@ -74,8 +74,9 @@ def reproduce(
     profile: Any = None,
     max_parallel: int | None = None,
 ) -> None:
-    """Run ``preset``'s experiments into ``out``: ``out/theorem`` and ``out/<sweep>``
-    (``profile``: the ``slurm.Profile`` of a preset that submits to SLURM)."""
+    """Run ``preset``'s experiments into ``out``: ``out/theorem``, ``out/<sweep>`` and its
+    stages' stores beside it (``out/<sweep>_confirm``, ``out/<sweep>_recovery``);
+    ``profile``: the ``slurm.Profile`` of a preset that submits to SLURM."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
     chosen = PRESETS[preset]
