@@ -108,16 +108,17 @@ def test_local_launch_runs_everything_once_and_a_failure_does_not_stop_the_other
     configs = [
         small("sgd", 0.05),
         small("lightsam_i", 1.0),
-        small("sgd", 0.05, model="timm:no_such_model"),
+        small("sgd", 0.05, dataset="cifar10", model="resnet18"),  # its files are not there
     ]
-    counts = launch.launch_local(configs, tmp_path, Runtime(), max_parallel=2)
+    runtime = Runtime(data_dir=tmp_path / "no-data")
+    counts = launch.launch_local(configs, tmp_path / "store", runtime, max_parallel=2)
     assert counts == {"done": 2, "failed": 1}
-    failed = tmp_path / configs[2].run_id()
+    failed = tmp_path / "store" / configs[2].run_id()
     assert store.read_result(failed)["status"] == "failed"
-    assert "no_such_model" in (failed / "error.txt").read_text()
+    assert "DatasetUnavailableError" in (failed / "error.txt").read_text()
 
     plan = plan_of(configs)
-    state = launch.store_state(plan, tmp_path)
+    state = launch.store_state(plan, tmp_path / "store")
     assert launch.to_launch(state, retry_failed=False) == []
     assert launch.to_launch(state, retry_failed=True) == [configs[2].run_id()]
     counts = state.counts(plan)
