@@ -15,6 +15,7 @@ import dataclasses
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -110,8 +111,23 @@ def to_launch(state: StoreState, *, retry_failed: bool) -> list[str]:
 # -- local ----------------------------------------------------------------------------------------
 
 
-def _init_worker(threads: int) -> None:
+# How often (seconds) a worker checks that its launcher is still there.
+PARENT_POLL_S = 0.5
+
+
+def _init_worker(threads: int, launcher: int) -> None:
     torch.set_num_threads(threads)
+    threading.Thread(target=_stop_without, args=(launcher,), daemon=True).start()
+
+
+def _stop_without(launcher: int) -> None:
+    """End this worker once its launcher is gone (killed, by any signal, kill -9 included: no
+    handler in the launcher could cover that), so that no orphan goes on training unseen. Its
+    run is left incomplete, with its lock released and its last checkpoint, and resumes when
+    the sweep is launched again."""
+    while os.getppid() == launcher:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def available_cores() -> int:
@@ -133,7 +149,7 @@ def launch_local(
         max_workers=max_parallel,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(threads,),
+        initargs=(threads, os.getpid()),
     ) as pool:
         futures = [pool.submit(run_one, c.to_dict(), str(out), runtime) for c in configs]
         bar = tqdm(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -325,3 +327,30 @@ def test_the_ablation_arms_sweep_like_any_optimizer(tmp_path):
     assert sweep.notes == (
         "optimizer.hparams.momentum=0.9 reaches lightsam_i_sgd, sgd_sam_decay; not adam_sam",
     )
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_launcher_leaves_no_worker_training(tmp_path, signal_number):
+    sweep = write_sweep(tmp_path / "long.yaml", "  sgd: {lr: [0.05]}\n")
+    sweep.write_text(sweep.read_text().replace("epochs: 1", "epochs: 30").replace("[0, 1]", "[0]"))
+    out = tmp_path / "store"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "lightsam", "sweep", str(sweep), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    (run_id,) = load_sweep(sweep).plan().runs
+    run_dir = out / run_id
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # an epoch done: the worker is training
+    assert store.is_running(run_dir)
+    launcher.send_signal(signal_number)
+    launcher.wait(timeout=30)
+    deadline = time.monotonic() + 10 * launch.PARENT_POLL_S + 10
+    while store.is_running(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not store.is_running(run_dir)  # the worker let go of the run: it has stopped
+    epochs = len(store.read_metrics(run_dir))
+    time.sleep(4)
+    assert len(store.read_metrics(run_dir)) == epochs < 30 and store.read_result(run_dir) is None
