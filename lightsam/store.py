@@ -318,6 +318,11 @@ class RunLocked(RuntimeError):
     """Another process is training this run."""
 
 
+class LocksUnsupported(OSError):
+    """The store's filesystem refuses ``flock`` (some NFS and FUSE mounts), so lightsam cannot
+    keep two launches from training one run."""
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path, wait_s: float = 1.0) -> Iterator[None]:
     """Hold the run's lock for the block, or raise RunLocked if another process holds it: two
@@ -337,6 +342,15 @@ def exclusive(run_dir: Path, wait_s: float = 1.0) -> Iterator[None]:
                 os.close(fd)
                 raise RunLocked(f"run {run_dir.name} is being trained by another process") from None
             time.sleep(0.05)
+        except OSError as error:  # ENOLCK, EOPNOTSUPP, ...: the filesystem has no flock
+            os.close(fd)
+            raise LocksUnsupported(
+                error.errno,
+                f"the filesystem of {run_dir.parent} does not support file locks (flock: "
+                f"{error.strerror}), which keep two launches from training one run; put the "
+                "store on a local disk or a filesystem with locking (--out), e.g. NFS mounted "
+                "with local_lock=flock or lock support",
+            ) from error
     try:
         yield
     finally:

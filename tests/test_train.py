@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -387,3 +388,13 @@ def test_validation_and_test_loss_are_also_reported_as_plain_cross_entropy(tmp_p
     plain_row = store.read_metrics(tmp_path / plain["run_id"])[-1]
     assert plain_row["val_ce"] == pytest.approx(plain_row["val_loss"], rel=1e-6)
     assert plain["test_ce"] == pytest.approx(plain["test_loss"], rel=1e-6)
+
+
+def test_a_store_on_a_filesystem_without_locks_is_refused_saying_what_to_do(tmp_path, monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(store.fcntl, "flock", no_locks)
+    with pytest.raises(store.LocksUnsupported, match=r"does not support file locks .*--out"):
+        run(config(), tmp_path)
+    assert not (tmp_path / config().run_id() / "result.json").exists()
