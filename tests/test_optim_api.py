@@ -99,6 +99,71 @@ def test_sam_checkpoint_carries_the_base_optimizers_momentum():
     assert fresh.base_optimizer.param_groups is fresh.param_groups
 
 
+OURS = [name for name, entry in OPTIMIZERS.items() if entry.cls.__module__.startswith("lightsam")]
+
+
+def trained_state(name: str) -> dict:
+    model = make_model()
+    opt = create_optimizer(name, model.parameters(), **HPARAMS[name])
+    take_steps(model, opt, range(2))
+    return opt.state_dict()
+
+
+def untagged(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k != lightsam.optim.base.IDENTITY_KEY}
+
+
+@pytest.mark.parametrize("target", OURS)
+def test_a_state_dict_of_another_optimizer_or_variant_is_refused_naming_both(target):
+    identity = create_optimizer(target, make_model().parameters(), **HPARAMS[target]).identity
+    for source in HPARAMS:
+        if source == target:
+            continue
+        opt = create_optimizer(target, make_model().parameters(), **HPARAMS[target])
+        with pytest.raises(ValueError, match="cannot be loaded into") as error:
+            opt.load_state_dict(trained_state(source))
+        assert identity in str(error.value)
+        if source in OURS:
+            assert trained_state(source)[lightsam.optim.base.IDENTITY_KEY] in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "named"),
+    [
+        ("lightsam_iii", "lightsam_ii", "another variant"),
+        ("lightsam_ii", "lightsam_i", "another variant"),
+        ("lightsam_i", "lightsam_iii", "another variant"),
+        ("adam", "lightsam_iii", "torch.optim.Adam"),
+        ("sgd", "sgd_sam", "torch.optim.SGD"),
+        ("sgd_sam", "lightsam_i", "another optimizer"),
+        ("adagrad", "adagrad_norm", "torch.optim.Adagrad"),
+    ],
+)
+def test_an_untagged_state_dict_of_another_optimizer_is_refused_by_its_contents(
+    source, target, named
+):
+    opt = create_optimizer(target, make_model().parameters(), **HPARAMS[target])
+    with pytest.raises(ValueError, match=named):
+        opt.load_state_dict(untagged(trained_state(source)))
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_an_untagged_state_dict_of_the_same_optimizer_still_resumes_exactly(name):
+    """Checkpoints written before state dicts were tagged keep resuming."""
+    straight = make_model()
+    opt = create_optimizer(name, straight.parameters(), **HPARAMS[name])
+    take_steps(straight, opt, range(4))
+    resumed = make_model()
+    opt = create_optimizer(name, resumed.parameters(), **HPARAMS[name])
+    take_steps(resumed, opt, range(2))
+    saved = untagged(opt.state_dict())
+    opt = create_optimizer(name, resumed.parameters(), **HPARAMS[name])
+    opt.load_state_dict(saved)
+    take_steps(resumed, opt, range(2, 4))
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def two_step(model: nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
     x, y = batch(step)
     nn.functional.cross_entropy(model(x), y).backward()

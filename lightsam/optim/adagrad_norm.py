@@ -11,11 +11,13 @@ from torch.optim import Optimizer
 
 from lightsam.optim import functional as F
 from lightsam.optim.base import (
+    check_loadable,
     check_non_negative,
     check_positive,
     decayed_grads,
     keep_saved_state_dtypes,
     resolve_foreach,
+    tag_state_dict,
 )
 from lightsam.optim.rules import accumulate_sq_norm
 
@@ -92,6 +94,15 @@ class AdaGradNorm(Optimizer):
             F.add_scaled_(params, grads, inv_root * -group["lr"], foreach=foreach)
         return loss
 
+    @property
+    def identity(self) -> str:
+        """What its state dicts are a state of (``SharpnessAwareOptimizer.identity``)."""
+        return "lightsam.AdaGradNorm"
+
+    def state_dict(self) -> dict[str, Any]:
+        return tag_state_dict(super().state_dict(), self.identity)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        check_loadable(self, self.identity, state_dict, frozenset({"sq_norm"}))
         super().load_state_dict(state_dict)
         keep_saved_state_dtypes(self, state_dict)

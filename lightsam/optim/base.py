@@ -66,6 +66,86 @@ def keep_saved_state_dtypes(optimizer: Optimizer, state_dict: dict[str, Any]) ->
                     optimizer.state[p][key] = value.to(device=p.device, copy=True)
 
 
+IDENTITY_KEY = "lightsam_optimizer"
+# Keys the group dicts gain outside the optimizer's constructor (an LR scheduler's initial_lr).
+ADDED_GROUP_KEYS = frozenset({"params", "initial_lr"})
+
+
+def class_name(cls: type) -> str:
+    """``torch.optim.Adam`` rather than ``torch.optim.adam.Adam`` where torch exports the class."""
+    for package in ("torch.optim", "lightsam"):
+        if cls.__module__.startswith(package + "."):
+            module = __import__(package, fromlist=[cls.__name__])
+            if getattr(module, cls.__name__, None) is cls:
+                return f"{package}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def tag_state_dict(saved: dict[str, Any], identity: str) -> dict[str, Any]:
+    """Name the optimizer that wrote ``saved``, so that loading it into another is refused."""
+    saved[IDENTITY_KEY] = identity
+    return saved
+
+
+def check_loadable(
+    optimizer: Optimizer,
+    identity: str,
+    state_dict: dict[str, Any],
+    state_keys: frozenset[str] | None = None,
+) -> None:
+    """Refuse a state dict written by another optimizer or variant, naming both: torch's
+    ``load_state_dict`` accepts any dict with the same number of groups and parameters, so
+    LightSAM-III's moments would silently become LightSAM-II's accumulators.
+
+    A tagged dict (``tag_state_dict``) must name ``identity``. An untagged one (written before
+    lightsam tagged its checkpoints, or by another library) must have this optimizer's group
+    hyperparameters exactly, and, where ``state_keys`` is given, no per-parameter statistic
+    outside it (the variants of one class share their hyperparameters, not their statistics).
+    """
+    saved_identity = state_dict.get(IDENTITY_KEY)
+    if saved_identity is not None:
+        if saved_identity != identity:
+            raise ValueError(
+                f"this state dict was saved by {saved_identity} and cannot be loaded into "
+                f"{identity}: their statistics mean different things; build the optimizer that "
+                "saved it, or start this one afresh"
+            )
+        return
+    own = {key for group in optimizer.param_groups for key in group} - ADDED_GROUP_KEYS
+    saved = {key for group in state_dict["param_groups"] for key in group} - ADDED_GROUP_KEYS
+    if saved != own:
+        raise ValueError(
+            f"this state dict was saved by {_guess_writer(saved)} and cannot be loaded into "
+            f"{identity}: its param groups have the hyperparameters {sorted(saved)}, "
+            f"not {sorted(own)}"
+        )
+    if state_keys is not None:
+        found = {key for state in state_dict["state"].values() for key in state}
+        if not found <= state_keys:
+            raise ValueError(
+                f"this state dict holds the statistics {sorted(found)}, which {identity} does "
+                f"not keep ({sorted(state_keys)}): it was saved by another variant"
+            )
+
+
+def _guess_writer(hyperparameters: set[str]) -> str:
+    """The ``torch.optim`` optimizer whose groups have exactly these hyperparameters, if one has;
+    this only words the error message."""
+    probe = [torch.zeros(1, requires_grad=True)]
+    matches = []
+    for name in sorted(torch.optim.__all__):
+        cls = getattr(torch.optim, name)
+        if not (isinstance(cls, type) and issubclass(cls, Optimizer)) or cls is Optimizer:
+            continue
+        try:
+            defaults = set(cls(probe).defaults)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if defaults == hyperparameters:
+            matches.append(f"torch.optim.{name}")
+    return " or ".join(matches) or "another optimizer"
+
+
 def resolve_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
     """``foreach=None`` picks the multi-tensor path when every tensor is on CUDA, as torch's own
     optimizers do: on CPU the per-tensor path writes into spare buffers instead of
@@ -266,14 +346,27 @@ class SharpnessAwareOptimizer(Optimizer):
 
     # -- checkpoints -----------------------------------------------------------------------
 
+    @property
+    def identity(self) -> str:
+        """What a state dict of this optimizer is a state of: the class and the constructor
+        arguments that change which statistics it keeps or what they mean (the variant, the
+        ascent rule, the descent optimizer). ``load_state_dict`` refuses any other's."""
+        return class_name(type(self))
+
+    def _state_keys(self) -> frozenset[str] | None:
+        """The per-parameter statistics this optimizer keeps, where known; the check of a state
+        dict written before lightsam tagged them (``check_loadable``)."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         if self._perturbed is not None:
             raise RuntimeError(
                 "state_dict() between first_step() and second_step(): the weights are perturbed. "
                 "Save after second_step()."
             )
-        return super().state_dict()
+        return tag_state_dict(super().state_dict(), self.identity)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        check_loadable(self, self.identity, state_dict, self._state_keys())
         super().load_state_dict(state_dict)
         keep_saved_state_dtypes(self, state_dict)

@@ -16,6 +16,13 @@ from lightsam.optim.base import (
 )
 from lightsam.optim.rules import VARIANTS
 
+# Each variant's per-parameter statistics, as ``rules.adaptive`` names them for its two halves.
+_STATISTICS = {"adagrad_norm": ("sq_norm",), "adagrad": ("sq",), "adam": ("sq", "avg", "step")}
+STATE_KEYS = {
+    variant: frozenset(f"{half}_{name}" for half in ("ascent", "descent") for name in names)
+    for variant, names in _STATISTICS.items()
+}
+
 
 class LightSAM(SharpnessAwareOptimizer):
     r"""LightSAM: sharpness-aware minimization with an adaptive ascent and an adaptive descent.
@@ -122,6 +129,13 @@ class LightSAM(SharpnessAwareOptimizer):
                 "statistics are global scalars; set eps on the optimizer"
             )
         super().add_param_group(param_group)
+
+    @property
+    def identity(self) -> str:
+        return f"lightsam.LightSAM(variant={self.variant!r})"
+
+    def _state_keys(self) -> frozenset[str]:
+        return STATE_KEYS[self.variant]
 
     def _ascend(self) -> Tensor | None:
         return rules.adaptive(

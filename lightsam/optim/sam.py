@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from lightsam.optim import rules
-from lightsam.optim.base import SharpnessAwareOptimizer, check_non_negative
+from lightsam.optim.base import SharpnessAwareOptimizer, check_non_negative, class_name
 
 
 def check_descent(name: str, descent: Any) -> None:
@@ -71,6 +71,7 @@ class SharpnessAware(SharpnessAwareOptimizer):
     ) -> None:
         check_descent("descent", descent)
         self.ascent = rules.ascent_rule(ascent)
+        self.ascent_name = ascent
         own = {k: kwargs.pop(k, default) for k, default in self.ascent.hyperparameters.items()}
         super().__init__(params, dict(rho=rho, **own, **kwargs))
         self.base_optimizer = descent(self.param_groups, **kwargs)
@@ -95,6 +96,11 @@ class SharpnessAware(SharpnessAwareOptimizer):
 
     def _descend(self) -> None:
         self.base_optimizer.step()
+
+    @property
+    def identity(self) -> str:
+        descent = class_name(type(self.base_optimizer))
+        return f"lightsam.SharpnessAware(descent={descent}, ascent={self.ascent_name!r})"
 
     def _indexed(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
@@ -190,3 +196,9 @@ class SAM(SharpnessAware):
             asam_eta=asam_eta,
             **base_kwargs,
         )
+
+    @property
+    def identity(self) -> str:
+        # SGD-SAM and ASAM differ only in ``adaptive``, which a loaded state dict would overwrite.
+        descent = class_name(type(self.base_optimizer))
+        return f"lightsam.SAM(base_optimizer={descent}, adaptive={self.defaults['adaptive']!r})"
