@@ -142,6 +142,12 @@ class Config:
     it is (BatchNorm aside): it is recorded in ``result.json`` and ``environment.json``, and a
     local-mode run refuses to resume with a different one. ``num_workers`` belongs to it too:
     ImageFolder workers draw the augmentations, seeded per worker.
+
+    ``deterministic`` runs with ``torch.use_deterministic_algorithms`` (and cuBLAS's fixed
+    workspace): on CUDA several kernels (convolution backward, scatter-add, some reductions)
+    otherwise add in a varying order, so neither a rerun nor a resumed run repeats the numbers;
+    an operation with no deterministic kernel then raises, naming itself. It is in the identity
+    since the kernels it picks compute other numbers; on CPU it changes nothing.
     """
 
     dataset: str
@@ -166,6 +172,7 @@ class Config:
     sync_batchnorm: bool = False
     num_workers: int = 4
     probe_size: int = field(default=0, metadata=added_later(0))
+    deterministic: bool = field(default=False, metadata=added_later(False))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as stored (``config.json``, the plan): every field, and the schema it was

@@ -585,6 +585,26 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     return result
 
 
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels while a run trains (``Config.deterministic``), the process's own
+    setting restored after. cuBLAS reads its workspace setting when it first starts, so it is
+    set before any CUDA work; a process that already used cuBLAS keeps its own, and torch then
+    raises at the first cuBLAS call that is not deterministic, which says what to do."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
+
+
 def preflight(config: Config, runtime: Runtime) -> None:
     """What would fail a run at once, checked before its directory exists: the data
     (``check_fits_the_data``) and a CUDA device asked for where there is none."""
@@ -615,7 +635,8 @@ def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, An
             store.clear_error(run_dir)
             store.remove_interrupted_writes(run_dir)
         try:
-            result = train(config, run_dir, runtime, env)
+            with deterministic_algorithms(config.deterministic):
+                result = train(config, run_dir, runtime, env)
         except Exception as error:
             if is_main():
                 store.write_error(run_dir, traceback.format_exc())

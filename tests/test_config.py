@@ -177,11 +177,12 @@ def test_every_field_is_in_the_identity_even_at_its_default():
     """All but those added later, which are in it away from their legacy value."""
     config = from_dict(BASE)
     later = {f.name for f in dataclasses.fields(Config) if "legacy" in f.metadata}
-    assert later == {"probe_size"}
+    assert later == {"probe_size", "deterministic"}
     assert (
         set(config.identity()) == {"schema"} | {f.name for f in dataclasses.fields(Config)} - later
     )
     assert "probe_size" in config.replace(probe_size=10).identity()
+    assert config.replace(deterministic=True).run_id() != config.run_id()
 
 
 @dataclasses.dataclass(frozen=True)

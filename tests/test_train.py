@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import lightsam.train
 from lightsam import store
 from lightsam.config import ConfigError, Runtime, from_dict
 from lightsam.data import TRAIN_POOL_SIZES, DatasetUnavailableError, TensorLoader, load_splits
@@ -105,6 +106,28 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
     assert first["test_acc"] == second["test_acc"]
     other_seed = run(config(epochs=2, seed=1), tmp_path / "c")
     assert other_seed["final_train_loss"] != first["final_train_loss"]
+
+
+def test_deterministic_runs_train_with_deterministic_kernels_and_restore_the_setting(
+    tmp_path, monkeypatch
+):
+    seen = []
+
+    def recording_train(*args, **kwargs):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return original(*args, **kwargs)
+
+    original = lightsam.train.train
+    monkeypatch.setattr(lightsam.train, "train", recording_train)
+    plain = run(config(), tmp_path)
+    deterministic = run(config(deterministic=True), tmp_path)
+    assert seen == [False, True]
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert deterministic["run_id"] != plain["run_id"]
+    rows = [
+        store.read_jsonl(tmp_path / r["run_id"] / "metrics.jsonl") for r in (plain, deterministic)
+    ]
+    assert without_times(rows[0]) == without_times(rows[1])  # on CPU it changes no number
 
 
 def test_a_complete_run_is_not_trained_again(tmp_path):
