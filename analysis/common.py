@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
 from analysis.results import ARM, Collection, collect
+from lightsam import store as files
 
 STYLE = {
     "font.size": 14,
@@ -286,11 +288,14 @@ def styled(make: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
 
 
 def save(fig: Figure, out: Path, name: str) -> list[Path]:
-    """Write ``out/name.png`` (200 dpi) and ``out/name.pdf``; returns both paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``out/name.png`` (200 dpi) and ``out/name.pdf``, each whole or not at all (a
+    figure the README shows is never left half-written); returns both paths."""
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1], metadata={"CreationDate": None})  # byte-identical reruns
+    options = [{"dpi": 200}, {"metadata": {"CreationDate": None}}]  # byte-identical reruns
+    for path, option in zip(paths, options, strict=True):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], **option)
+        files.write_bytes(path, buffer.getvalue())
     return paths
 
 

@@ -250,9 +250,8 @@ def read_metrics(store: Path, run_ids: Iterable[str]) -> pd.DataFrame:
 
 def write_csv(frame: pd.DataFrame, out: Path, name: str) -> Path:
     """Write ``frame`` to ``out/name.csv`` (beside the figures) and return the path."""
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.csv"
-    frame.to_csv(path, index=False)
+    files.write_text(path, frame.to_csv(index=False))
     return path
 
 

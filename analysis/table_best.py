@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis import common
 from analysis.results import NEAR, Collection, aggregate, best_settings, write_csv
+from lightsam import store as files
 
 HEADER = ["optimizer", "lr", "rho", "test acc. (%) (n)", "median (%)", "worst (%)",
           f"within {100 * NEAR:.0f} pt", "diverged", "failed", "missing"]  # fmt: skip
@@ -92,9 +93,8 @@ def latex(best: pd.DataFrame) -> str:
 def make(collection: Collection, out: Path) -> list[Path]:
     agg = aggregate(collection.runs, collection.missing)
     best = best_settings(agg)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "best.md").write_text(markdown(best))
-    (out / "best.tex").write_text(latex(best))
+    files.write_text(out / "best.md", markdown(best))
+    files.write_text(out / "best.tex", latex(best))
     return [
         out / "best.md",
         out / "best.tex",

@@ -333,4 +333,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    try:
+        args.handler(args)
+    except store.WriteFailed as error:  # a full disk, a read-only directory: one line, no trace
+        raise SystemExit(f"lightsam {args.command}: {error}") from error

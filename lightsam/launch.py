@@ -158,8 +158,10 @@ def launch_local(
         for future in bar:
             try:
                 counts[future.result()] += 1
-            except Exception:  # the run directory holds the traceback; the others go on
+            except Exception as error:  # the run directory holds the traceback; the others go on
                 counts["failed"] += 1
+                if isinstance(error, store.WriteFailed):  # then it may hold nothing
+                    tqdm.write(str(error), file=sys.stderr)
             bar.set_postfix(counts)
     return counts
 

@@ -71,21 +71,32 @@ def _umask() -> int:
     return mask
 
 
+class WriteFailed(OSError):
+    """A file could not be written (a full disk, a read-only directory, a quota): the message
+    names the file and the reason, and the file is as it was before."""
+
+
 def _atomic(path: Path, write: Any) -> None:
     """Write ``path`` whole or not at all: a temporary file beside it, synced, then renamed over
     it; with the permissions of a plain ``open`` (0666 less the umask, so that a lab's group can
-    read a store), where ``mkstemp`` alone would leave 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
+    read a store), where ``mkstemp`` alone would leave 0600. An ``OSError`` becomes
+    ``WriteFailed`` naming ``path``."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteFailed):
+            reason = error.strerror or str(error)
+            raise WriteFailed(f"could not write {path}: {reason}") from error
         raise
 
 
@@ -98,8 +109,12 @@ def remove_interrupted_writes(run_dir: Path) -> list[Path]:
     return stale
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, lambda handle: handle.write(data))
+
+
 def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda handle: handle.write(text.encode()))
+    write_bytes(path, text.encode())
 
 
 def write_json(path: Path, data: Any) -> None:

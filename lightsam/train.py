@@ -639,8 +639,11 @@ def run(config: Config, out: Path, runtime: Runtime = Runtime()) -> dict[str, An
                 result = train(config, run_dir, runtime, env)
         except Exception as error:
             if is_main():
-                store.write_error(run_dir, traceback.format_exc())
-                failure = f"{type(error).__name__}: {error}"
-                store.write_result(run_dir, {**result_header(config, "failed"), "error": failure})
+                # On a full disk these fail too; the error being raised is the one to report.
+                with contextlib.suppress(store.WriteFailed):
+                    store.write_error(run_dir, traceback.format_exc())
+                    failure = f"{type(error).__name__}: {error}"
+                    result = {**result_header(config, "failed"), "error": failure}
+                    store.write_result(run_dir, result)
             raise
         return from_main(result)

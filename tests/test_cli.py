@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
+from analysis import report
+from lightsam import store
 from lightsam.cli import main
 from lightsam.optim import OPTIMIZERS
 
@@ -38,3 +43,54 @@ def test_max_parallel_below_one_is_refused_before_anything_runs(command, value, 
     assert stop.value.code == 2
     assert f"--max-parallel: must be an integer >= 1, got '{value}'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
+def one_line(stop: pytest.ExceptionInfo) -> str:
+    message = str(stop.value.code)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+RUN = ["run", "mnist5k_lenet", "--set", "epochs=1", "--device", "cpu"]
+
+
+def test_a_full_disk_stops_a_run_with_one_line_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", no_space)  # the checkpoint at the end of the epoch
+    with pytest.raises(SystemExit) as stop:
+        main([*RUN, "--out", str(tmp_path)])
+    message = one_line(stop)
+    assert message.startswith("lightsam run: could not write ")
+    assert "checkpoint.pt: No space left on device" in message
+    (run_dir,) = tmp_path.iterdir()
+    assert not list(run_dir.glob(f".*{store.TEMP_MARK}*"))
+    assert not (run_dir / store.CHECKPOINT).exists()
+    assert store.read_result(run_dir)["status"] == "failed"  # whole, where the disk allows it
+
+
+def test_a_read_only_output_directory_stops_a_run_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(store.tempfile, "mkstemp", read_only)
+    with pytest.raises(SystemExit) as stop:
+        main([*RUN, "--out", str(tmp_path)])
+    message = one_line(stop)
+    assert "config.json: Read-only file system" in message
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / store.RESULT).exists()
+
+
+def test_a_failed_rewrite_leaves_the_readme_as_it_was(tmp_path, monkeypatch):
+    readme = tmp_path / "README.md"
+    before = f"# title\n\n{report.README_START}\nold results\n{report.README_END}\n\nthe rest\n"
+    readme.write_text(before)
+    monkeypatch.setattr(store.os, "fsync", no_space)  # the disk fills while the file is written
+    with pytest.raises(store.WriteFailed, match=r"README\.md: No space left on device"):
+        report.rewrite_readme(readme, "new results")
+    assert readme.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
