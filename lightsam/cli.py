@@ -335,5 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except store.WriteFailed as error:  # a full disk, a read-only directory: one line, no trace
+    # A spec the data cannot serve (found when a run or a sweep starts), a full disk, a
+    # read-only directory: one line naming the field or the file, no traceback.
+    except (ConfigError, store.WriteFailed) as error:
         raise SystemExit(f"lightsam {args.command}: {error}") from error

@@ -4,6 +4,7 @@ import errno
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +95,34 @@ def test_a_failed_rewrite_leaves_the_readme_as_it_was(tmp_path, monkeypatch):
         report.rewrite_readme(readme, "new results")
     assert readme.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("batch_size=100000", "batch_size 100000 is larger than the training split"),
+        ("val_size=5000", "val_size 5000 leaves no training images"),
+        ("optimizer.lr=.inf", "optimizer.lr must be finite"),
+        ("epochs=[1", "the value is not valid YAML"),
+    ],
+)
+def test_a_run_the_data_or_spec_refuses_stops_with_one_line_and_no_directory(
+    override, said, tmp_path
+):
+    with pytest.raises(SystemExit) as stop:
+        main([*RUN, "--set", override, "--out", str(tmp_path / "out")])
+    assert one_line(stop).startswith("lightsam run: ") and said in str(stop.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_the_data_cannot_serve_stops_with_one_line_before_any_run(tmp_path):
+    sweep = tmp_path / "big.yaml"
+    sweep.write_text(
+        f"base: {Path(__file__).parents[1] / 'experiments' / 'mnist5k_lenet.yaml'}\n"
+        "set: {batch_size: 100000}\nseeds: [0]\n"
+        "optimizers: {sgd: {lr: [0.1]}}\n"
+    )
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", str(sweep), "--out", str(tmp_path / "out")])
+    assert one_line(stop).startswith("lightsam sweep: batch_size 100000 is larger")
+    assert not (tmp_path / "out").exists()
