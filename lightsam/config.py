@@ -116,7 +116,13 @@ class Config:
     """Everything that defines what a training run computes.
 
     Learning-rate schedules act per step: ``cosine`` decays from ``optimizer.lr`` to 0 over the
-    run; ``step`` multiplies by ``lr_gamma`` at each epoch in ``lr_milestones``. A training loss
+    run; ``step`` multiplies by ``lr_gamma`` at each epoch in ``lr_milestones``. A linear
+    warm-up of ``warmup_steps`` steps, or ``warmup_epochs`` epochs (rounded to whole steps; at
+    most one of the two), ramps the factor from ``1/W`` at the first step to 1 at step ``W``,
+    for every schedule; ``cosine`` then decays over the steps after the warm-up, and ``step``
+    keeps its milestones. Under ``constant`` (warm-up or not) the factor at a step does not
+    depend on ``epochs``, so a run is the first epochs of any longer one: what successive
+    halving continues (``lightsam.halving``). A training loss
     above ``divergence_loss`` (or non-finite) ends the run as ``diverged``; with
     ``divergence_loss: null`` only a non-finite loss does (to check whether runs that the stop
     rule ends would have recovered).
@@ -173,6 +179,8 @@ class Config:
     num_workers: int = 4
     probe_size: int = field(default=0, metadata=added_later(0))
     deterministic: bool = field(default=False, metadata=added_later(False))
+    warmup_epochs: float = field(default=0.0, metadata=added_later(0.0))
+    warmup_steps: int = field(default=0, metadata=added_later(0))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as stored (``config.json``, the plan): every field, and the schema it was
@@ -193,6 +201,10 @@ class Config:
             if not (k in legacy and legacy[k] == v)
         }
         return values
+
+    def warmup_length(self, steps_per_epoch: int) -> int:
+        """The warm-up in steps, for a run of ``steps_per_epoch`` steps per epoch."""
+        return self.warmup_steps or round(self.warmup_epochs * steps_per_epoch)
 
     def run_id(self) -> str:
         """A stable hash of :meth:`identity`: the same computation has the same id on any
@@ -351,6 +363,15 @@ def validate(config: Config, stored: bool = False) -> Config:
             f"{milestones}"
         )
     _at_least("lr_gamma", config.lr_gamma, 0.0)
+    _at_least("warmup_epochs", config.warmup_epochs, 0.0)
+    _at_least("warmup_steps", config.warmup_steps, 0)
+    if config.warmup_epochs and config.warmup_steps:
+        raise ConfigError("give the warm-up as warmup_epochs or as warmup_steps, not both")
+    if config.warmup_epochs > config.epochs:
+        raise ConfigError(
+            f"warmup_epochs {config.warmup_epochs:g} is longer than the run (epochs "
+            f"{config.epochs})"
+        )
     if not 0.0 <= config.label_smoothing < 1.0:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}")
     _choice("augment", config.augment, AUGMENTATIONS)
@@ -399,6 +420,16 @@ def check_fits_the_data(config: Config) -> None:
                 f"{name} {getattr(config, name)} is larger than the training split: {train} "
                 f"images of {config.dataset} after val_size {config.val_size}"
             )
+    check_warmup(config, train // config.batch_size)  # the loader drops a last partial batch
+
+
+def check_warmup(config: Config, steps_per_epoch: int) -> None:
+    warm, total = config.warmup_length(steps_per_epoch), config.epochs * steps_per_epoch
+    if warm >= total:
+        raise ConfigError(
+            f"the warm-up ({warm} steps) must end before the run does ({total} steps: "
+            f"{config.epochs} epochs of {steps_per_epoch})"
+        )
 
 
 def _finite(config: Config) -> None:

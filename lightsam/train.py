@@ -40,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lightsam import store
-from lightsam.config import Config, ConfigError, Runtime, check_fits_the_data
+from lightsam.config import Config, ConfigError, Runtime, check_fits_the_data, check_warmup
 from lightsam.data import (
     DatasetInfo,
     ImageSplit,
@@ -188,15 +188,20 @@ def set_epoch(loader: Any, epoch: int) -> None:
 
 
 def lr_factor(config: Config, steps_per_epoch: int):
-    """The learning-rate multiplier as a function of the global step."""
+    """The learning-rate multiplier as a function of the global step (``LambdaLR`` counts the
+    steps taken): the linear warm-up, then the schedule (see ``Config``)."""
+    check_warmup(config, steps_per_epoch)  # checked before the run for in-memory datasets
     total = config.epochs * steps_per_epoch
-    if config.lr_schedule == "cosine":
-        return lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total))
-    if config.lr_schedule == "step":
-        return lambda step: (
-            config.lr_gamma ** sum(step >= m * steps_per_epoch for m in config.lr_milestones)
-        )
-    return lambda step: 1.0
+    warm = config.warmup_length(steps_per_epoch)
+
+    def schedule(step: int) -> float:
+        if config.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * max(step - warm, 0) / (total - warm)))
+        if config.lr_schedule == "step":
+            return config.lr_gamma ** sum(step >= m * steps_per_epoch for m in config.lr_milestones)
+        return 1.0
+
+    return lambda step: min(1.0, (step + 1) / warm) * schedule(step) if warm else schedule(step)
 
 
 @torch.no_grad()

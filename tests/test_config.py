@@ -101,6 +101,10 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"perturbation": "m"}, "perturbation must be one of global, local"),
         ({"sync_batchnorm": 1}, "sync_batchnorm must be bool"),
         ({"probe_size": -1}, "probe_size must be >= 0"),
+        ({"warmup_steps": -1}, "warmup_steps must be >= 0"),
+        ({"warmup_epochs": ".nan"}, "warmup_epochs must be finite"),
+        ({"warmup_epochs": 1, "warmup_steps": 10}, "warmup_epochs or as warmup_steps, not both"),
+        ({"warmup_epochs": 99}, "warmup_epochs 99 is longer than the run"),
         ({"model": "timm:no_such_net"}, "timm has no such model"),
         ({"optimizer__lr": ".inf"}, r"optimizer.lr must be finite, got inf"),
         ({"optimizer__lr": ".nan"}, r"optimizer.lr must be finite, got nan"),
@@ -177,7 +181,7 @@ def test_every_field_is_in_the_identity_even_at_its_default():
     """All but those added later, which are in it away from their legacy value."""
     config = from_dict(BASE)
     later = {f.name for f in dataclasses.fields(Config) if "legacy" in f.metadata}
-    assert later == {"probe_size", "deterministic"}
+    assert later == {"probe_size", "deterministic", "warmup_epochs", "warmup_steps"}
     assert (
         set(config.identity()) == {"schema"} | {f.name for f in dataclasses.fields(Config)} - later
     )

@@ -20,7 +20,7 @@ from lightsam import store
 from lightsam.config import ConfigError, Runtime, from_dict
 from lightsam.data import TRAIN_POOL_SIZES, DatasetUnavailableError, TensorLoader, load_splits
 from lightsam.models import create_model
-from lightsam.train import Recorder, first_ascent_radius, run
+from lightsam.train import Recorder, first_ascent_radius, lr_factor, run
 
 SPEC = Path(__file__).parents[1] / "experiments" / "mnist5k_lenet.yaml"
 
@@ -128,6 +128,35 @@ def test_deterministic_runs_train_with_deterministic_kernels_and_restore_the_set
         store.read_jsonl(tmp_path / r["run_id"] / "metrics.jsonl") for r in (plain, deterministic)
     ]
     assert without_times(rows[0]) == without_times(rows[1])  # on CPU it changes no number
+
+
+def factors(cfg, steps_per_epoch):
+    factor = lr_factor(cfg, steps_per_epoch)
+    return [factor(step) for step in range(cfg.epochs * steps_per_epoch)]
+
+
+def test_the_warm_up_ramps_linearly_then_hands_over_to_the_schedule():
+    constant = factors(config(epochs=2, warmup_steps=4), 5)
+    assert constant == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    cosine = factors(config(epochs=2, warmup_epochs=0.4, lr_schedule="cosine"), 5)  # 2 steps
+    assert cosine[:3] == [0.5, 1.0, 1.0]  # the decay starts at the warm-up's end, from 1
+    assert cosine[2:] == pytest.approx([0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)])
+    step = factors(config(epochs=2, warmup_steps=2, lr_schedule="step", lr_milestones=[1]), 5)
+    assert step == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.1])
+
+
+def test_under_a_constant_schedule_a_run_is_the_start_of_any_longer_one():
+    short, long = config(epochs=2, warmup_steps=7), config(epochs=6, warmup_steps=7)
+    assert factors(short, 5) == factors(long, 5)[:10]
+    cosine = config(epochs=2, warmup_steps=7, lr_schedule="cosine")
+    assert factors(cosine, 5) != factors(cosine.replace(epochs=6), 5)[:10]
+
+
+def test_a_warm_up_as_long_as_the_run_fails_before_its_directory_exists(tmp_path):
+    too_long = config(epochs=1, warmup_steps=3500 // 64)  # every step of the run
+    with pytest.raises(ConfigError, match=r"the warm-up \(54 steps\) must end before the run"):
+        run(too_long, tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_complete_run_is_not_trained_again(tmp_path):
