@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from lightsam import store
+from lightsam import halving, stages, store
 from lightsam.config import Config, Runtime, check_fits_the_data, from_dict
 from lightsam.plan import Plan
 from lightsam.sweep import Sweep
@@ -171,8 +171,29 @@ def launch_local(
 
 def launch_sweep(sweep: Sweep, out: Path, runtime: Runtime, **options: Any) -> None:
     """Launch ``sweep``'s plan into ``out`` (:func:`launch_plan`, with its keyword ``options``):
-    the one way ``lightsam sweep`` and ``lightsam reproduce`` run a sweep file."""
-    launch_plan(sweep.plan(), sweep.runs, out, runtime, **options)
+    the one way ``lightsam sweep`` and ``lightsam reproduce`` run a sweep file. Under
+    ``halving``, then every later rung whose rung before is complete (``lightsam.halving``)."""
+    plan, configs = sweep.plan(), list(sweep.runs)
+    launch_plan(plan, configs, out, runtime, **options)
+    if sweep.halving is None:
+        return
+    rungs = sweep.halving.rungs
+    for rung in range(1, len(rungs)):
+        previous = halving.rung_store(out, rung - 1)
+        try:
+            plan, configs, record = halving.promote(plan, previous, rung, sweep.halving)
+        except stages.GridIncomplete as waiting:
+            print(
+                f"rung {rung} ({rungs[rung]} epochs) waits for rung {rung - 1}: {waiting}; "
+                "rerun the same command once it has finished"
+            )
+            return
+        here = halving.rung_store(out, rung)
+        store.write_json(here / store.PROMOTION, record)
+        continued = halving.continue_runs(configs, previous, here, rungs[rung - 1])
+        if continued:
+            print(f"rung {rung}: {continued} runs continue from rung {rung - 1}'s checkpoints")
+        launch_plan(plan, configs, here, runtime, **options)
 
 
 def launch_plan(

@@ -26,8 +26,15 @@ SCHEMA_KEY = "schema"
 SEED = "seed"
 GRID_AXES = ("lr", "rho")
 # A sweep file's plan is a grid; the stages that follow it (lightsam.stages) have plans of their
-# own, of the same sweep, made from the grid's results.
+# own, of the same sweep, made from the grid's results, as have the rungs of successive halving
+# after the first (lightsam.halving: rung1, rung2, ...).
 STAGES = ("grid", "confirm", "recovery")
+RUNG = "rung"
+
+
+def is_stage(name: str) -> bool:
+    number = name.removeprefix(RUNG)
+    return name in STAGES or (number != name and number.isdigit() and int(number) >= 1)
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,10 @@ class Plan:
     stage: str = "grid"
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {self.stage!r}")
+        if not is_stage(self.stage):
+            raise ValueError(
+                f"stage must be one of {', '.join(STAGES)} or {RUNG}<n>; got {self.stage!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ This module is the only one that knows the store's file names::
         launches.jsonl       one line per local launch: runs, wall time, cores
         submissions.jsonl    one line per run submitted to SLURM: its array job and task
         .submitit/           submitit's job folders (scripts, logs, pickled calls)
+        promotion.json       a rung's store: which cells of the rung before continue to it
         <run_id>/
             config.json      the canonical config (``Config.to_dict``), written first
             environment.json one segment per start or resume: commit, dirty flag, host,
@@ -15,6 +16,7 @@ This module is the only one that knows the store's file names::
             git-<n>.diff     ``git diff HEAD`` of the tree segment n started from, if dirty
             metrics.jsonl    one JSON line per epoch, rewritten from the checkpoint on resume
             checkpoint.pt    model, optimizer, scheduler and RNG states after the last epoch
+            continued.json   the shorter run this one was continued from (successive halving)
             error.txt        the traceback of a failed run
             result.json      written last: its presence with status ok or diverged means done
             .lock            held (flock) by the process training the run
@@ -50,6 +52,8 @@ LEGACY_PLAN = "sweep.json"  # schema 1's plan, which held no configs (see lights
 LAUNCHES, SUBMISSIONS, SUBMITIT = "launches.jsonl", "submissions.jsonl", ".submitit"
 CONFIG, ENVIRONMENT, METRICS = "config.json", "environment.json", "metrics.jsonl"
 CHECKPOINT, ERROR, RESULT = "checkpoint.pt", "error.txt", "result.json"
+# A run continued from a shorter one (successive halving), and a rung's promotion decision.
+CONTINUED, PROMOTION = "continued.json", "promotion.json"
 LOCK = ".lock"
 # Outputs of the theorem's problem (lightsam.theorem), a directory of its own.
 THEOREM_CELLS, THEOREM_CURVES, THEOREM_META = "cells.csv", "curves.csv", "meta.json"
@@ -421,6 +425,34 @@ def write_plan(store: Path, plan: Plan) -> None:
         return
     _keep_aside(store, PLAN)
     write_json(store / PLAN, plan.to_json())
+
+
+def continue_from(prefix: Path, run_dir: Path) -> bool:
+    """Start ``run_dir`` from the final checkpoint of ``prefix``, a complete shorter run of the
+    same computation (the caller checks that it is: ``lightsam.halving``), unless it already
+    has a checkpoint or a result of its own; returns whether it did. The checkpoint is
+    hard-linked where the filesystem allows (no copy of the weights; checkpoints are replaced,
+    never written in place, so the shorter run's stays as it is), else copied; training then
+    resumes from it as from its own, which continues the run exactly."""
+    try:
+        with exclusive(run_dir, wait_s=0.0):
+            if has_checkpoint(run_dir) or read_result(run_dir) is not None:
+                return False
+            target = run_dir / CHECKPOINT
+            try:
+                os.link(prefix / CHECKPOINT, target)
+            except OSError:
+                write_bytes(target, (prefix / CHECKPOINT).read_bytes())
+            write_json(run_dir / CONTINUED, {"run_id": prefix.name, "store": str(prefix.parent)})
+            return True
+    except RunLocked:  # being trained already
+        return False
+
+
+def read_continued(run_dir: Path) -> dict[str, Any] | None:
+    """Which shorter run ``run_dir`` was continued from, if any (``continue_from``)."""
+    data = read_json(run_dir / CONTINUED)
+    return data if isinstance(data, dict) else None
 
 
 def stage_store(grid_store: Path, stage: str) -> Path:

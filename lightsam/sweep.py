@@ -10,7 +10,8 @@ A sweep file (YAML, in ``sweeps/``)::
       lightsam_ii: {lr: [0.001, 0.01], rho: [1.0e-4, 1.0e-3]}
       sgd:         {lr: [0.01, 0.1], hparams: {momentum: 0.9}, set: {epochs: 10}}
 
-expands into every (optimizer, lr, rho, seed) cell. A grid's own ``set`` overrides the sweep's
+expands into every (optimizer, lr, rho, seed) cell; ``halving: {rungs: [...], keep: f}`` screens
+them by successive halving (``lightsam.halving``). A grid's own ``set`` overrides the sweep's
 for its runs (a base optimizer trained twice as long, at the compute of a two-pass method); it
 sets spec fields, not the optimizer (its grid and ``hparams`` do that).
 
@@ -34,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from lightsam.config import Config, ConfigError, apply_overrides, from_dict, read_yaml, set_in
+from lightsam.halving import Halving
 from lightsam.optim import OPTIMIZERS
 from lightsam.plan import Plan
 
-SWEEP_KEYS = ("base", "set", "seeds", "optimizers")
+SWEEP_KEYS = ("base", "set", "seeds", "optimizers", "halving")
 GRID_KEYS = ("lr", "rho", "hparams", "set")
 SWEPT = ("name", "lr", "rho")  # the optimizer fields each grid sets
 
@@ -68,11 +70,12 @@ class Sweep:
     seeds: tuple[int, ...]
     grids: dict[str, Grid]
     notes: tuple[str, ...] = ()
+    halving: Halving | None = None
 
     @functools.cached_property
     def runs(self) -> tuple[Config, ...]:
         """Every cell, validated, in a fixed order: optimizer, lr, rho, seed (built once: each
-        cell's validation builds its optimizer)."""
+        cell's validation builds its optimizer). With ``halving``, at its first rung."""
         configs = []
         for name, grid in self.grids.items():
             accepted = OPTIMIZERS[name].configurable
@@ -84,7 +87,11 @@ class Sweep:
                 optimizer = {"name": name, "lr": lr, "hparams": hparams}
                 if rho is not None:
                     optimizer["rho"] = rho
-                configs.append(from_dict({**base, "optimizer": optimizer, "seed": seed}))
+                config = from_dict({**base, "optimizer": optimizer, "seed": seed})
+                if self.halving is not None:
+                    self.halving.check(config)
+                    config = config.replace(epochs=self.halving.rungs[0])
+                configs.append(config)
         return tuple(configs)
 
     def plan(self) -> Plan:
@@ -214,6 +221,14 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(data["optimizers"], dict) or not data["optimizers"]:
         raise ConfigError("optimizers must map optimizer names to their grids")
     grids = {name: _grid(name, grid) for name, grid in data["optimizers"].items()}
+    halving = Halving.parse(data["halving"]) if "halving" in data else None
+    if halving is not None:
+        own = [name for name, grid in grids.items() if "epochs" in grid.overrides]
+        if own:
+            raise ConfigError(
+                f"optimizers.{own[0]}.set.epochs: under halving every cell runs the rungs' "
+                "epochs; compare a base optimizer at its own budget in a sweep of its own"
+            )
     shared, notes = _shared_hparams(spec, overrides, grids)
     base = apply_overrides(spec, [])
     for key, value in overrides.items():
@@ -237,6 +252,7 @@ def load_sweep(path: str | Path) -> Sweep:
         seeds=tuple(seeds),
         grids=grids,
         notes=notes,
+        halving=halving,
     )
     ids = [config.run_id() for config in sweep.runs]  # builds, so validates, every cell
     if len(set(ids)) < len(ids):
