@@ -177,3 +177,28 @@ def test_queued_runs_are_never_resubmitted_and_cancel_ends_the_sweeps_jobs(tmp_p
     dry = lightsam("sweep", str(sweep), "--dry-run", "--out", str(out))
     assert f"{after['missing']} of 5 runs to launch" in dry  # the cancelled ones, once more
     assert "cancelled 0 queued or running job" in lightsam("cancel", str(sweep), "--out", str(out))
+
+
+def test_halving_submits_each_rung_once_the_one_before_has_finished(tmp_path):
+    sweep = write_sweep(tmp_path / "h.yaml", epochs=2)
+    sweep.write_text(sweep.read_text() + "halving: {rungs: [1, 2], keep: 0.5}\n")
+    sweep.write_text(sweep.read_text().replace("lr: [0.05]", "lr: [1.0e-4, 0.05]"))
+    reference = tmp_path / "local"
+    lightsam("sweep", str(sweep), "--executor", "local", "--out", str(reference))
+
+    out = tmp_path / "slurm"
+    first = submit(sweep, out)  # rung 0; rung 1 waits for it
+    wait_until_finished(first)
+    second = submit(sweep, out)  # the same command, once rung 0 has finished: rung 1
+    wait_until_finished(second)
+    third = lightsam("sweep", str(sweep), "--executor", "slurm", "--out", str(out))
+    assert "submitted" not in third  # every rung done
+
+    rung1 = out.with_name("slurm_rung1")
+    promotion = store.read_json(rung1 / store.PROMOTION)
+    kept = [c for c in promotion["cells"] if c["decision"] == "kept"]
+    assert [(c["arm"], c["lr"]) for c in kept] == [("sgd", 0.05), ("lightsam_i", 1.0)]
+    plan = store.read_plan(rung1)
+    for run_id in plan.runs:
+        assert store.read_continued(rung1 / run_id)["store"] == str(out)
+        assert metrics(rung1, run_id) == metrics(reference.with_name("local_rung1"), run_id)
