@@ -8,13 +8,17 @@ import collections
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lightsam import __version__, launch, project, store
+from lightsam import __version__, cost, launch, project, store
 from lightsam.config import ConfigError, Runtime, load_spec
 from lightsam.optim import OPTIMIZERS
 from lightsam.reproduce import PRESETS, reproduce
 from lightsam.sweep import Sweep, load_sweep
 from lightsam.train import run
+
+if TYPE_CHECKING:  # submitit is imported only by the commands that submit
+    from lightsam.slurm import Profile
 
 
 def list_optimizers(_: argparse.Namespace) -> None:
@@ -71,6 +75,7 @@ def sweep_command(args: argparse.Namespace) -> None:
                 f"{optimizer['name']:<14} lr={optimizer['lr']:<10g} rho={optimizer['rho']!s:<10} "
                 f"seed={seed:<3} {run_id}  {where}"
             )
+        print_cost(sweep, profile, args.profile)
         return
     try:
         launch.launch_sweep(
@@ -84,6 +89,17 @@ def sweep_command(args: argparse.Namespace) -> None:
         )
     except store.PlanConflict as error:
         raise SystemExit(f"lightsam sweep: {error}") from error
+
+
+def print_cost(sweep: Sweep, profile: Profile | None, name: str) -> float | None:
+    """The sweep's cost lines (``lightsam.cost``) for a dry run; returns its GPU-hours."""
+    lines = cost.sweep_cost(sweep, profile.epoch_gpu_hours if profile else {})
+    source = f"profile {name}" if profile else None
+    print(f"cost of sweep {sweep.name} (a sharpness-aware epoch counts twice):")
+    for line in cost.describe(lines, source):
+        print(line)
+    hours = [line.gpu_hours for line in lines]
+    return None if None in hours else sum(hours)
 
 
 def describe(run_dir: Path) -> str:
@@ -161,13 +177,23 @@ def run_command(args: argparse.Namespace) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> None:
     on_slurm = PRESETS[args.preset].executor == "slurm"
+    profile = load_profile(args.profile) if on_slurm else None
+    if args.dry_run:
+        total: float | None = 0.0
+        for name in PRESETS[args.preset].sweeps:
+            sweep = load_or_exit(load_sweep, project.root() / "sweeps" / f"{name}.yaml")
+            hours = print_cost(sweep, profile, args.profile)
+            total = None if hours is None or total is None else total + hours
+        said = "unknown (a workload above has no cost)" if total is None else f"{total:.1f}"
+        print(f"preset {args.preset}: {said} GPU-hours in all, before any stage it adds")
+        return
     try:
         reproduce(
             args.preset,
             out=args.out or project.default("runs"),
             sweeps_dir=project.root() / "sweeps",
             runtime=runtime_of(args),
-            profile=load_profile(args.profile) if on_slurm else None,
+            profile=profile,
             max_parallel=args.max_parallel,
         )
     except store.PlanConflict as error:
@@ -275,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_parser.add_argument("--out", type=Path, help="the result stores (default: runs/)")
     reproduce_parser.add_argument("--profile", default="local", help="SLURM profile (paper)")
     reproduce_parser.add_argument("--max-parallel", type=at_least_one)
+    reproduce_parser.add_argument(
+        "--dry-run", action="store_true", help="print each sweep's runs and cost, run nothing"
+    )
     add_runtime_arguments(reproduce_parser)
     reproduce_parser.set_defaults(handler=reproduce_command)
 

@@ -180,22 +180,3 @@ def continue_runs(configs: list[Config], previous_store: Path, out: Path, at: in
             raise ValueError(f"{prefix} is not the {at}-epoch run of {config.run_id()}")
         started += store.continue_from(prefix, out / config.run_id())
     return started
-
-
-def rung_sizes(configs: list[Config], halving: Halving) -> list[dict[str, int]]:
-    """For each rung, how many runs train to it at most and how many epochs each trains there
-    (those since the rung before): a bound on the cost before anything runs. ``configs``: the
-    grid, every cell with the same seeds."""
-    cells: dict[str, set[str]] = {}
-    for config in configs:
-        cells.setdefault(arm_key(config.to_dict()), set()).add(cell_key(config.to_dict()))
-    seeds = len(configs) // sum(len(c) for c in cells.values())
-    kept = {key: len(c) for key, c in cells.items()}
-    sizes = []
-    for rung, epochs in enumerate(halving.rungs):
-        if rung:
-            kept = {key: halving.kept(n) for key, n in kept.items()}
-        before = halving.rungs[rung - 1] if rung else 0
-        runs = sum(kept.values()) * seeds
-        sizes.append({"rung": rung, "epochs": epochs, "runs": runs, "new_epochs": epochs - before})
-    return sizes

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
+import math
 import os
 import re
 import subprocess
@@ -76,6 +77,10 @@ class Profile:
     per GPU (``tasks_per_node`` = ``gpus_per_node``), ``cpus_per_task`` each. ``mem_gb`` is per
     node. With several tasks, srun ends them all as soon as one fails, rather than leaving the
     others waiting in a collective until it times out.
+
+    ``epoch_gpu_hours`` maps workloads (``<dataset>/<model>``) to the GPU-hours of one epoch of
+    a one-pass optimizer in one job of this profile: what ``--dry-run`` prices a sweep with
+    (``lightsam.cost``); say in a comment whether it was measured or estimated.
     """
 
     partition: str | None = None
@@ -93,6 +98,7 @@ class Profile:
     max_requeues: int = 50
     setup: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    epoch_gpu_hours: dict[str, float] = field(default_factory=dict)
 
     def submitit_parameters(self) -> dict[str, Any]:
         parameters: dict[str, Any] = {
@@ -138,6 +144,17 @@ def load_profile(path: Path) -> Profile:
             )
     if profile.mem_gb is not None and not profile.mem_gb > 0:
         raise ConfigError(f"SLURM profile {path}: mem_gb must be > 0 or null, got {profile.mem_gb}")
+    for workload, hours in profile.epoch_gpu_hours.items():
+        if not (isinstance(hours, (int, float)) and math.isfinite(hours) and hours > 0):
+            raise ConfigError(
+                f"SLURM profile {path}: epoch_gpu_hours.{workload} must be a number of hours "
+                f"> 0, got {hours!r}"
+            )
+        if workload.count("/") != 1:
+            raise ConfigError(
+                f"SLURM profile {path}: epoch_gpu_hours keys are <dataset>/<model>, got "
+                f"{workload!r}"
+            )
     return profile
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from lightsam import store
 from lightsam.config import ConfigError, Runtime, from_dict
-from lightsam.halving import Halving, rung_sizes, rung_store
+from lightsam.cost import sweep_cost
+from lightsam.halving import Halving, rung_store
 from lightsam.launch import launch_local, launch_sweep
 from lightsam.sweep import load_sweep
 from lightsam.train import run
@@ -39,10 +40,14 @@ def test_the_grid_runs_the_first_rung_and_halving_is_checked(tmp_path):
     sweep = load_sweep(write_sweep(tmp_path / "h.yaml"))
     assert {config.epochs for config in sweep.runs} == {1}
     assert sweep.halving == Halving(rungs=(1, 2), keep=0.5)
-    assert rung_sizes(list(sweep.runs), sweep.halving) == [
-        {"rung": 0, "epochs": 1, "runs": 4, "new_epochs": 1},
-        {"rung": 1, "epochs": 2, "runs": 2, "new_epochs": 1},
+    # Per epoch, 0.5 GPU-hours for SGD and twice that for LightSAM-I's two passes.
+    lines = sweep_cost(sweep, {"mnist5k/lenet5": 0.5})
+    assert [(line.stage, line.runs, line.run_epochs, line.gpu_hours) for line in lines] == [
+        ("rung 0", 4, 4, 2 * 0.5 + 2 * 1.0),
+        ("rung 1", 2, 2, 0.5 + 1.0),  # one cell per arm, one more epoch each
     ]
+    (unknown, _) = sweep_cost(sweep, {})
+    assert unknown.gpu_hours is None and unknown.missing == ("mnist5k/lenet5",)
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,10 @@ def test_every_shipped_profile_reads(path):
         ("nodes: 1.5\n", "nodes must be int"),
         ("partion: gpu\n", "unknown key.*partion.*valid keys: partition"),
         ("timeout_min: 60\ntimeout_min: 90\n", "'timeout_min' a second time"),
+        ("epoch_gpu_hours: {cifar10/resnet18: -1}\n", "epoch_gpu_hours.cifar10/resnet18 must be"),
+        ("epoch_gpu_hours: {resnet18: 0.1}\n", "keys are <dataset>/<model>, got 'resnet18'"),
+        ("epoch_gpu_hours: {cifar10/resnet18: lots}\n", "epoch_gpu_hours"),
+        ("epoch_gpu_hours: {cifar10/resnet18: .inf}\n", "epoch_gpu_hours"),
     ],
 )
 def test_a_bad_profile_is_refused_naming_the_key(tmp_path, text, message):
@@ -76,3 +80,32 @@ def test_the_profile_sets_how_often_a_timed_out_run_is_requeued(tmp_path, monkey
         with pytest.raises(Submitted):
             slurm.submit([config], tmp_path / "store", Runtime(), profile)
         assert seen["slurm_max_num_timeout"] == requeues
+
+
+def test_a_dry_run_prices_every_rung_from_the_profile(tmp_path, capsys):
+    (tmp_path / "priced.yaml").write_text("epoch_gpu_hours: {mnist5k/lenet5: 0.5}\n")
+    sweep = tmp_path / "h.yaml"
+    sweep.write_text(
+        f"base: {ROOT / 'experiments' / 'mnist5k_lenet.yaml'}\n"
+        "set: {epochs: 3}\nseeds: [0, 1]\nhalving: {rungs: [1, 3], keep: 0.5}\n"
+        "optimizers:\n"
+        "  sgd: {lr: [0.01, 0.1, 1.0]}\n"
+        "  lightsam_i: {lr: [0.1, 1.0], rho: [0.05]}\n"
+    )
+    main(["sweep", str(sweep), "--dry-run", "--executor", "slurm",
+          "--profile", str(tmp_path / "priced.yaml"), "--out", str(tmp_path / "out")])  # fmt: skip
+    said = capsys.readouterr().out.splitlines()
+    # rung 0: 10 one-epoch runs (SGD 0.5, LightSAM-I 1.0 GPU-hours an epoch); rung 1: half of
+    # each arm's cells, rounded up (SGD 2 of 3, LightSAM-I 1 of 2), two seeds, two more epochs.
+    assert "  rung 0: 10 runs, 10 run-epochs, 7.0 GPU-hours" in said
+    assert "  rung 1: at most 6 runs, 12 run-epochs, 8.0 GPU-hours" in said
+    assert said[-1].startswith("  total: 15.0 GPU-hours (profile ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_paper_presets_dry_run_totals_its_sweeps(capsys):
+    main(["reproduce", "--preset", "paper", "--profile", "gpu_example", "--dry-run"])
+    said = capsys.readouterr().out.splitlines()
+    totals = [float(line.split()[1]) for line in said if line.startswith("  total: ")]
+    assert len(totals) == 6
+    assert said[-1] == f"preset paper: {sum(totals):.1f} GPU-hours in all, before any stage it adds"
