@@ -3,7 +3,8 @@
 * ``quick``: the theorem's problem (:mod:`lightsam.theorem`) and the ``mnist5k_study`` sweep
   with its stages (:mod:`lightsam.stages`: five fresh seeds at each arm's selected cell, and
   the recovery audit), locally, offline, on a laptop CPU;
-* ``paper``: the theorem's problem here and the paper-scale sweeps submitted to SLURM;
+* ``paper``: the theorem's problem here and the paper-scale screening sweeps, by successive
+  halving (``sweeps/screen_*.yaml``), submitted to SLURM: rerun it as each rung finishes;
 * ``smoke``: a miniature of ``quick`` (seconds), for the end-to-end test.
 
 Each step skips what is already done, so a second call only finds nothing to do; the figures,
@@ -46,12 +47,10 @@ PRESETS = {
     ),
     "paper": Preset(
         sweeps=(
-            "mnist_lenet",
-            "cifar10_resnet18",
-            "cifar10_wrn28_10",
-            "cifar100_resnet18",
-            "cifar100_wrn28_10",
-            "imagenet_vit",
+            "screen_mnist_lenet",
+            "screen_cifar10_resnet18",
+            "screen_cifar100_resnet18",
+            "screen_imagenet_vit",
         ),
         executor="slurm",
     ),
