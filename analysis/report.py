@@ -25,6 +25,7 @@ import pandas as pd
 
 from analysis import (
     common,
+    fig_halving,
     fig_heatmaps,
     fig_robustness,
     fig_sensitivity,
@@ -537,6 +538,17 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
         else:
             facts = findings(collection)
         lines += store_section(collection, setup, facts, figures, report_dir)
+        halving = fig_halving.make(store, figures)
+        if halving:
+            common.report(halving)
+            lines += [
+                "### Successive halving",
+                "",
+                *(f"- {sentence}" for sentence in fig_halving.summary(store)),
+                "",
+                image(figures / "halving.png", report_dir, "successive halving"),
+                "",
+            ]
         if block is None and readme is not None:
             block = readme_block(collection, setup, facts, figures, readme.parent, readme_theorem)
     if not lines:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from analysis.report import write_report
 from lightsam import store
 from lightsam.config import ConfigError, Runtime, from_dict
 from lightsam.cost import sweep_cost
@@ -127,3 +129,21 @@ def test_a_second_launch_trains_nothing_and_a_rung_waits_for_the_one_before(tmp_
     said = capsys.readouterr().out
     assert "rung 1 (2 epochs) waits for rung 0: 1 of 4 runs of the grid" in said
     assert not rung_store(held, 1).exists()
+
+
+def test_the_report_shows_every_cells_curve_to_the_rung_it_reached(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path / "h.yaml"))
+    runs = tmp_path / "runs"
+    launch_sweep(sweep, runs / "h", LOCAL, executor="local", max_parallel=2)
+    write_report(runs, tmp_path / "figures", tmp_path / "REPORT.md")
+
+    table = pd.read_csv(tmp_path / "figures" / "h" / "halving.csv")
+    promotion = store.read_json(rung_store(runs / "h", 1) / store.PROMOTION)
+    kept = {r for c in promotion["cells"] if c["decision"] == "kept" for r in c["runs"]}
+    assert set(table.loc[table["ending"].eq("complete"), "grid_run_id"]) == kept
+    assert (table.loc[table["ending"].eq("complete"), "epochs_reached"] == 2).all()
+    assert (table.loc[table["ending"].eq("pruned at 1"), "epochs_reached"] == 1).all()
+    assert len(table) == 4 and (tmp_path / "figures" / "h" / "halving.png").exists()
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "### Successive halving" in report
+    assert "continued to 2: SGD 1 of 2, LightSAM-I 1 of 2 cells (keep 0.5 per arm)" in report
