@@ -456,12 +456,17 @@ def readme_block(
     return "\n".join(lines)
 
 
-def rewrite_readme(readme: Path, block: str) -> None:
+def rewrite_readme(
+    readme: Path, block: str, markers: tuple[str, str] = (README_START, README_END)
+) -> None:
+    """Replace the README's block between ``markers`` (included; ``block`` starts with the
+    first and ends with the second), written whole or not at all."""
     text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
+    first, last = markers
+    start, end = text.find(first), text.find(last)
     if start < 0 or end < 0:
-        raise SystemExit(f"{readme} has no results markers ({README_START} ... {README_END})")
-    files.write_text(readme, text[:start] + block + text[end + len(README_END) :])
+        raise SystemExit(f"{readme} has no markers {first} ... {last}")
+    files.write_text(readme, text[:start] + block + text[end + len(last) :])
 
 
 def sweep_stores(runs: Path) -> list[Path]:

@@ -214,6 +214,22 @@ def figures_command(args: argparse.Namespace) -> None:
         report=args.report or project.default("REPORT.md"),
         readme=args.readme,
     )
+    if args.readme is not None:
+        from analysis.report import rewrite_readme
+
+        rewrite_readme(args.readme, paper_cost(), (cost.README_START, cost.README_END))
+        print(f"rewrote the cost block of {args.readme}")
+
+
+def paper_cost() -> str:
+    """The README's block: the paper preset's sweeps priced with the example profile."""
+    from lightsam import slurm
+
+    sweeps = [load_sweep(project.root() / "sweeps" / f"{n}.yaml") for n in PRESETS["paper"].sweeps]
+    source = Path("slurm/profiles/gpu_example.yaml")
+    profile = slurm.load_profile(project.root() / source)
+    table = cost.table(sweeps, profile.epoch_gpu_hours, f"[`{source}`]({source})'s estimates")
+    return f"{cost.README_START}\n{table}{cost.README_END}"
 
 
 def migrate_command(args: argparse.Namespace) -> None:

@@ -20,6 +20,10 @@ from lightsam.optim import OPTIMIZERS
 from lightsam.plan import arm_key, cell_key
 from lightsam.sweep import Sweep
 
+# The README's block of the paper preset's cost, rewritten by ``lightsam figures --readme``.
+README_START = "<!-- cost:start (written by lightsam figures; do not edit) -->"
+README_END = "<!-- cost:end -->"
+
 
 def workload(config: Config) -> str:
     return f"{config.dataset}/{config.model}"
@@ -93,3 +97,22 @@ def describe(lines: Sequence[Line], source: str | None) -> list[str]:
     else:
         said.append(f"  total: {sum(line.gpu_hours for line in lines):.1f} GPU-hours ({source})")
     return said
+
+
+def table(sweeps: Sequence[Sweep], per_epoch: Mapping[str, float], source: str) -> str:
+    """A markdown table of ``sweeps``' cost, rung by rung, and the total (the README's)."""
+    rows = ["| sweep | stage | runs | run-epochs | GPU-hours |", "|---|---|---:|---:|---:|"]
+    total: float | None = 0.0
+    for sweep in sweeps:
+        for line in sweep_cost(sweep, per_epoch):
+            bound = "≤ " if line.stage not in ("grid", "rung 0") else ""
+            hours = "unknown" if line.gpu_hours is None else f"{bound}{line.gpu_hours:,.0f}"
+            rows.append(
+                f"| `{sweep.name}` | {line.stage} | {bound}{line.runs:,} | "
+                f"{bound}{line.run_epochs:,} | {hours} |"
+            )
+            total = None if total is None or line.gpu_hours is None else total + line.gpu_hours
+    shown = "unknown" if total is None else f"≤ {total:,.0f}"
+    rows.append(f"| **total** | | | | **{shown}** |")
+    note = f"GPU-hours from {source} (a sharpness-aware epoch counts twice)."
+    return "\n".join(rows) + f"\n\n{note}\n"

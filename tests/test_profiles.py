@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lightsam import slurm
-from lightsam.cli import main
+from lightsam import cost, slurm
+from lightsam.cli import main, paper_cost
 from lightsam.config import ConfigError, Runtime
+from lightsam.reproduce import PRESETS
 from lightsam.slurm import load_profile
 from lightsam.sweep import load_sweep
 
@@ -112,3 +113,15 @@ def test_the_paper_presets_dry_run_totals_its_sweeps(capsys):
     assert prefix == "preset paper" and rest.endswith(" GPU-hours in all, before any stage it adds")
     total = float(rest.split()[0])
     assert total == pytest.approx(sum(totals), abs=0.05 * len(totals))  # each line is rounded
+
+
+def test_the_readmes_cost_block_is_the_paper_presets_priced_by_the_example_profile():
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(cost.README_START), readme.index(cost.README_END)
+    assert readme[start : end + len(cost.README_END)] == paper_cost()  # else: make figures
+    profile = load_profile(ROOT / "slurm" / "profiles" / "gpu_example.yaml")
+    sweeps = [load_sweep(ROOT / "sweeps" / f"{name}.yaml") for name in PRESETS["paper"].sweeps]
+    hours = sum(
+        line.gpu_hours for s in sweeps for line in cost.sweep_cost(s, profile.epoch_gpu_hours)
+    )
+    assert f"| **total** | | | | **≤ {hours:,.0f}** |" in paper_cost()
