@@ -67,8 +67,9 @@ def markdown(table: pd.DataFrame, summary: pd.DataFrame) -> str:
             )
         s = summary.set_index("arm").loc[arm]
         lines.append(
-            f"| **{common.label(arm)}: {s.settings} settings** | | | | **{100 * s['mean']:.2f} ± "
-            f"{100 * s['std']:.2f}** (worst {100 * s.worst:.2f} at lr {s.worst_lr:g}) |"
+            f"| **{common.label(arm)}: {int(s.settings)} settings** | | | | **{100 * s['mean']:.2f}"
+            f" ± {100 * s['std']:.2f}** (worst {100 * s.worst:.2f}, at lr {s.worst_lr:g}, rho "
+            f"{s.worst_rho:g}) |"
         )
     return "\n".join(lines) + "\n"
 
