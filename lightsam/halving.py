@@ -35,7 +35,7 @@ from typing import Any
 
 from lightsam import stages, store
 from lightsam.config import Config, ConfigError, from_dict
-from lightsam.plan import RUNG, Plan, arm_key, arm_labels, cell_key
+from lightsam.plan import RUNG, Plan, arm_labels
 
 HALVING_KEYS = ("rungs", "keep")
 
@@ -101,12 +101,6 @@ def rung_store(grid_store: Path, rung: int) -> Path:
     return grid_store if rung == 0 else store.stage_store(grid_store, f"{RUNG}{rung}")
 
 
-def _rank(cell: list[stages.GridRun], epochs: int) -> tuple[float, float, float]:
-    score = sum(stages.val_acc_at(run, epochs) for run in cell) / len(cell)
-    optimizer = cell[0].config.optimizer
-    return (-score, optimizer.lr, optimizer.rho or 0.0)
-
-
 def promote(
     previous: Plan, previous_store: Path, rung: int, halving: Halving
 ) -> tuple[Plan, list[Config], dict[str, Any]]:
@@ -117,14 +111,8 @@ def promote(
     labels = arm_labels(previous.runs.values())
     configs: list[Config] = []
     cells_record, notes = [], []
-    arms: dict[str, list[stages.GridRun]] = {}
-    for run in runs:
-        arms.setdefault(arm_key(run.config.to_dict()), []).append(run)
-    for key, arm in arms.items():
-        cells: dict[str, list[stages.GridRun]] = {}
-        for run in arm:
-            cells.setdefault(cell_key(run.config.to_dict()), []).append(run)
-        ranked = sorted(cells.values(), key=lambda cell: _rank(cell, at))
+    for key, arm in stages.arms_of(runs).items():
+        ranked = sorted(stages.cells_of(arm), key=lambda cell: stages.rank(cell, at))
         trained = [c for c in ranked if all(r.result["status"] == "ok" for r in c)]
         chosen = trained[: halving.kept(len(ranked))]
         for cell in ranked:
@@ -137,7 +125,7 @@ def promote(
                     "arm": labels[key],
                     "lr": optimizer.lr,
                     "rho": optimizer.rho,
-                    "val_acc": -_rank(cell, at)[0],
+                    "val_acc": -stages.rank(cell, at)[0],
                     "runs": [run.config.run_id() for run in cell],
                     "decision": decision,
                 }

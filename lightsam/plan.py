@@ -28,7 +28,7 @@ GRID_AXES = ("lr", "rho")
 # A sweep file's plan is a grid; the stages that follow it (lightsam.stages) have plans of their
 # own, of the same sweep, made from the grid's results, as have the rungs of successive halving
 # after the first (lightsam.halving: rung1, rung2, ...).
-STAGES = ("grid", "confirm", "recovery")
+STAGES = ("grid", "confirm", "recovery", "transfer")
 RUNG = "rung"
 
 

@@ -14,27 +14,37 @@ which never trains.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightsam import launch, stages, store
-from lightsam.config import Runtime
-from lightsam.sweep import load_sweep
+from lightsam import launch, paper, stages, store
+from lightsam.config import Config, Runtime, read_yaml
+from lightsam.plan import Plan
+from lightsam.sweep import Sweep, load_sweep
 from lightsam.theorem import Problem, run_theorem
 
 
 @dataclass(frozen=True)
 class Preset:
     """``confirm_seeds``: the fresh seeds of the confirm stage (none: no stage follows the
-    grids; only where they run locally, to completion); ``recovery``: run the recovery audit."""
+    grids; only where they run locally, to completion); ``recovery``: run the recovery audit.
+    ``practical``: the confirm stage of each screening sweep once it is complete
+    (``lightsam.paper``); ``transfer_from``: the screening whose selected settings run on the
+    specs ``transfer_to`` (``experiments/<name>.yaml``). Both wait for their screening: rerun
+    the preset as its rungs finish."""
 
     sweeps: tuple[str, ...]
     executor: str
     problem: Problem = field(default_factory=Problem)
     confirm_seeds: tuple[int, ...] = ()
     recovery: bool = False
+    practical: bool = False
+    transfer_from: str | None = None
+    transfer_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.confirm_seeds or self.recovery) and self.executor != "local":
@@ -53,6 +63,9 @@ PRESETS = {
             "screen_imagenet_vit",
         ),
         executor="slurm",
+        practical=True,
+        transfer_from="screen_cifar10_resnet18",
+        transfer_to=("mnist_lenet", "cifar100_resnet18", "imagenet_vit", "cifar100_wrn16_8"),
     ),
     "smoke": Preset(
         sweeps=("smoke",),
@@ -101,3 +114,34 @@ def reproduce(
                 plan, configs, store.stage_store(grid, plan.stage), runtime,
                 executor=chosen.executor, max_parallel=max_parallel,
             )  # fmt: skip
+        for stage, make in paper_stages(chosen, sweep, grid, sweeps_dir.parent / "experiments"):
+            try:
+                plan, configs = make()
+            except stages.GridIncomplete as waiting:
+                print(f"{sweep.name}: the {stage} stage waits for the screening: {waiting}")
+                continue
+            launch.launch_plan(
+                plan, configs, store.stage_store(grid, stage), runtime,
+                executor=chosen.executor, profile=profile, max_parallel=max_parallel,
+            )  # fmt: skip
+
+
+def paper_stages(
+    chosen: Preset, sweep: Sweep, grid: Path, experiments: Path
+) -> list[tuple[str, Callable[[], tuple[Plan, list[Config]]]]]:
+    """The ``lightsam.paper`` stages of a screening sweep that ``chosen`` runs: (the name of
+    each one's store beside the grid's, what makes its plan and runs)."""
+    if sweep.halving is None:
+        return []
+    rungs, plan = sweep.halving.rungs, sweep.plan()
+    made = []
+    if chosen.practical:
+        made.append(("confirm", functools.partial(paper.confirmation, plan, grid, rungs)))
+    if sweep.name == chosen.transfer_from:
+        for spec in chosen.transfer_to:
+            target = read_yaml(experiments / f"{spec}.yaml", "spec")
+            target.pop("optimizer", None)
+            made.append(
+                (f"transfer_{spec}", functools.partial(paper.transfer, plan, grid, rungs, target))
+            )
+    return made

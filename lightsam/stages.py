@@ -98,6 +98,22 @@ def budgets(arm: list[GridRun], grid_epochs: set[int]) -> list[int]:
     return sorted(e for e in grid_epochs if e <= config.epochs)
 
 
+def rank(cell: list[GridRun], epochs: int) -> tuple[float, float, float]:
+    """A cell's place in a selection after ``epochs`` epochs (smaller is better): its mean
+    validation accuracy over its seeds, higher first, then the smaller ``lr``, then ``rho``."""
+    score = sum(val_acc_at(run, epochs) for run in cell) / len(cell)
+    optimizer = cell[0].config.optimizer
+    return (-score, optimizer.lr, optimizer.rho or 0.0)
+
+
+def cells_of(runs: list[GridRun]) -> list[list[GridRun]]:
+    return list(_by(runs, cell_key).values())
+
+
+def arms_of(runs: list[GridRun]) -> dict[str, list[GridRun]]:
+    return _by(runs, arm_key)
+
+
 def _setting(config: Config) -> str:
     rho = "" if config.optimizer.rho is None else f", rho={config.optimizer.rho:g}"
     return f"lr={config.optimizer.lr:g}{rho}"
@@ -118,20 +134,12 @@ def confirmation(grid: Plan, out: Path, seeds: tuple[int, ...]) -> tuple[Plan, l
     for key, arm in _by(runs, arm_key).items():
         cells = _by(arm, cell_key).values()
         for epochs in budgets(arm, grid_epochs):
-
-            def score(cell: list[GridRun], epochs: int = epochs) -> float:
-                return sum(val_acc_at(run, epochs) for run in cell) / len(cell)
-
-            def rank(cell: list[GridRun]) -> tuple[float, float, float]:
-                optimizer = cell[0].config.optimizer
-                return (-score(cell), optimizer.lr, optimizer.rho or 0.0)
-
-            best = min(cells, key=rank)
+            best = min(cells, key=lambda cell, epochs=epochs: rank(cell, epochs))
             chosen = best[0].config
             configs += [chosen.replace(epochs=epochs, seed=seed) for seed in seeds]
             notes.append(
                 f"{labels[key]}: {_setting(chosen)} selected at {epochs} epochs "
-                f"(validation accuracy {score(best):.4f} over {len(best)} seed(s))"
+                f"(validation accuracy {-rank(best, epochs)[0]:.4f} over {len(best)} seed(s))"
             )
     return _stage_plan(grid, "confirm", configs, notes), configs
 
