@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import resource
 import sys
 import time
 import traceback
@@ -67,6 +68,8 @@ from lightsam.step import TrainStep
 # How often (in steps) the loop reads the loss back from the device: to test for divergence and
 # refresh the progress bar. Reading it every step would stall a GPU.
 SYNC_EVERY = 20
+# The forward passes' autocast dtype of each ``Config.precision``; fp16 also scales the loss.
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The realised size of each ascent (SharpnessAwareOptimizer): epoch means in metrics.jsonl, the
 # run's mean in result.json.
 PERTURBATION = ("perturbation_norm", "relative_perturbation")
@@ -401,12 +404,13 @@ def build(config: Config, runtime: Runtime, env: DistributedEnv, device: torch.d
     steps_per_epoch = len(loaders["train"])  # the same in every process
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    autocast_dtype = torch.bfloat16 if config.precision == "bf16" else None
+    autocast_dtype = AUTOCAST_DTYPES[config.precision]
     step = TrainStep(
         model,
         optimizer,
         loss_fn,
         autocast_dtype=autocast_dtype,
+        scaler=torch.amp.GradScaler(device.type) if config.precision == "fp16" else None,
         grad_clip=config.grad_clip,
         accumulation=config.accumulation,
         perturbation=config.perturbation,
@@ -430,7 +434,27 @@ def first_ascent_radius(config: Config, runtime: Runtime = Runtime()) -> float:
     set_epoch(parts.loaders["train"], 0)
     x, y = next(iter(parts.loaders["train"]))
     parts.step(x.to(device).contiguous(memory_format=parts.memory_format), y.to(device))
+    if parts.step.skipped:
+        raise RuntimeError(
+            "the first step's gradient overflowed the fp16 loss scale, so no ascent was taken: "
+            "measure the first ascent with precision fp32 or bf16"
+        )
     return parts.optimizer.perturbation_norm.item()
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """``peak_memory_bytes`` and what it measures, ``peak_memory_kind``: on CUDA the peak of
+    tensor memory allocated on ``device`` since this start of the run
+    (``cuda_max_memory_allocated``), else the peak resident memory of the whole process so far
+    (``cpu_max_rss``: model, data, optimizer and interpreter; in a process that ran other runs
+    before, the largest of them)."""
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_memory_allocated"
+    else:
+        # Linux reports ru_maxrss in kilobytes, macOS in bytes.
+        unit = 1 if sys.platform == "darwin" else 1024
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit, "cpu_max_rss"
+    return {"peak_memory_bytes": peak, "peak_memory_kind": kind}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -441,6 +465,8 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     ``env.rank`` of ``env.world_size``; returns the result, which the main process also writes
     to ``run_dir/result.json``."""
     device = resolve_device(runtime.device, env)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # result.json's peak_memory_bytes
     checkpoint = store.load_checkpoint(run_dir)  # read by every process
     start_epoch = checkpoint["epoch"] if checkpoint is not None else 0
     record = Recorder(run_dir)
@@ -461,6 +487,8 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         module.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        if step.scaler is not None:
+            step.scaler.load_state_dict(checkpoint["scaler"])
         torch.set_rng_state(checkpoint["rng_cpu"])
         if device.type == "cuda" and checkpoint["rng_cuda"] is not None:
             torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
@@ -503,10 +531,11 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             recent[i % SYNC_EVERY] = loss.float().nan_to_num(math.inf)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-            if sharpness_aware:
+            if sharpness_aware and not step.skipped:  # a loss scaler skips overflowing steps
                 sizes = (optimizer.perturbation_norm, optimizer.relative_perturbation)
                 perturbation += torch.stack(sizes).to(perturbation)
-                if epoch == 0 and i == 0:  # the radius the study's rho grids are matched by
+                # The radius the study's rho grids are matched by: the first step taken.
+                if epoch == 0 and "perturbation_norm_first" not in initial:
                     initial["perturbation_norm_first"] = optimizer.perturbation_norm.item()
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 # Decided on the global batch's losses, which every process shares (a
@@ -554,6 +583,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
                 "model": module.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "scaler": step.scaler.state_dict() if step.scaler is not None else None,
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "history": history,
@@ -579,6 +609,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         "final_train_loss": last.get("train_loss"),
         "wall_s": wall_s,
         "world_size": env.world_size,
+        **peak_memory(device),
         **{key: run_mean(history, key) for key in PERTURBATION},
         **initial,
     }

@@ -89,7 +89,7 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"optimizer__momentun": 0.9}, "unknown key.*momentun"),
         ({"optimizer__hparams__momentun": 0.9}, "momentun"),
         ({"optimizer__hparams__betas": "[0.9, 1.0]"}, "betas"),
-        ({"precision": "fp16"}, "bf16"),
+        ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16"),
         ({"lr_schedule": "linear"}, "lr_schedule must be one of constant, cosine, step"),
         ({"lr_schedule": "step"}, "lr_milestones"),
         ({"augment": "mixup"}, "augment must be one of"),

@@ -177,6 +177,10 @@ def decayed_grads(
     return [g.add(p, alpha=wd) for p, g in zip(params, grads, strict=True)]
 
 
+def _copy(value: Any) -> Any:
+    return value.clone() if isinstance(value, Tensor) else value
+
+
 def statistic(state: dict[str, Any], name: str, param: Tensor, fill: float) -> Tensor:
     """A per-coordinate statistic of ``param``, created on first use filled with ``fill``."""
     if name not in state:
@@ -202,6 +206,10 @@ class SharpnessAwareOptimizer(Optimizer):
     bit-for-bit what it was before ``first_step``, even if a branch (stochastic depth, a
     conditional module) produced no gradient for it in the second pass.
 
+    A step whose second gradient turns out unusable (a loss scaler's overflow) is abandoned with
+    ``undo_first_step`` after ``first_step(revertible=True)``: the weights and the ascent's
+    statistics are put back as they were, and no descent is taken.
+
     After each ``second_step``, ``perturbation_norm`` is ``||w_t - x_t||`` and
     ``relative_perturbation`` is ``||w_t - x_t|| / ||x_t||``, global over every perturbed
     parameter: 0-dim tensors on the parameters' device, never read back to the host here, so
@@ -216,6 +224,8 @@ class SharpnessAwareOptimizer(Optimizer):
         self._origins: dict[Tensor, Tensor] = {}
         self._perturbed: list[Tensor] | None = None
         self._ascent_norm: Tensor | None = None
+        # The ascent's statistics before the current ascent, kept by first_step(revertible=True).
+        self._ascent_saved: dict[Tensor, dict[str, Any]] | None = None
         # The realised size of the last ascent, as 0-dim tensors on the parameters' device (read
         # them back when you log, not at every step); None before the first step.
         self.perturbation_norm: Tensor | None = None
@@ -244,6 +254,11 @@ class SharpnessAwareOptimizer(Optimizer):
         are restored, so ``origins(params)`` are free to serve as scratch."""
         raise NotImplementedError
 
+    def _ascent_statistics(self) -> Any:
+        """The per-parameter state that holds the ascent's statistics, under keys starting with
+        ``ascent_`` (``rules.Half``); ``undo_first_step`` puts those back as they were."""
+        return self.state
+
     def origins(self, params: list[Tensor]) -> list[Tensor]:
         """The buffers that hold the weights before the ascent, one per parameter, created on
         first use (also for a parameter that gets a gradient in the second pass only)."""
@@ -258,8 +273,13 @@ class SharpnessAwareOptimizer(Optimizer):
     # -- the protocol ----------------------------------------------------------------------
 
     @torch.no_grad()
-    def first_step(self, zero_grad: bool = False) -> None:
-        """Perturb the weights along the current ``.grad`` (the gradient at the current weights)."""
+    def first_step(self, zero_grad: bool = False, *, revertible: bool = False) -> None:
+        """Perturb the weights along the current ``.grad`` (the gradient at the current weights).
+
+        With ``revertible``, the ascent's statistics (LightSAM's ``u``, ``r``, a decaying
+        radius's step count) are copied first, so that ``undo_first_step`` can abandon the step;
+        the copy costs their size in memory (none for SAM's ascent, one scalar for LightSAM-I's,
+        one or two copies of the weights for LightSAM-II's or -III's)."""
         if self._perturbed is not None:
             raise RuntimeError(
                 "first_step() called twice in a row: the weights are already perturbed. "
@@ -269,6 +289,12 @@ class SharpnessAwareOptimizer(Optimizer):
         self._dense(perturbed)
         if perturbed:
             torch._foreach_copy_(self.origins(perturbed), perturbed)
+        self._ascent_saved = None
+        if revertible:
+            self._ascent_saved = {
+                p: {k: _copy(v) for k, v in state.items() if k.startswith("ascent_")}
+                for p, state in self._ascent_statistics().items()
+            }
         self._ascent_norm = self._ascend()
         self._perturbed = perturbed
         if zero_grad:
@@ -308,11 +334,45 @@ class SharpnessAwareOptimizer(Optimizer):
             self._measure(self._perturbed, origins)
             torch._foreach_copy_(self._perturbed, origins)
         self._perturbed = None
+        self._ascent_saved = None
         self._dense([p for g in self.param_groups for p in g["params"] if p.grad is not None])
         self._descend()
         # An LR scheduler warns when it is stepped before ``optimizer.step()``; the two halves
         # together are this optimizer's step, so mark it as taken the way ``step()`` does.
         self._opt_called = True
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def undo_first_step(self, zero_grad: bool = False) -> None:
+        """Abandon the step ``first_step(revertible=True)`` began, as a loss scaler does a step
+        whose gradient overflowed: every perturbed weight is put back bit for bit, and the
+        ascent's statistics are exactly as before ``first_step`` (entries it created are
+        removed). No descent is taken and ``perturbation_norm`` keeps the last step's value; the
+        next call is ``first_step`` again."""
+        if self._perturbed is None:
+            raise RuntimeError(
+                "undo_first_step() needs a preceding first_step(): there is no ascent to undo"
+            )
+        if self._ascent_saved is None:
+            raise RuntimeError(
+                "undo_first_step() needs first_step(revertible=True), which keeps the ascent's "
+                "statistics to put back; complete this step with second_step()"
+            )
+        if self._perturbed:
+            torch._foreach_copy_(self._perturbed, self.origins(self._perturbed))
+        states = self._ascent_statistics()
+        for p in list(states):
+            state = states[p]
+            saved = self._ascent_saved.get(p)
+            for key in [k for k in state if k.startswith("ascent_")]:
+                del state[key]
+            if saved is None and not state:
+                del states[p]  # the ascent created it
+            else:
+                state.update(saved or {})
+        self._perturbed = None
+        self._ascent_saved = None
         if zero_grad:
             self.zero_grad()
 
@@ -341,7 +401,7 @@ class SharpnessAwareOptimizer(Optimizer):
 
     @property
     def is_perturbed(self) -> bool:
-        """True between ``first_step`` and ``second_step``."""
+        """True between ``first_step`` and ``second_step`` (or ``undo_first_step``)."""
         return self._perturbed is not None
 
     # -- checkpoints -----------------------------------------------------------------------

@@ -79,7 +79,8 @@ class LightSAM(SharpnessAwareOptimizer):
     claim), at the ``O(log T / sqrt T)`` rate.
 
     Watch for:
-        * BatchNorm: the second forward pass must not update the running statistics.
+        * BatchNorm: the second forward pass must not update the running statistics
+          (``lightsam.frozen_batchnorm_statistics``; ``lightsam.TrainStep`` does it).
         * DDP: the ascent gradient must be averaged across processes before ``first_step`` (the
           global perturbation), and LightSAM-I's norms are then the same on every rank.
         * Half precision: statistics and norms are kept in float32 for fp16/bf16 parameters.

@@ -55,10 +55,12 @@ class SharpnessAware(SharpnessAwareOptimizer):
     continues the exact trajectory.
 
     Watch for:
-        * BatchNorm: the second forward pass must not update running statistics (put BatchNorm
-          layers in eval mode, or restore their buffers, for the second pass).
+        * BatchNorm: the second forward pass must not update running statistics, yet must
+          normalise with the batch's (not eval mode): run it inside
+          ``lightsam.frozen_batchnorm_statistics(model)``, or use ``lightsam.TrainStep``.
         * DDP: average ``s_t`` across processes before ``first_step`` for the "global" SAM of the
-          paper, or deliberately not (m-sharpness); ``no_sync`` must wrap the forward pass too.
+          paper, or deliberately not (m-sharpness); ``no_sync`` must wrap the forward pass too
+          (``lightsam.TrainStep`` does either).
     """
 
     def __init__(
@@ -96,6 +98,9 @@ class SharpnessAware(SharpnessAwareOptimizer):
 
     def _descend(self) -> None:
         self.base_optimizer.step()
+
+    def _ascent_statistics(self) -> Any:
+        return self.ascent_state
 
     @property
     def identity(self) -> str:
@@ -161,10 +166,12 @@ class SAM(SharpnessAware):
     so a resumed run continues the exact trajectory.
 
     Watch for:
-        * BatchNorm: the second forward pass must not update running statistics (put BatchNorm
-          layers in eval mode, or restore their buffers, for the second pass).
+        * BatchNorm: the second forward pass must not update running statistics, yet must
+          normalise with the batch's (not eval mode): run it inside
+          ``lightsam.frozen_batchnorm_statistics(model)``, or use ``lightsam.TrainStep``.
         * DDP: average ``s_t`` across processes before ``first_step`` for the "global" SAM of the
-          paper, or deliberately not (m-sharpness); ``no_sync`` must wrap the forward pass too.
+          paper, or deliberately not (m-sharpness); ``no_sync`` must wrap the forward pass too
+          (``lightsam.TrainStep`` does either).
 
     Example::
 
