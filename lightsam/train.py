@@ -515,7 +515,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         recent = torch.zeros(SYNC_EVERY, device=device)  # losses since the last sync
         correct = torch.zeros((), device=device, dtype=torch.int64)
         perturbation = torch.zeros(len(PERTURBATION), device=device, dtype=torch.float64)
-        seen = 0
+        seen = ascents = 0
         bar = tqdm(
             loaders["train"],
             desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -534,6 +534,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             if sharpness_aware and not step.skipped:  # a loss scaler skips overflowing steps
                 sizes = (optimizer.perturbation_norm, optimizer.relative_perturbation)
                 perturbation += torch.stack(sizes).to(perturbation)
+                ascents += 1
                 # The radius the study's rho grids are matched by: the first step taken.
                 if epoch == 0 and "perturbation_norm_first" not in initial:
                     initial["perturbation_norm_first"] = optimizer.perturbation_norm.item()
@@ -566,8 +567,8 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
             "train_acc": correct.item() / seen,
             "lr": optimizer.param_groups[0]["lr"],
         }
-        if sharpness_aware:  # this process's ascents (every process's, in global mode)
-            row.update(zip(PERTURBATION, (perturbation / steps_per_epoch).tolist(), strict=True))
+        if ascents:  # this process's ascents (every process's, in global mode), skipped ones out
+            row.update(zip(PERTURBATION, (perturbation / ascents).tolist(), strict=True))
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             val = evaluate(module, loaders["val"], loss_fn, device, autocast_dtype)
             row.update(val_loss=val["loss"], val_ce=val["ce"], val_acc=val["acc"])
