@@ -13,7 +13,7 @@ PROFILE ?= local
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[study,dev]'
 	touch $@
 
 test: $(INSTALLED)
@@ -27,10 +27,13 @@ bench: $(INSTALLED)
 	$(PY) -m benchmarks.train_step
 
 # The study: experiments (skipping what is done), then every figure, table and REPORT.md.
-# PRESET=paper PROFILE=<slurm profile> submits the paper-scale sweeps instead.
+# PRESET=paper PROFILE=<slurm profile> submits the paper-scale sweeps instead (rerun it as their
+# rungs and stages finish). `make reproduce PRESET=paper PROFILE=<profile> --dry-run` (make's own
+# -n) prints each sweep's runs and cost and runs nothing: under -n make runs only `+` lines.
+DRY_RUN = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 reproduce: $(INSTALLED)
-	$(PY) -m lightsam reproduce --preset $(PRESET) --profile $(PROFILE)
-	$(MAKE) figures
+	+$(PY) -m lightsam reproduce --preset $(PRESET) --profile $(PROFILE) $(DRY_RUN)
+	$(if $(DRY_RUN),,$(MAKE) figures)
 
 # Regenerate figures, tables, REPORT.md and the README's results from runs/; never trains.
 figures: $(INSTALLED)

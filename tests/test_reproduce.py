@@ -125,3 +125,18 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     collection = collect(runs / "smoke")
     assert len(collection.runs) == 10 and set(collection.runs["epochs"]) == {2.0}
     assert aggregate(collection.runs)["n"].max() == 1  # one seed a cell, as planned
+
+
+def test_make_dry_run_prices_the_paper_preset_and_runs_nothing():
+    """`make reproduce PRESET=paper --dry-run`: make's own -n, under which the Makefile runs
+    only the dry run of the preset."""
+    before = sorted(p.name for p in ROOT.iterdir())
+    done = subprocess.run(
+        ["make", "reproduce", "PRESET=paper", "PROFILE=gpu_example", "--dry-run"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("cost of sweep screen_") for line in lines) == 4
+    assert any(line.startswith("preset paper: ") for line in lines)
+    assert not any(line.startswith("submitted") for line in lines)
+    assert sorted(p.name for p in ROOT.iterdir()) == before
