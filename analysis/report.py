@@ -33,6 +33,8 @@ from analysis import (
     fig_training_curves,
     study,
     table_best,
+    table_nine,
+    transfer,
 )
 from analysis.results import ARM, Collection, aggregate, best_settings
 from analysis.study import StudyFindings
@@ -469,6 +471,37 @@ def rewrite_readme(
     files.write_text(readme, text[:start] + block + text[end + len(last) :])
 
 
+def paper_sections(grid: Path, figures: Path, report_dir: Path) -> list[str]:
+    """The stages after a screening (``lightsam.paper``), where their stores hold results: the
+    nine-settings table of the confirm stage, the performance profiles of the transfer."""
+    lines = []
+    confirm = files.stage_store(grid, "confirm")
+    collection = common.load(confirm) if (confirm / files.PLAN).exists() else None
+    if collection is not None:
+        paths = table_nine.make(collection, figures / "confirm")
+        common.report(paths)
+        table = (figures / "confirm" / "nine_settings.md").read_text()
+        lines += ["### The nine settings around each selected cell (confirm stage)", "", table]
+    transfers = {
+        path.name.split("_transfer_", 1)[1]: path
+        for path in sorted(grid.parent.glob(f"{grid.name}_transfer_*"))
+        if (path / files.PLAN).exists()
+    }
+    paths = transfer.make(transfers, figures / "transfer") if transfers else []
+    if paths:
+        common.report(paths)
+        profile = figures / "transfer" / "transfer_profile.png"
+        lines += [
+            "### Transfer: time to target on every workload",
+            "",
+            f"Settings selected on this screening, run without retuning on {', '.join(transfers)}.",
+            "",
+            image(profile, report_dir, "performance profiles"),
+            "",
+        ]
+    return lines
+
+
 def sweep_stores(runs: Path) -> list[Path]:
     """The stores under ``runs`` that hold a grid's plan (the theorem experiment's directory
     holds none; the stages of a grid are reported with it)."""
@@ -553,6 +586,7 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
                 "",
                 image(figures / "halving.png", report_dir, "successive halving"),
                 "",
+                *paper_sections(store, figures, report_dir),
             ]
         if block is None and readme is not None:
             block = readme_block(collection, setup, facts, figures, readme.parent, readme_theorem)

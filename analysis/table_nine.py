@@ -75,7 +75,9 @@ def markdown(table: pd.DataFrame, summary: pd.DataFrame) -> str:
 
 
 def make(collection: Collection, out: Path) -> list[Path]:
+    """The table of every arm with a block of settings (a base run at one setting is not)."""
     table = settings(collection)
+    table = table[table.groupby("arm")["lr"].transform("size") > 1]
     summary = summaries(table)
     files.write_text(out / "nine_settings.md", markdown(table, summary))
     return [

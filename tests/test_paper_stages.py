@@ -4,11 +4,16 @@ the transfer onto another workload's spec."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from test_table_nine import write_block
+from test_transfer import CURVES, write_store
 
-from lightsam import paper, reproduce, stages
+from analysis.report import write_report
+from lightsam import paper, reproduce, stages, store
 from lightsam.config import Runtime, read_yaml
 from lightsam.launch import launch_sweep
 from lightsam.sweep import load_sweep
@@ -92,3 +97,27 @@ def test_the_paper_preset_confirms_every_screen_and_transfers_cifar10s_choices(t
     for _, make in made["screen_cifar10_resnet18"]:  # nothing screened yet: every stage waits
         with pytest.raises(stages.GridIncomplete):
             make()
+
+
+def restage(path: Path, stage: str) -> None:
+    plan = store.read_plan(path)
+    (path / store.PLAN).unlink()
+    store.write_plan(path, dataclasses.replace(plan, stage=stage))
+
+
+def test_the_report_shows_the_nine_settings_and_the_transfer_profiles(screen, tmp_path):
+    _, out = screen
+    runs = out.parent
+    write_block(store.stage_store(out, "confirm"))
+    restage(store.stage_store(out, "confirm"), "confirm")
+    for workload, curves in CURVES.items():
+        write_store(store.stage_store(out, f"transfer_{workload}"), curves)
+        restage(store.stage_store(out, f"transfer_{workload}"), "transfer")
+    write_report(runs, tmp_path / "figures", tmp_path / "REPORT.md")
+    report = (tmp_path / "REPORT.md").read_text()
+    nine = report.split("### The nine settings around each selected cell (confirm stage)")[1]
+    assert nine.split("### ")[0].count("| LightSAM-I | ") == 9
+    assert "run without retuning on w1, w2." in report
+    profile = pd.read_csv(tmp_path / "figures" / "store" / "transfer" / "transfer_profile.csv")
+    assert profile.loc[profile["tau"].eq(1.0), "sgd"].item() == 0.5
+    assert report.count("## ") - report.count("### ") == 1  # the stages are not sweeps of their own
