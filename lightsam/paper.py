@@ -96,7 +96,7 @@ def confirmation(grid_plan: Plan, grid_store: Path, rungs: tuple[int, ...]) -> t
                              "rho": _round(rho * f_rho)}  # fmt: skip
                 block = best.replace(optimizer=optimizer)
                 configs += [practical(block, seed=seed) for seed in BLOCK_SEEDS]
-    return _plan(grid_plan, "confirm", configs, notes), _unique(configs)
+    return stages.stage_plan(grid_plan, "confirm", configs, notes), _unique(configs)
 
 
 def transfer(
@@ -112,20 +112,9 @@ def transfer(
             configs += [moved.replace(seed=seed) for seed in TRANSFER_SEEDS]
             rho = config.optimizer.rho
             notes.append(f"{label}: lr={config.optimizer.lr:g}, rho={rho:g} from the screening")
-    return _plan(grid_plan, "transfer", configs, notes), _unique(configs)
+    return stages.stage_plan(grid_plan, "transfer", configs, notes), _unique(configs)
 
 
 def _unique(configs: list[Config]) -> list[Config]:
     """One config per run id (the block's centre is the selected cell's first seeds)."""
     return list({config.run_id(): config for config in configs}.values())
-
-
-def _plan(grid: Plan, stage: str, configs: list[Config], notes: list[str]) -> Plan:
-    return Plan(
-        sweep=grid.sweep,
-        source=grid.source,
-        source_sha256=grid.source_sha256,
-        runs={config.run_id(): config.to_dict() for config in configs},
-        notes=tuple(notes),
-        stage=stage,
-    )

@@ -78,7 +78,8 @@ def _by(runs: list[GridRun], key: Callable[[dict[str, Any]], str]) -> dict[str, 
     return groups
 
 
-def _stage_plan(grid: Plan, stage: str, configs: list[Config], notes: list[str]) -> Plan:
+def stage_plan(grid: Plan, stage: str, configs: list[Config], notes: list[str]) -> Plan:
+    """The plan of a later stage of ``grid``: its runs ``configs``, with ``notes``."""
     return Plan(
         sweep=grid.sweep,
         source=grid.source,
@@ -141,7 +142,7 @@ def confirmation(grid: Plan, out: Path, seeds: tuple[int, ...]) -> tuple[Plan, l
                 f"{labels[key]}: {_setting(chosen)} selected at {epochs} epochs "
                 f"(validation accuracy {-rank(best, epochs)[0]:.4f} over {len(best)} seed(s))"
             )
-    return _stage_plan(grid, "confirm", configs, notes), configs
+    return stage_plan(grid, "confirm", configs, notes), configs
 
 
 def recovery(grid: Plan, out: Path) -> tuple[Plan, list[Config]]:
@@ -163,4 +164,4 @@ def recovery(grid: Plan, out: Path) -> tuple[Plan, list[Config]]:
             f"{labels[arm_key(first.config.to_dict())]}: {_setting(first.config)} stopped in "
             f"epoch {first.result['diverged_epoch']} at loss {first.result['stopping_loss']:.3g}"
         )
-    return _stage_plan(grid, "recovery", configs, notes), configs
+    return stage_plan(grid, "recovery", configs, notes), configs
