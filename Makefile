@@ -23,8 +23,8 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 
 bench: $(INSTALLED)
-	$(PY) -m benchmarks.optimizer_step
-	$(PY) -m benchmarks.train_step
+	PYTHON=$(PY) bash benchmarks/cpu.sh benchmarks/results/cpu.json
+	$(PY) -m benchmarks.readme README.md benchmarks/results/cpu.json
 
 # The study: experiments (skipping what is done), then every figure, table and REPORT.md.
 # PRESET=paper PROFILE=<slurm profile> submits the paper-scale sweeps instead (rerun it as their

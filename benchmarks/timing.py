@@ -1,30 +1,70 @@
-"""The one timing loop of the benchmarks."""
+"""The one timing loop of the benchmarks: arms interleaved call by call, round by round.
+
+On a shared machine the machine itself changes while a benchmark runs (other processes, clock
+frequency, caches), so timing one arm in a block and then the other compares two machines: the
+same ``torch.optim.Adam`` once measured 9.7 ms as a baseline and 16.7 ms as an arm of the same
+run. Here a round alternates the arms call by call (A B A B ... for ``calls`` calls each), so
+what changes slower than a call cancels in the round's ratio and what changes faster averages
+over its calls; the order is rotated from round to round so that no arm always goes first. Each
+round's ratio (``benchmarks.compare``) then compares times taken a call apart.
+"""
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, *, calls: int, repeats: int):
-    """Median over ``repeats`` of the mean time of ``calls`` calls of ``fn``, after three
-    warm-up calls; CUDA work is waited for, so queued kernels are counted."""
+def _timed(fn: Callable[[], object], device: torch.device) -> Callable[[], float]:
+    """Call ``fn``; return what reads its duration in seconds. On CUDA the duration is that of
+    the stream between two events around the call, so the kernels the call queued count, the
+    previous arm's still-queued kernels do not, and no synchronisation splits the round."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        return lambda: start.elapsed_time(end) / 1e3
+    start_time = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - start_time
+    return lambda: elapsed
 
-    def sync() -> None:
+
+def interleaved_seconds(
+    arms: Mapping[str, Callable[[], object]],
+    device: torch.device,
+    *,
+    rounds: int,
+    calls: int = 1,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """Seconds per call of each arm, one value per round: the mean of its ``calls`` calls.
+
+    First ``warmup`` calls of every arm (allocations, lazily created state, autotuning), then
+    ``rounds`` rounds; round ``r`` runs the arms in turn starting at the ``r``-th, ``calls``
+    times over (two arms: A B A B, then B A B A, ...).
+    """
+    if rounds < 1 or calls < 1 or warmup < 0:
+        raise ValueError(
+            f"need rounds, calls >= 1 and warmup >= 0; got {rounds}, {calls}, {warmup}"
+        )
+    names = list(arms)
+    for name in names:
+        for _ in range(warmup):
+            arms[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        order = names[shift:] + names[:shift]
+        readings: dict[str, list[Callable[[], float]]] = {name: [] for name in names}
+        for _ in range(calls):
+            for name in order:
+                readings[name].append(_timed(arms[name], device))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        sync()
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+        for name in names:
+            times[name].append(sum(read() for read in readings[name]) / calls)
+    return times
