@@ -177,7 +177,8 @@ def cell_losses(runs: pd.DataFrame, metrics: pd.DataFrame, levels: pd.DataFrame)
     return cells.merge(levels[[ARM, "rho", "level"]], on=[ARM, "rho"], how="left")
 
 
-def _best(losses: pd.Series) -> float:
+def finite_min(losses: pd.Series) -> float:
+    """The smallest finite loss; NaN if none is finite (all diverged or missing)."""
     finite = losses[np.isfinite(losses)]
     return float(finite.min()) if len(finite) else math.nan
 
@@ -190,7 +191,7 @@ def lr_windows(cells: pd.DataFrame, factor: float = FACTOR) -> pd.DataFrame:
     ``grid_lrs``, its ends ``lr_low`` and ``lr_high``; ``gradient_epochs``, the budget in
     epochs of one gradient a step (twice the epochs for a sharpness-aware arm), which pairs a
     base at 2e with a method at e."""
-    bests = cells.groupby([ARM, "epoch"])["probe_loss"].agg(_best)
+    bests = cells.groupby([ARM, "epoch"])["probe_loss"].agg(finite_min)
     rows = []
     for (arm, level, epoch), at in cells.groupby([ARM, "level", "epoch"], dropna=False):
         best = bests[(arm, epoch)]
@@ -215,7 +216,7 @@ def radius_windows(
     for (arm, epoch), at in sam.groupby([ARM, "epoch"]):
         if at["level"].nunique() < 2:
             continue
-        best = _best(at["probe_loss"])
+        best = finite_min(at["probe_loss"])
         for lr, cell in at.groupby("lr"):
             width, points, _, _ = window(np.log10(cell["radius"]), cell["probe_loss"], best, factor)
             rows.append([arm, epoch, lr, width, points, len(cell)])

@@ -52,7 +52,9 @@ if $smoke; then
     optimizer=(--models many_small --methods sgd_sam,lightsam_iii --rounds 2 --calls 1 --warmup 1)
     train=(--models lenet5 --methods sgd_sam,adasam --batch lenet5=8 --rounds 2 --warmup 1)
     compiled=(--model lenet5 --batch 8 --rounds 2 --warmup 1 --backend eager)
-    check=(--model lenet5 --steps 60 --batch 32 --samples 512)
+    # LeNet-5 at the benchmarks' lr 0.05 sits on the edge of stability: some seeds' last steps
+    # spike. At 0.02 the loss falls below a tenth of its start in 150 steps, fp32 or bf16.
+    check=(--model lenet5 --steps 150 --batch 32 --samples 512 --lr 0.02)
     ddp=(--model lenet5 --steps 2 --batch 8)
 else
     device=(--device cuda)

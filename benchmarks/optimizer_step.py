@@ -194,8 +194,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    report.publish(run(args), args.device, args.out, report.command(__spec__.name, argv))
+    report.entry(__spec__.name, parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import json
 import platform
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,18 @@ def publish(
     if out is not None:
         write(out, document(device, tables, command))
     return all(r["passed"] for t in tables if t["kind"] == "check" for r in t["records"])
+
+
+def entry(
+    module: str,
+    parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], list[dict[str, Any]]],
+    argv: Sequence[str] | None,
+) -> None:
+    """A benchmark's ``main``: parse ``argv``, run, publish; exit 1 when a check failed."""
+    args = parse_args(argv)
+    if not publish(run(args), args.device, args.out, command(module, argv)):
+        sys.exit(1)
 
 
 # -- rendering ------------------------------------------------------------------------------------

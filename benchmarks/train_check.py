@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=cli.positive_int, default=4096)
     parser.add_argument("--noise", type=float, default=1.0, help="noise around each class image")
     parser.add_argument(
+        "--lr", type=float, default=None, help="the method's lr (default: the benchmarks' own)"
+    )
+    parser.add_argument(
         "--fall",
         type=float,
         default=0.5,
@@ -62,6 +65,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--fall must be in (0, 1), got {args.fall}")
     if not args.noise >= 0.0:
         parser.error(f"--noise must be >= 0, got {args.noise}")
+    if args.lr is not None and not args.lr > 0.0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
     return args
 
 
@@ -72,9 +77,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=CLASSES, in_channels=CHANNELS, image_size=SIZE)
     model = model.to(device, memory_format=memory_format).train()
+    hparams = HPARAMS[args.method] | ({} if args.lr is None else {"lr": args.lr})
     step = TrainStep(
         model,
-        create_optimizer(args.method, model.parameters(), **HPARAMS[args.method]),
+        create_optimizer(args.method, model.parameters(), **hparams),
         nn.CrossEntropyLoss(),
         autocast_dtype=None if args.precision == "fp32" else cli.PRECISIONS[args.precision],
     )
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         "device": device.type,
         "model": args.model,
         "method": args.method,
+        "lr": hparams["lr"],
         "precision": "fp32" if args.precision == "fp32" else f"{args.precision} autocast",
         "memory format": "channels_last" if args.channels_last else "contiguous",
         "steps": args.steps,
@@ -127,9 +134,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    if not report.publish(run(args), args.device, args.out, report.command(__spec__.name, argv)):
-        sys.exit(1)
+    report.entry(__spec__.name, parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def print_cost(sweep: Sweep, profile: Profile | None, name: str) -> float | None
     """The sweep's cost lines (``lightsam.cost``) for a dry run; returns its GPU-hours."""
     lines = cost.sweep_cost(sweep, profile.epoch_gpu_hours if profile else {})
     source = f"profile {name}" if profile else None
-    print(f"cost of sweep {sweep.name} (a sharpness-aware epoch counts twice):")
+    print(f"cost of sweep {sweep.name} (a sharpness-aware epoch at rho > 0 counts twice):")
     for line in cost.describe(lines, source):
         print(line)
     hours = [line.gpu_hours for line in lines]

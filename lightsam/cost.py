@@ -5,7 +5,8 @@ The cost of an epoch comes from the SLURM profile's ``epoch_gpu_hours``, keyed b
 profile's resources (all of a job's GPUs), measured on that cluster or estimated from a
 comparable one, as the profile's comments should say. A sharpness-aware epoch counts twice: it
 runs two forward/backward passes per step, and the training-step benchmark (``make bench``)
-puts the rest of its overhead at a few percent. Under successive halving the later rungs are
+puts the rest of its overhead at a few percent; at ``rho = 0`` it counts once, as the training
+step then takes one pass (``lightsam.step``). Under successive halving the later rungs are
 bounds: every arm keeps its share of cells, and each continued run trains only the epochs
 since the rung before (``lightsam.halving``).
 """
@@ -46,7 +47,13 @@ def epoch_gpu_hours(config: Config, per_epoch: Mapping[str, float]) -> float | N
     hours = per_epoch.get(workload(config))
     if hours is None:
         return None
-    return hours * (2 if OPTIMIZERS[config.optimizer.name].sharpness_aware else 1)
+    return hours * passes(config)
+
+
+def passes(config: Config) -> int:
+    """Forward/backward passes per step: two for a sharpness-aware optimizer that perturbs."""
+    two = OPTIMIZERS[config.optimizer.name].sharpness_aware and config.optimizer.rho != 0
+    return 2 if two else 1
 
 
 def _line(stage: str, runs: Sequence[tuple[Config, int, int]], per_epoch) -> Line:
@@ -74,7 +81,8 @@ def sweep_cost(sweep: Sweep, per_epoch: Mapping[str, float]) -> list[Line]:
     for rung in range(1, len(rungs)):
         cells = {key: sweep.halving.kept(n) for key, n in cells.items()}
         new = rungs[rung] - rungs[rung - 1]
-        runs = [(arms[key][0], n * seeds, new) for key, n in cells.items()]
+        # Which cells are kept is not known yet: price each as the arm's dearest (rho > 0).
+        runs = [(max(arms[key], key=passes), n * seeds, new) for key, n in cells.items()]
         lines.append(_line(f"rung {rung}", runs, per_epoch))
     return lines
 
@@ -114,5 +122,5 @@ def table(sweeps: Sequence[Sweep], per_epoch: Mapping[str, float], source: str) 
             total = None if total is None or line.gpu_hours is None else total + line.gpu_hours
     shown = "unknown" if total is None else f"≤ {total:,.0f}"
     rows.append(f"| **total** | | | | **{shown}** |")
-    note = f"GPU-hours from {source} (a sharpness-aware epoch counts twice)."
+    note = f"GPU-hours from {source} (a sharpness-aware epoch at rho > 0 counts twice)."
     return "\n".join(rows) + f"\n\n{note}\n"

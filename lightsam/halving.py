@@ -131,14 +131,7 @@ def promote(
                 }
             )
         notes.append(f"{labels[key]}: {len(chosen)} of {len(ranked)} cells continue to {to} epochs")
-    plan = Plan(
-        sweep=previous.sweep,
-        source=previous.source,
-        source_sha256=previous.source_sha256,
-        runs={config.run_id(): config.to_dict() for config in configs},
-        notes=tuple(notes),
-        stage=f"{RUNG}{rung}",
-    )
+    plan = stages.stage_plan(previous, f"{RUNG}{rung}", configs, notes)
     record = {
         "rung": rung,
         "from_store": str(previous_store),

@@ -8,7 +8,13 @@ For a ``SharpnessAwareOptimizer`` a step is::
     clip g_t                                        (the descent gradient, if asked)
     optimizer.second_step()             -> weights x_{t+1}
 
-so BatchNorm's running statistics are updated by the first pass only, from the batch at the
+At ``rho = 0`` (every group's; ``optimizer.perturbs`` is False) ``e_t = 0`` and ``g_t = s_t``:
+the step keeps ``first_step`` and ``second_step``, so the optimizer's state is as with two
+passes, but takes the descent on the first pass's gradient, synchronised under DDP, and costs
+one pass. Without dropout the step is bit for bit the two-pass one; with dropout it draws one
+mask per step, as the base optimizer's step does, where two passes would descend along a second.
+
+BatchNorm's running statistics are updated by the first pass only, from the batch at the
 weights the model is evaluated at: once per step (once per micro-batch with accumulation), as a
 plain optimizer's step does. Clipping applies to the descent gradient: clipping the ascent
 gradient would be undone by the normalisation of SAM's ascent. For any other optimizer it is the
@@ -136,8 +142,9 @@ class TrainStep:
     For a ``SharpnessAwareOptimizer`` (LightSAM, SAM, AdaSAM, any pairing) the step is the
     two-pass step of the module docstring: forward and backward at ``x_t`` (BatchNorm's running
     statistics updated), ``first_step``, forward and backward at ``x_t + e_t`` on the same batch
-    (running statistics frozen), clipping of the descent gradient, ``second_step``. For any
-    other ``torch.optim`` optimizer it is the usual single pass. The caller zeroes nothing: the
+    (running statistics frozen), clipping of the descent gradient, ``second_step``; at
+    ``rho = 0`` the second pass is left out, its gradient being the first's. For any other
+    ``torch.optim`` optimizer it is the usual single pass. The caller zeroes nothing: the
     step clears the gradients first. Step an LR scheduler after it as after
     ``optimizer.step()``.
 
@@ -286,19 +293,21 @@ class TrainStep:
             if scaled:
                 self.scaler.update()
             return loss, logits
-        synchronise = self.perturbation == "global"
+        one_pass = not self.optimizer.perturbs
+        synchronise = one_pass or self.perturbation == "global"
         loss, logits = self._forward_backward(micro_batches, synchronise=synchronise)
         # The first pass is checked before first_step: the ascent updates statistics of its own.
         if scaled and not self._unscaled_and_finite(self._first_pass, synchronised=synchronise):
             self._skip()
             return loss, logits
-        self.optimizer.first_step(zero_grad=True, revertible=scaled)
-        with frozen_batchnorm_statistics(self.model):
-            self._forward_backward(micro_batches, synchronise=True)
-        if scaled and not self._unscaled_and_finite(self.optimizer, synchronised=True):
-            self.optimizer.undo_first_step()
-            self._skip()
-            return loss, logits
+        self.optimizer.first_step(zero_grad=not one_pass, revertible=scaled and not one_pass)
+        if not one_pass:
+            with frozen_batchnorm_statistics(self.model):
+                self._forward_backward(micro_batches, synchronise=True)
+            if scaled and not self._unscaled_and_finite(self.optimizer, synchronised=True):
+                self.optimizer.undo_first_step()
+                self._skip()
+                return loss, logits
         self._clip()
         self.optimizer.second_step(zero_grad=True)
         if scaled:

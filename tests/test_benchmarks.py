@@ -379,6 +379,7 @@ def test_the_report_command_combines_parts(tmp_path, capsys):
         (train_check.parse_args, ["--steps", "5"], "--steps must be >= 10"),
         (train_check.parse_args, ["--fall", "1.5"], "--fall must be in (0, 1)"),
         (train_check.parse_args, ["--noise", "-1"], "--noise must be >= 0"),
+        (train_check.parse_args, ["--lr", "0"], "--lr must be > 0"),
     ],
 )
 def test_command_lines_are_checked(parse, argv, message, capsys):
@@ -442,8 +443,8 @@ def test_the_training_benchmark_runs_end_to_end(tmp_path, torch_settings):
 
 def test_the_training_check_runs_and_its_loss_falls(tmp_path, torch_settings):
     out = tmp_path / "check.json"
-    argv = ["--device", "cpu", "--model", "lenet5", "--steps", "60", "--batch", "32"]
-    train_check.main([*argv, "--samples", "512", "--out", str(out)])
+    argv = ["--device", "cpu", "--model", "lenet5", "--steps", "150", "--batch", "32"]
+    train_check.main([*argv, "--samples", "512", "--lr", "0.02", "--out", str(out)])
     (table,) = report.load(out)["tables"]
     assert table["kind"] == "check"
     assert [r["passed"] for r in table["records"]] == [True, True]

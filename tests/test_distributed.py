@@ -43,6 +43,7 @@ HPARAMS = {
     "lightsam_iii": {"lr": 0.01, "rho": 0.01},
 }
 SAM_FAMILY = [name for name in HPARAMS if name != "sgd"]
+RHO0 = {"lr": 0.1, "rho": 0.0}  # LightSAM-I at rho = 0: one pass per step
 LOSS = nn.CrossEntropyLoss()
 
 
@@ -84,11 +85,12 @@ def train_ddp(
     perturbation: str = "global",
     accumulation: int = 1,
     batchnorm: bool = False,
+    hparams: dict | None = None,
 ) -> dict:
     ddp = DistributedDataParallel(model(batchnorm))
     calls = [0]
     ddp.register_comm_hook(calls, counted_allreduce)
-    optimizer = create_optimizer(name, ddp.parameters(), **HPARAMS[name])
+    optimizer = create_optimizer(name, ddp.parameters(), **(hparams or HPARAMS[name]))
     step = TrainStep(ddp, optimizer, LOSS, perturbation=perturbation, accumulation=accumulation)
     losses, all_reduces = [], []
     for x, y in batches():
@@ -157,6 +159,9 @@ def worker(rank: int, port: int, out: Path) -> None:
             results["batchnorm", perturbation] = train_ddp(
                 "sgd_sam", rank, perturbation=perturbation, batchnorm=True
             )
+            results["rho0", perturbation] = train_ddp(
+                "lightsam_i", rank, perturbation=perturbation, hparams=RHO0
+            )
         torch.save(results, out / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -185,10 +190,10 @@ def ranks(tmp_path_factory) -> list[dict]:
 # -- one-process references ------------------------------------------------------------------
 
 
-def train_alone(name: str) -> dict:
+def train_alone(name: str, hparams: dict | None = None) -> dict:
     """One process on the global batch."""
     net = model()
-    optimizer = create_optimizer(name, net.parameters(), **HPARAMS[name])
+    optimizer = create_optimizer(name, net.parameters(), **(hparams or HPARAMS[name]))
     step = TrainStep(net, optimizer, LOSS)
     losses = torch.stack([step(x, y)[0] for x, y in batches()])
     return {"weights": weights(net), "state": optimizer.state_dict()["state"], "losses": losses}
@@ -341,3 +346,14 @@ def test_frozen_statistics_apply_to_sync_batchnorm():
     assert synced[1].num_batches_tracked.item() == 1 and synced[1].track_running_stats
     torch.testing.assert_close(dict(synced.named_buffers()), dict(plain.named_buffers()))
     torch.testing.assert_close(weights(synced), weights(plain))
+
+
+@pytest.mark.parametrize("perturbation", ["global", "local"])
+def test_at_rho_zero_one_synchronised_pass_is_one_process_on_the_global_batch(ranks, perturbation):
+    # A local perturbation too: the one pass carries the descent gradient, which is averaged.
+    expected = train_alone("lightsam_i", RHO0)
+    for result in ranks:
+        got = result["rho0", perturbation]
+        assert got["all_reduces"] == [1] * STEPS
+        torch.testing.assert_close(got["weights"], expected["weights"])
+        torch.testing.assert_close(got["state"], expected["state"])

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from configs import mnist5k_config
 
 from lightsam import store
-from lightsam.config import from_dict
 from lightsam.train import Recorder, run
 
 
 def config(**changes):
-    base = {
-        "dataset": "mnist5k",
-        "model": "lenet5",
+    fp16 = {
         "epochs": 2,
-        "batch_size": 64,
         "val_size": 3000,  # 1,000 training images: fp16 on a CPU is slow
         "eval_every": 2,
         "precision": "fp16",
         "optimizer": {"name": "lightsam_iii", "lr": 1e-3, "rho": 1e-4},
     }
-    return from_dict({**base, **changes})
+    return mnist5k_config(**{**fp16, **changes})
 
 
 def test_an_fp16_run_trains_and_resumes_with_its_loss_scaler(tmp_path, monkeypatch):

@@ -125,3 +125,21 @@ def test_the_readmes_cost_block_is_the_paper_presets_priced_by_the_example_profi
         line.gpu_hours for s in sweeps for line in cost.sweep_cost(s, profile.epoch_gpu_hours)
     )
     assert f"| **total** | | | | **≤ {hours:,.0f}** |" in paper_cost()
+
+
+def test_a_cell_at_rho_zero_is_priced_as_one_pass_and_a_later_rung_as_two(tmp_path, capsys):
+    (tmp_path / "priced.yaml").write_text("epoch_gpu_hours: {mnist5k/lenet5: 0.5}\n")
+    sweep = tmp_path / "h.yaml"
+    sweep.write_text(
+        f"base: {ROOT / 'experiments' / 'mnist5k_lenet.yaml'}\n"
+        "set: {epochs: 3}\nseeds: [0]\nhalving: {rungs: [1, 3], keep: 0.5}\n"
+        "optimizers:\n"
+        "  lightsam_i: {lr: [0.1, 1.0], rho: [0.0, 0.05]}\n"
+    )
+    main(["sweep", str(sweep), "--dry-run", "--executor", "slurm",
+          "--profile", str(tmp_path / "priced.yaml"), "--out", str(tmp_path / "out")])  # fmt: skip
+    said = capsys.readouterr().out.splitlines()
+    # rung 0: two cells at rho = 0 (0.5 each) and two at 0.05 (1.0); rung 1: 2 of 4 cells, two
+    # more epochs, priced as if both perturbed: 2 * 2 * 1.0.
+    assert "  rung 0: 4 runs, 4 run-epochs, 3.0 GPU-hours" in said
+    assert "  rung 1: at most 2 runs, 4 run-epochs, 4.0 GPU-hours" in said

@@ -108,3 +108,51 @@ def test_bad_arguments_are_named(kwargs, argument):
     optimizer = create_optimizer("sgd_sam", model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=f"^{argument} must"):
         TrainStep(model, optimizer, nn.CrossEntropyLoss(), **kwargs)
+
+
+SHARPNESS_AWARE = [
+    "sgd_sam", "asam", "adasam", "lightsam_i", "lightsam_ii", "lightsam_iii", "adam_sam",
+    "adagrad_sam", "adagrad_norm_sam", "lightsam_i_sgd",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SHARPNESS_AWARE)
+def test_at_rho_zero_the_step_takes_one_pass_and_is_the_two_pass_step(name):
+    """The second pass at x_t + 0 would recompute s_t: the step descends along it instead, and
+    leaves weights, optimizer state and BatchNorm statistics exactly as two passes do."""
+    gen = torch.Generator().manual_seed(3)
+    data = [(torch.randn(16, 6, generator=gen), torch.randint(0, 3, (16,))) for _ in range(4)]
+    loss_fn = nn.CrossEntropyLoss()
+    models, optimizers = [bn_model(), bn_model()], []
+    for model in models:
+        optimizers.append(create_optimizer(name, model.parameters(), lr=0.05, rho=0.0))
+    passes = []
+    models[0].register_forward_hook(lambda *_: passes.append(1))
+    step = TrainStep(models[0], optimizers[0], loss_fn)
+    two_pass, reference = [], optimizers[1]
+    for x, y in data:
+        step(x, y)
+        reference.zero_grad()
+        loss_fn(models[1](x), y).backward()
+        reference.first_step(zero_grad=True)
+        with frozen_batchnorm_statistics(models[1]):
+            loss_fn(models[1](x), y).backward()
+        reference.second_step(zero_grad=True)
+        two_pass.append(reference.perturbation_norm)
+    assert len(passes) == len(data)
+    assert not optimizers[0].perturbs and not reference.perturbs
+    assert all(norm.item() == 0 for norm in two_pass)
+    torch.testing.assert_close(models[0].state_dict(), models[1].state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(
+        optimizers[0].state_dict()["state"], reference.state_dict()["state"], rtol=0, atol=0
+    )
+
+
+def test_a_radius_in_any_group_takes_two_passes():
+    model = bn_model()
+    groups = [{"params": model[0].parameters(), "rho": 0.0}, {"params": model[3].parameters()}]
+    optimizer = create_optimizer("lightsam_i", groups, lr=0.05, rho=0.1)
+    passes = []
+    model.register_forward_hook(lambda *_: passes.append(1))
+    TrainStep(model, optimizer, nn.CrossEntropyLoss())(*batch())
+    assert optimizer.perturbs and len(passes) == 2

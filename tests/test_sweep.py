@@ -162,7 +162,7 @@ def test_dry_run_lists_each_run_and_status_counts_them(tmp_path):
     ids = {c.run_id() for c in load_sweep(sweep).runs}
     assert {line.split()[4] for line in runs} == ids
     assert all(line.split()[-1] == "local" for line in runs)
-    assert cost[0] == "cost of sweep s (a sharpness-aware epoch counts twice):"
+    assert cost[0] == "cost of sweep s (a sharpness-aware epoch at rho > 0 counts twice):"
     assert cost[1].startswith("  grid: 8 runs, 8 run-epochs, GPU-hours unknown")
     assert "lr=0.01" in out and "rho=0.0001" in out and "seed=1" in out
     assert not (tmp_path / "store").exists()

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from configs import mnist5k_config as config
 
 import lightsam.train
 from lightsam import store
-from lightsam.config import ConfigError, Runtime, from_dict
+from lightsam.config import ConfigError, Runtime
 from lightsam.data import TRAIN_POOL_SIZES, DatasetUnavailableError, TensorLoader, load_splits
 from lightsam.models import create_model
 from lightsam.train import Recorder, first_ascent_radius, lr_factor, run
@@ -45,18 +46,6 @@ OPTIMIZERS = {
     "lightsam_i_sgd": {"lr": 0.05, "rho": 0.05, "hparams": {"momentum": 0.9}},
     "sgd_sam_decay": {"lr": 0.05, "rho": 0.05, "hparams": {"momentum": 0.9}},
 }
-
-
-def config(**changes):
-    base = {
-        "dataset": "mnist5k",
-        "model": "lenet5",
-        "epochs": 1,
-        "batch_size": 64,
-        "val_size": 500,
-        "optimizer": {"name": "lightsam_i", "lr": 1.0, "rho": 0.05},
-    }
-    return from_dict({**base, **changes})
 
 
 def without_times(rows):

@@ -400,6 +400,13 @@ class SharpnessAwareOptimizer(Optimizer):
         return loss
 
     @property
+    def perturbs(self) -> bool:
+        """False when every group's ``rho`` is 0: the ascent is then ``e_t = 0``, so a second
+        pass at ``x_t + e_t = x_t`` would only recompute the first pass's gradient, and a
+        training step may take the descent on that gradient (``lightsam.TrainStep`` does)."""
+        return any(group["rho"] != 0 for group in self.param_groups)
+
+    @property
     def is_perturbed(self) -> bool:
         """True between ``first_step`` and ``second_step`` (or ``undo_first_step``)."""
         return self._perturbed is not None
