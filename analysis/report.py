@@ -31,6 +31,7 @@ from analysis import (
     fig_sensitivity,
     fig_theorem,
     fig_training_curves,
+    screening,
     study,
     table_best,
     table_nine,
@@ -579,12 +580,19 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
         halving = fig_halving.make(store, figures)
         if halving:
             common.report(halving)
+            common.report(screening.make(store, figures))
             lines += [
                 "### Successive halving",
                 "",
                 *(f"- {sentence}" for sentence in fig_halving.summary(store)),
                 "",
                 image(figures / "halving.png", report_dir, "successive halving"),
+                "",
+                "### The screening: windows against epochs, tuning cost against device-hours",
+                "",
+                *(f"- {sentence}" for sentence in screening.summary(figures)),
+                "",
+                image(figures / "screening.png", report_dir, "windows and tuning cost"),
                 "",
                 *paper_sections(store, figures, report_dir),
             ]
