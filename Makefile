@@ -7,6 +7,7 @@ INSTALLED := $(VENV)/.installed
 
 PRESET ?= quick
 PROFILE ?= local
+CALIBRATION ?=
 
 .PHONY: test lint bench reproduce figures
 
@@ -30,9 +31,11 @@ bench: $(INSTALLED)
 # PRESET=paper PROFILE=<slurm profile> submits the paper-scale sweeps instead (rerun it as their
 # rungs and stages finish). `make reproduce PRESET=paper PROFILE=<profile> --dry-run` (make's own
 # -n) prints each sweep's runs and cost and runs nothing: under -n make runs only `+` lines.
+# CALIBRATION=runs/calibration.json prices it from `lightsam calibrate`'s measurements.
 DRY_RUN = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 reproduce: $(INSTALLED)
-	+$(PY) -m lightsam reproduce --preset $(PRESET) --profile $(PROFILE) $(DRY_RUN)
+	+$(PY) -m lightsam reproduce --preset $(PRESET) --profile $(PROFILE) \
+		$(if $(CALIBRATION),--calibration $(CALIBRATION)) $(DRY_RUN)
 	$(if $(DRY_RUN),,$(MAKE) figures)
 
 # Regenerate figures, tables, REPORT.md and the README's results from runs/; never trains.

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lightsam import __version__, cost, launch, project, store
+from lightsam import __version__, calibrate, cost, launch, project, store
 from lightsam.config import ConfigError, Runtime, load_spec
+from lightsam.data import DatasetUnavailableError
 from lightsam.optim import OPTIMIZERS
 from lightsam.reproduce import PRESETS, reproduce
 from lightsam.sweep import Sweep, load_sweep
@@ -19,6 +20,9 @@ from lightsam.train import run
 
 if TYPE_CHECKING:  # submitit is imported only by the commands that submit
     from lightsam.slurm import Profile
+
+# A calibration file (``--calibration``) and its workloads (``lightsam.calibrate.load``).
+Calibration = tuple[Path, dict[str, dict]]
 
 
 def list_optimizers(_: argparse.Namespace) -> None:
@@ -58,10 +62,18 @@ def load_profile(name_or_path: str):
     return load_or_exit(slurm.load_profile, project.find(name_or_path, "slurm/profiles"))
 
 
+def load_calibration(args: argparse.Namespace) -> Calibration | None:
+    """The ``--calibration`` file and its workloads, if one was given."""
+    if args.calibration is None:
+        return None
+    return args.calibration, load_or_exit(calibrate.load, args.calibration)
+
+
 def sweep_command(args: argparse.Namespace) -> None:
     sweep, out = sweep_and_store(args)
     profile = load_profile(args.profile) if args.executor == "slurm" else None
     if args.dry_run:
+        calibration = load_calibration(args)
         plan = sweep.plan()
         state = launch.store_state(plan, out)
         run_ids = launch.to_launch(state, retry_failed=args.retry_failed)
@@ -75,7 +87,7 @@ def sweep_command(args: argparse.Namespace) -> None:
                 f"{optimizer['name']:<14} lr={optimizer['lr']:<10g} rho={optimizer['rho']!s:<10} "
                 f"seed={seed:<3} {run_id}  {where}"
             )
-        print_cost(sweep, profile, args.profile)
+        print_cost(sweep, profile, args.profile, calibration)
         return
     try:
         launch.launch_sweep(
@@ -91,15 +103,52 @@ def sweep_command(args: argparse.Namespace) -> None:
         raise SystemExit(f"lightsam sweep: {error}") from error
 
 
-def print_cost(sweep: Sweep, profile: Profile | None, name: str) -> float | None:
-    """The sweep's cost lines (``lightsam.cost``) for a dry run; returns its GPU-hours."""
-    lines = cost.sweep_cost(sweep, profile.epoch_gpu_hours if profile else {})
-    source = f"profile {name}" if profile else None
+def print_cost(
+    sweep: Sweep, profile: Profile | None, name: str, calibration: Calibration | None = None
+) -> float | None:
+    """The sweep's cost lines (``lightsam.cost``) for a dry run; returns its GPU-hours. The cost
+    of an epoch of a workload is the calibration's measurement if it has one, else the
+    profile's ``epoch_gpu_hours``."""
+    measured = calibration[1] if calibration else {}
+    given = profile.epoch_gpu_hours if profile else {}
+    per_epoch = {**given, **calibrate.epoch_gpu_hours(measured)}
+    lines = cost.sweep_cost(sweep, per_epoch)
     print(f"cost of sweep {sweep.name} (a sharpness-aware epoch at rho > 0 counts twice):")
-    for line in cost.describe(lines, source):
+    for line in cost.describe(lines, cost_source(sweep, lines, profile, name, calibration)):
         print(line)
     hours = [line.gpu_hours for line in lines]
     return None if None in hours else sum(hours)
+
+
+def cost_source(
+    sweep: Sweep,
+    lines: Sequence[cost.Line],
+    profile: Profile | None,
+    name: str,
+    calibration: Calibration | None,
+) -> str | None:
+    """Where a dry run's costs of an epoch come from, as ``cost.describe`` prints it: for a
+    sweep priced in full, the workloads the calibration measured (by whom, on what, when) and
+    the profile for the rest; for one that is not, where the costs were looked for (None:
+    nowhere)."""
+    searched = [f"profile {name}"] if profile else []
+    if calibration:
+        searched.append(f"calibration {calibration[0]}")
+    if not searched or any(line.missing for line in lines):
+        return " or ".join(searched) or None
+    measured = calibration[1] if calibration else {}
+    workloads = sorted({cost.workload(config) for config in sweep.runs})
+    used = [w for w in workloads if w in measured]
+    said = []
+    if used:
+        by = [
+            f"{w} by lightsam calibrate on {measured[w]['device']} at {measured[w]['measured_at']}"
+            for w in used
+        ]
+        said.append(f"measured: {', '.join(by)}, {calibration[0]}")
+    if len(used) < len(workloads):
+        said.append(f"profile {name}: the rest" if used else f"profile {name}")
+    return "; ".join(said)
 
 
 def describe(run_dir: Path) -> str:
@@ -179,10 +228,11 @@ def reproduce_command(args: argparse.Namespace) -> None:
     on_slurm = PRESETS[args.preset].executor == "slurm"
     profile = load_profile(args.profile) if on_slurm else None
     if args.dry_run:
+        calibration = load_calibration(args)
         total: float | None = 0.0
         for name in PRESETS[args.preset].sweeps:
             sweep = load_or_exit(load_sweep, project.root() / "sweeps" / f"{name}.yaml")
-            hours = print_cost(sweep, profile, args.profile)
+            hours = print_cost(sweep, profile, args.profile, calibration)
             total = None if hours is None or total is None else total + hours
         said = "unknown (a workload above has no cost)" if total is None else f"{total:.1f}"
         print(f"preset {args.preset}: {said} GPU-hours in all, before any stage it adds")
@@ -198,6 +248,38 @@ def reproduce_command(args: argparse.Namespace) -> None:
         )
     except store.PlanConflict as error:
         raise SystemExit(f"lightsam reproduce: {error}") from error
+
+
+def calibrate_command(args: argparse.Namespace) -> None:
+    if args.preset is not None:
+        names = [project.root() / "sweeps" / f"{n}.yaml" for n in PRESETS[args.preset].sweeps]
+    else:
+        names = [project.find(name, "sweeps") for name in args.sweeps]
+    sweeps = [load_or_exit(load_sweep, path) for path in names]
+    out = args.out or calibrate.default_path()
+    if out.exists():
+        load_or_exit(calibrate.load, out)  # refused before minutes of measuring, not after
+    runtime = runtime_of(args)
+    done: list[str] = []
+    for config in calibrate.representatives(c for sweep in sweeps for c in sweep.runs):
+        workload = cost.workload(config)
+        print(f"measuring {workload} (run {config.run_id()})", flush=True)
+        try:
+            m = calibrate.measure(config, runtime, steps=args.steps, warmup=args.warmup)
+        except DatasetUnavailableError as error:
+            kept = f"; measured before it and written to {out}: {', '.join(done)}" if done else ""
+            raise SystemExit(f"lightsam calibrate: {workload}: {error}{kept}") from error
+        # Written at once: a workload that fails later (its data missing) keeps the ones before.
+        calibrate.write(out, [m])
+        done.append(workload)
+        passes = "1 pass" if m.passes == 1 else f"{m.passes} passes"
+        print(
+            f"{m.workload} on {m.device}: {m.seconds_per_step:.4g} s a step ({m.optimizer}, "
+            f"{passes}), {m.steps_per_epoch} steps an epoch, evaluation {m.eval_seconds:.3g} s: "
+            f"{m.epoch_gpu_hours:.3g} GPU-hours an epoch of a one-pass optimizer",
+            flush=True,
+        )
+    print(f"wrote {out}")
 
 
 def figures_command(args: argparse.Namespace) -> None:
@@ -293,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument(
         "--profile", default="local", help="SLURM profile: a name in slurm/profiles or a path"
     )
+    add_calibration_argument(sweep_parser)
     add_runtime_arguments(sweep_parser)
     sweep_parser.set_defaults(handler=sweep_command)
 
@@ -320,8 +403,32 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_parser.add_argument(
         "--dry-run", action="store_true", help="print each sweep's runs and cost, run nothing"
     )
+    add_calibration_argument(reproduce_parser)
     add_runtime_arguments(reproduce_parser)
     reproduce_parser.set_defaults(handler=reproduce_command)
+
+    calibrate_parser = commands.add_parser(
+        "calibrate",
+        help="measure the GPU-hours of an epoch of each workload of sweeps in a short run here, "
+        "for their dry runs (--calibration); trains nothing into a store",
+    )
+    what = calibrate_parser.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "sweeps", nargs="*", default=[], metavar="SWEEP",
+        help="sweep files, or names of ones in sweeps/",
+    )  # fmt: skip
+    what.add_argument("--preset", choices=PRESETS, help="instead of sweeps: a preset's sweeps")
+    calibrate_parser.add_argument(
+        "--steps", type=at_least(1), default=20, help="timed training steps (default: 20)"
+    )
+    calibrate_parser.add_argument(
+        "--warmup", type=at_least(0), default=5, help="untimed steps first (default: 5)"
+    )
+    calibrate_parser.add_argument(
+        "--out", type=Path, help="the file to merge into (default: runs/calibration.json)"
+    )
+    add_runtime_arguments(calibrate_parser, wandb=False)
+    calibrate_parser.set_defaults(handler=calibrate_command, wandb=False)
 
     figures_parser = commands.add_parser(
         "figures", help="regenerate every figure, table and REPORT.md from stored results"
@@ -348,18 +455,34 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="the result store (default: runs/<sweep>)")
 
 
-def at_least_one(text: str) -> int:
-    """An argparse type: an integer of at least 1 (runs at once)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+def add_calibration_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="a file of lightsam calibrate: a dry run prices its measured workloads with it "
+        "(over the profile); read by dry runs only",
+    )
 
 
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+def at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+at_least_one = at_least(1)  # runs at once
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, wandb: bool = True) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--channels-last", action="store_true", help="channels-last memory format for images"
@@ -368,12 +491,13 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--download", action="store_true", help="download (and verify) missing datasets"
     )
-    parser.add_argument(
-        "--wandb",
-        action="store_true",
-        default=bool(os.environ.get("WANDB_MODE")),
-        help="log to Weights & Biases (default: on when WANDB_MODE is set)",
-    )
+    if wandb:  # calibrate trains nothing to log
+        parser.add_argument(
+            "--wandb",
+            action="store_true",
+            default=bool(os.environ.get("WANDB_MODE")),
+            help="log to Weights & Biases (default: on when WANDB_MODE is set)",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

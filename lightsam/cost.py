@@ -3,7 +3,9 @@
 The cost of an epoch comes from the SLURM profile's ``epoch_gpu_hours``, keyed by workload
 (``<dataset>/<model>``): the GPU-hours one epoch of a one-pass optimizer takes with the
 profile's resources (all of a job's GPUs), measured on that cluster or estimated from a
-comparable one, as the profile's comments should say. A sharpness-aware epoch counts twice: it
+comparable one, as the profile's comments should say; or from a calibration file of
+``lightsam calibrate`` (``lightsam.calibrate``), measured in a short run, which a dry run given
+one prefers for the workloads it measured. A sharpness-aware epoch counts twice: it
 runs two forward/backward passes per step, and the training-step benchmark (``make bench``)
 puts the rest of its overhead at a few percent; at ``rho = 0`` it counts once, as the training
 step then takes one pass (``lightsam.step``). Under successive halving the later rungs are
@@ -88,8 +90,9 @@ def sweep_cost(sweep: Sweep, per_epoch: Mapping[str, float]) -> list[Line]:
 
 
 def describe(lines: Sequence[Line], source: str | None) -> list[str]:
-    """The cost lines a dry run prints, and the total; ``source``: the profile the costs of an
-    epoch come from (None: no profile)."""
+    """The cost lines a dry run prints, and the total; ``source``: where the costs of an epoch
+    come from (a profile, a calibration file), or with a workload missing, where they were
+    looked for (None: nowhere)."""
     said = []
     for line in lines:
         bound = "at most " if line.stage.startswith("rung ") and line.stage != "rung 0" else ""
@@ -99,9 +102,15 @@ def describe(lines: Sequence[Line], source: str | None) -> list[str]:
         )
     missing = sorted({w for line in lines for w in line.missing})
     if source is None:
-        said.append("  GPU-hours: name a profile with epoch_gpu_hours (--executor slurm --profile)")
+        said.append(
+            "  GPU-hours: measure an epoch (lightsam calibrate, then --calibration FILE) or name "
+            "a profile with epoch_gpu_hours (--executor slurm --profile)"
+        )
     elif missing:
-        said.append(f"  no epoch_gpu_hours in {source} for {', '.join(missing)}")
+        said.append(
+            f"  no cost of an epoch of {', '.join(missing)} in {source}: measure it (lightsam "
+            "calibrate, then --calibration FILE) or give it in the profile's epoch_gpu_hours"
+        )
     else:
         said.append(f"  total: {sum(line.gpu_hours for line in lines):.1f} GPU-hours ({source})")
     return said
