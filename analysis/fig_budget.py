@@ -112,7 +112,13 @@ def windows_figure(t: StudyTables, out: Path) -> list[Path]:
     return common.save(fig, out, "budget_windows")
 
 
-def failures_figure(counts: pd.DataFrame, meanings: Mapping[str, str], out: Path) -> list[Path]:
+def failures_figure(
+    counts: pd.DataFrame,
+    meanings: Mapping[str, str],
+    out: Path,
+    title: str = "How each grid run ended, at its last epoch (training-subset loss)",
+    name: str = "budget_failures",
+) -> list[Path]:
     fig = Figure(figsize=(11, 0.45 * len(counts) + 2.8), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(counts))[::-1]
@@ -144,8 +150,8 @@ def failures_figure(counts: pd.DataFrame, meanings: Mapping[str, str], out: Path
     ax.set_yticks(y, [common.label(a) for a in counts[ARM]])
     ax.set_xlabel("grid runs (count)")
     fig.legend(loc="outside lower center", ncols=2, frameon=False)
-    ax.set_title("How each grid run ended, at its last epoch (training-subset loss)")
-    return common.save(fig, out, "budget_failures")
+    ax.set_title(title)
+    return common.save(fig, out, name)
 
 
 def contrasts_figure(c: pd.DataFrame, out: Path) -> list[Path]:

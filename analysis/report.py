@@ -594,6 +594,11 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
                 "",
                 image(figures / "screening.png", report_dir, "windows and tuning cost"),
                 "",
+                *(
+                    [image(figures / "screening_failures.png", report_dir, "how runs ended"), ""]
+                    if (figures / "screening_failures.png").exists()
+                    else []
+                ),
                 *paper_sections(store, figures, report_dir),
             ]
         if block is None and readme is not None:

@@ -12,6 +12,10 @@ the first (a continued run is the run trained to that length directly).
   counts as outside the window, as a diverged one does. So a window past the first rung is
   that of the cells the halving kept, which is what it spends its budget on, not the window the
   whole grid would have at that epoch. ``rho = 0`` is the method's base optimizer.
+- **How each run ended** (``screening_failures.csv``): ``analysis.study.failure`` at the last
+  epoch it trained (its rung), with the epochs' training losses and, for the loss before the
+  first step, ln(classes), a softmax classifier's loss at chance (there is no probe before the
+  first step on these workloads), and where the halving left it (pruned at a rung, or complete).
 - **Tuning cost** (``screening_tuning.csv``): ``analysis.results.expected_best_of_k`` on the
   first rung's runs, the only ones every cell has, against k x the arm's mean device-hours a
   run (``wall_s`` x processes, as measured); and the halving's own outcome per arm: the
@@ -29,15 +33,24 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from analysis import common
+from analysis import common, fig_budget
 from analysis.fig_halving import follow, promotions
 from analysis.results import ARM, collect, expected_best_of_k, write_csv
-from analysis.study import FACTOR, finite_min, window
+from analysis.study import (
+    FACTOR,
+    FAILURES,
+    STALLED,
+    failure,
+    failure_counts,
+    finite_min,
+    window,
+)
 from lightsam import store as files
 
 TUNING_BOOT = 1000
 NO_RHO = -1.0  # the rho of a base optimizer's cells while grouping (pandas drops NaN keys)
 CURVE_COLUMNS = [ARM, "lr", "rho", "seed", "epoch", "train_loss"]
+FAILURE_COLUMNS = [ARM, "lr", "rho", "seed", "epochs_reached", "ending", "failure"]
 WINDOW_COLUMNS = [ARM, "rho", "epoch", "width", "points", "cells", "grid_lrs"]
 HALVING_COLUMNS = [ARM, "device_hours", "lr", "rho", "epochs", "val_acc", "test_acc"]
 
@@ -80,6 +93,26 @@ def windows(table: pd.DataFrame, factor: float = FACTOR) -> pd.DataFrame:
         rows.append([arm, rho, epoch, width, points, int(losses.notna().sum()), len(everywhere)])
     found = pd.DataFrame(rows, columns=WINDOW_COLUMNS)
     return found.assign(rho=found["rho"].where(found["rho"].ne(NO_RHO)))
+
+
+def failures(followed: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid run that completed (``follow``; a failed run says nothing of the
+    optimizer): how it ended (``analysis.study.failure``, from ln(classes) and its training
+    losses, ``table``) and where the halving left it."""
+    table = table.assign(rho=table["rho"].fillna(NO_RHO)).sort_values("epoch")
+    losses = table.groupby([ARM, "lr", "rho", "seed"])["train_loss"].apply(list)
+    rows = []
+    for run in followed.itertuples():
+        result = files.read_result(Path(run.store) / run.run_id) or {}
+        if result.get("status") not in files.COMPLETE or not result.get("num_classes"):
+            continue
+        rho = NO_RHO if pd.isna(run.rho) else run.rho
+        curve = losses.get((run.arm, run.lr, rho, run.seed), [])
+        if result["status"] == "diverged":
+            curve = []  # failure() reads the status
+        kind = failure(result["status"], math.log(result["num_classes"]), curve)
+        rows.append([run.arm, run.lr, run.rho, run.seed, run.epochs_reached, run.ending, kind])
+    return pd.DataFrame(rows, columns=FAILURE_COLUMNS).dropna(subset=["failure"])
 
 
 def halving_outcome(grid: Path, followed: pd.DataFrame) -> pd.DataFrame:
@@ -128,12 +161,20 @@ def make(grid: Path, out: Path) -> list[Path]:
     if not records or first.empty:
         return []
     followed = follow(grid, records)
-    w = windows(curves(followed))
+    table = curves(followed)
+    w = windows(table)
     t = tuning(first)
     h = halving_outcome(grid, followed)
+    f = failures(followed, table)
     rungs = [records[0]["selected_at_epochs"], *(r["continued_to_epochs"] for r in records)]
     paths = [write_csv(w, out, "screening_windows"), write_csv(t, out, "screening_tuning"),
-             write_csv(h, out, "screening_halving")]  # fmt: skip
+             write_csv(h, out, "screening_halving"), write_csv(f, out, "screening_failures")]
+    if not f.empty:
+        paths += fig_budget.failures_figure(
+            failure_counts(f), FAILURES, out,
+            title="How each run ended, at the last epoch it trained (its rung; training loss)",
+            name="screening_failures",
+        )  # fmt: skip
 
     fig = Figure(figsize=(15, 5.6), layout="constrained")
     by_epoch, by_cost = fig.subplots(1, 2)
@@ -170,6 +211,26 @@ def make(grid: Path, out: Path) -> list[Path]:
     return [*common.save(fig, out, "screening"), *paths]
 
 
+def failure_sentences(f: pd.DataFrame) -> list[str]:
+    """Per arm, its runs in each class, and how many of each the halving pruned."""
+    if f.empty:
+        return []
+    said = []
+    for arm in common.ordered(f[ARM]):
+        own = f[f[ARM].eq(arm)]
+        parts = []
+        for kind in FAILURES:
+            of = own[own["failure"].eq(kind)]
+            if len(of):
+                pruned = int(of["ending"].str.startswith("pruned").sum())
+                parts.append(f"{len(of)} {kind}" + (f" ({pruned} pruned)" if pruned else ""))
+        said.append(
+            f"{common.label(arm)}, how its {len(own)} runs ended at the last epoch each trained "
+            f"(stalled: training loss at least {STALLED:g}x ln(classes)): {', '.join(parts)}."
+        )
+    return said
+
+
 def _rho(rho: float) -> str:
     return f", rho {rho:g}" if math.isfinite(rho) else ""
 
@@ -194,6 +255,7 @@ def summary(out: Path) -> list[str]:
         if first in base.index:
             shown += f"; at rho = 0 (its base) {base[first]:.1f} after {first}"
         said.append(f"{common.label(arm)}: lr window {shown}.")
+    said += failure_sentences(pd.read_csv(out / "screening_failures.csv"))
     for row in h.set_index(ARM).loc[common.ordered(h[ARM])].reset_index().itertuples():
         curve = t[t[ARM].eq(row.arm)]
         if curve.empty or not math.isfinite(row.test_acc):

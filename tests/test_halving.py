@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.report import write_report
+from analysis.study import FAILURES
 from lightsam import store
 from lightsam.config import ConfigError, Runtime, from_dict
 from lightsam.cost import sweep_cost
@@ -147,3 +148,28 @@ def test_the_report_shows_every_cells_curve_to_the_rung_it_reached(tmp_path):
     report = (tmp_path / "REPORT.md").read_text()
     assert "### Successive halving" in report
     assert "continued to 2: SGD 1 of 2, LightSAM-I 1 of 2 cells (keep 0.5 per arm)" in report
+
+    # The screening's windows: at epoch 1 both cells of an arm have a loss, at 2 only the kept.
+    figures = tmp_path / "figures" / "h"
+    windows = pd.read_csv(figures / "screening_windows.csv")
+    assert set(windows["epoch"]) == {1, 2} and (windows["grid_lrs"] == 2).all()
+    assert windows.set_index(["arm", "epoch"])["cells"].to_dict() == {
+        ("sgd", 1): 2, ("sgd", 2): 1, ("lightsam_i", 1): 2, ("lightsam_i", 2): 1,
+    }  # fmt: skip
+    # The halving spent every run's wall time; its pick is the kept cell.
+    outcome = pd.read_csv(figures / "screening_halving.csv").set_index("arm")
+    assert outcome.loc["sgd", "lr"] == 0.05 and outcome.loc["lightsam_i", "lr"] == 1.0
+    rung1 = rung_store(runs / "h", 1)
+    walls = [store.read_result(rung1 / r)["wall_s"] for r in store.read_plan(rung1).runs]
+    walls += [store.read_result(runs / "h" / r)["wall_s"] for c in promotion["cells"]
+              if c["decision"] == "pruned" for r in c["runs"]]  # fmt: skip
+    assert outcome["device_hours"].sum() == pytest.approx(sum(walls) / 3600)
+    # Every grid run's ending: the lr = 1e-4 cells stall at chance and are pruned at rung 1.
+    ended = pd.read_csv(figures / "screening_failures.csv")
+    assert len(ended) == 4 and set(ended["failure"]) <= set(FAILURES)
+    stalled = ended[ended["lr"].eq(1e-4)]
+    assert (stalled["failure"] == "stalled").all() and (stalled["ending"] == "pruned at 1").all()
+    assert (figures / "screening.png").exists() and (figures / "screening_failures.png").exists()
+    assert "### The screening: windows against epochs" in report
+    assert "SGD: lr window" in report and "the halving spent" in report
+    assert "LightSAM-I, how its 2 runs ended" in report
