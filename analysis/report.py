@@ -25,6 +25,7 @@ import pandas as pd
 
 from analysis import (
     common,
+    confirm,
     fig_halving,
     fig_heatmaps,
     fig_robustness,
@@ -474,15 +475,25 @@ def rewrite_readme(
 
 def paper_sections(grid: Path, figures: Path, report_dir: Path) -> list[str]:
     """The stages after a screening (``lightsam.paper``), where their stores hold results: the
-    nine-settings table of the confirm stage, the performance profiles of the transfer."""
+    confirm stage's selected cells against their bases and its nine-settings table, the
+    performance profiles of the transfer."""
     lines = []
-    confirm = files.stage_store(grid, "confirm")
-    collection = common.load(confirm) if (confirm / files.PLAN).exists() else None
+    stage = files.stage_store(grid, "confirm")
+    collection = common.load(stage) if (stage / files.PLAN).exists() else None
     if collection is not None:
         paths = table_nine.make(collection, figures / "confirm")
+        paths += confirm.make(collection, figures / "confirm")
         common.report(paths)
         table = (figures / "confirm" / "nine_settings.md").read_text()
-        lines += ["### The nine settings around each selected cell (confirm stage)", "", table]
+        lines += [
+            "### Each method at its selected cell, against its base (confirm stage)",
+            "",
+            *(f"- {sentence}" for sentence in confirm.summary(figures / "confirm")),
+            "",
+            "### The nine settings around each selected cell (confirm stage)",
+            "",
+            table,
+        ]
     transfers = {
         path.name.split("_transfer_", 1)[1]: path
         for path in sorted(grid.parent.glob(f"{grid.name}_transfer_*"))

@@ -115,6 +115,8 @@ def test_the_report_shows_the_nine_settings_and_the_transfer_profiles(screen, tm
         restage(store.stage_store(out, f"transfer_{workload}"), "transfer")
     write_report(runs, tmp_path / "figures", tmp_path / "REPORT.md")
     report = (tmp_path / "REPORT.md").read_text()
+    # The block's centre ran on the most seeds here: it is the selected cell; no base ran.
+    assert "- LightSAM-I at lr 1, rho 0.03, 1 epochs: test accuracy" in report
     nine = report.split("### The nine settings around each selected cell (confirm stage)")[1]
     assert nine.split("### ")[0].count("| LightSAM-I | ") == 9
     assert "run without retuning on w1, w2." in report
