@@ -83,19 +83,26 @@ def test_the_profile_sets_how_often_a_timed_out_run_is_requeued(tmp_path, monkey
         assert seen["slurm_max_num_timeout"] == requeues
 
 
-def test_a_dry_run_prices_every_rung_from_the_profile(tmp_path, capsys):
+def priced_dry_run(tmp_path, capsys, seeds: str, optimizers: str) -> list[str]:
+    """What a dry run of a halving sweep (rungs 1 and 3) prints, priced at 0.5 GPU-hours a
+    one-pass epoch."""
     (tmp_path / "priced.yaml").write_text("epoch_gpu_hours: {mnist5k/lenet5: 0.5}\n")
     sweep = tmp_path / "h.yaml"
     sweep.write_text(
         f"base: {ROOT / 'experiments' / 'mnist5k_lenet.yaml'}\n"
-        "set: {epochs: 3}\nseeds: [0, 1]\nhalving: {rungs: [1, 3], keep: 0.5}\n"
-        "optimizers:\n"
-        "  sgd: {lr: [0.01, 0.1, 1.0]}\n"
-        "  lightsam_i: {lr: [0.1, 1.0], rho: [0.05]}\n"
+        f"set: {{epochs: 3}}\nseeds: {seeds}\nhalving: {{rungs: [1, 3], keep: 0.5}}\n"
+        f"optimizers:\n{optimizers}"
     )
     main(["sweep", str(sweep), "--dry-run", "--executor", "slurm",
           "--profile", str(tmp_path / "priced.yaml"), "--out", str(tmp_path / "out")])  # fmt: skip
-    said = capsys.readouterr().out.splitlines()
+    return capsys.readouterr().out.splitlines()
+
+
+def test_a_dry_run_prices_every_rung_from_the_profile(tmp_path, capsys):
+    said = priced_dry_run(
+        tmp_path, capsys, "[0, 1]",
+        "  sgd: {lr: [0.01, 0.1, 1.0]}\n  lightsam_i: {lr: [0.1, 1.0], rho: [0.05]}\n",
+    )  # fmt: skip
     # rung 0: 10 one-epoch runs (SGD 0.5, LightSAM-I 1.0 GPU-hours an epoch); rung 1: half of
     # each arm's cells, rounded up (SGD 2 of 3, LightSAM-I 1 of 2), two seeds, two more epochs.
     assert "  rung 0: 10 runs, 10 run-epochs, 7.0 GPU-hours" in said
@@ -128,17 +135,8 @@ def test_the_readmes_cost_block_is_the_paper_presets_priced_by_the_example_profi
 
 
 def test_a_cell_at_rho_zero_is_priced_as_one_pass_and_a_later_rung_as_two(tmp_path, capsys):
-    (tmp_path / "priced.yaml").write_text("epoch_gpu_hours: {mnist5k/lenet5: 0.5}\n")
-    sweep = tmp_path / "h.yaml"
-    sweep.write_text(
-        f"base: {ROOT / 'experiments' / 'mnist5k_lenet.yaml'}\n"
-        "set: {epochs: 3}\nseeds: [0]\nhalving: {rungs: [1, 3], keep: 0.5}\n"
-        "optimizers:\n"
-        "  lightsam_i: {lr: [0.1, 1.0], rho: [0.0, 0.05]}\n"
-    )
-    main(["sweep", str(sweep), "--dry-run", "--executor", "slurm",
-          "--profile", str(tmp_path / "priced.yaml"), "--out", str(tmp_path / "out")])  # fmt: skip
-    said = capsys.readouterr().out.splitlines()
+    arm = "  lightsam_i: {lr: [0.1, 1.0], rho: [0.0, 0.05]}\n"
+    said = priced_dry_run(tmp_path, capsys, "[0]", arm)
     # rung 0: two cells at rho = 0 (0.5 each) and two at 0.05 (1.0); rung 1: 2 of 4 cells, two
     # more epochs, priced as if both perturbed: 2 * 2 * 1.0.
     assert "  rung 0: 4 runs, 4 run-epochs, 3.0 GPU-hours" in said
