@@ -56,8 +56,9 @@ HALVING_COLUMNS = [ARM, "device_hours", "lr", "rho", "epochs", "val_acc", "test_
 
 
 def device_hours(result: dict) -> float:
-    """The device-hours a run's training took: its ``wall_s`` on each of its processes."""
-    return result.get("wall_s", math.nan) * result.get("world_size", 1) / 3600
+    """The device-hours a run's training took: its ``wall_s`` on each of its processes (0 for a
+    result that records none: a run that failed before its first epoch)."""
+    return (result.get("wall_s") or 0.0) * (result.get("world_size") or 1) / 3600
 
 
 def curves(followed: pd.DataFrame) -> pd.DataFrame:
@@ -115,14 +116,14 @@ def failures(followed: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FAILURE_COLUMNS).dropna(subset=["failure"])
 
 
-def halving_outcome(grid: Path, followed: pd.DataFrame) -> pd.DataFrame:
+def halving_outcome(followed: pd.DataFrame) -> pd.DataFrame:
     """Per arm: the device-hours the halving spent on it (every run's training over all its
     rungs: a continued run's ``wall_s`` includes the epochs it continued) and its pick, the
     cell with the best validation accuracy among those that trained to the last rung."""
     rows = []
     for arm, own in followed.groupby(ARM, sort=False):
         results = [files.read_result(Path(r.store) / r.run_id) or {} for r in own.itertuples()]
-        spent = sum(device_hours(result) for result in results if result)
+        spent = sum(device_hours(result) for result in results)
         reached = own.assign(test_acc=[r.get("test_acc") for r in results])
         reached = reached[reached["ending"].eq("complete") & reached["val_acc"].notna()]
         if reached.empty:
@@ -141,8 +142,8 @@ def tuning(first_rung: pd.DataFrame) -> pd.DataFrame:
     """The expected best of k on the first rung's runs, with ``device_hours``: k x the arm's
     mean device-hours a run."""
     curves = expected_best_of_k(first_rung, n_boot=TUNING_BOOT, seed=0)
-    processes = first_rung.get("world_size", pd.Series(1, index=first_rung.index)).fillna(1)
-    per_run = (first_rung["wall_s"] * processes / 3600).groupby(first_rung[ARM]).mean()
+    hours = [device_hours(run) for run in first_rung.to_dict("records")]
+    per_run = pd.Series(hours, index=first_rung.index).groupby(first_rung[ARM]).mean()
     return curves.assign(device_hours=curves["k"] * curves[ARM].map(per_run))
 
 
@@ -164,7 +165,7 @@ def make(grid: Path, out: Path) -> list[Path]:
     table = curves(followed)
     w = windows(table)
     t = tuning(first)
-    h = halving_outcome(grid, followed)
+    h = halving_outcome(followed)
     f = failures(followed, table)
     rungs = [records[0]["selected_at_epochs"], *(r["continued_to_epochs"] for r in records)]
     paths = [write_csv(w, out, "screening_windows"), write_csv(t, out, "screening_tuning"),
