@@ -6,10 +6,10 @@ until then).
   the best validation accuracy at the full budget among its ``rho > 0`` cells, rerun with a
   cosine schedule (the spec's warm-up kept) on 5 fresh seeds; its base optimizer, the arm's
   best ``rho = 0`` cell (which is the base exactly), at twice the epochs, the compute-matched
-  comparison, on the same seeds; and the 3 x 3 block of that cell's ``lr`` and ``rho`` times
-  ``10^(-1/2), 1, 10^(1/2)`` (the screening's half-decade steps) on 3 of the seeds: the nine
-  settings of the paper's "mean +/- std" table, every one of them shown
-  (``analysis.table_nine``).
+  comparison, on the same seeds (a base optimizer's own arm, AdamW's, likewise); and the
+  3 x 3 block of that cell's ``lr`` and ``rho`` times ``10^(-1/2), 1, 10^(1/2)`` (the
+  screening's half-decade steps) on 3 of the seeds: the nine settings of the paper's "mean +/-
+  std" table, every one of them shown (``analysis.table_nine``).
 * **transfer**. Every method's cells selected on one screening (CIFAR-10's in the paper
   preset), the method's and its base's, rerun without retuning, with a cosine schedule, on
   other workloads' specs, among them a held-out one never used for any choice
@@ -47,15 +47,16 @@ def last_rung(grid_plan: Plan, grid_store: Path, rungs: tuple[int, ...]) -> list
 
 
 def selected(runs: list[stages.GridRun]) -> dict[str, tuple[Config | None, Config | None]]:
-    """Per arm label: its best ``rho > 0`` cell and its best ``rho = 0`` cell at the runs'
-    budget, each None where no such cell reached it (halving pruned them all)."""
+    """Per arm label: its best ``rho > 0`` cell and its best base cell (``rho = 0``, or any cell
+    of a base optimizer's arm, which has no rho) at the runs' budget, each None where no such
+    cell reached it (halving pruned them all)."""
     labels = arm_labels(run.config.to_dict() for run in runs)
     chosen = {}
     for key, arm in stages.arms_of(runs).items():
         epochs, cells = arm[0].config.epochs, stages.cells_of(arm)
         chosen[labels[key]] = (
             _best([cell for cell in cells if cell[0].config.optimizer.rho], epochs),
-            _best([cell for cell in cells if cell[0].config.optimizer.rho == 0.0], epochs),
+            _best([cell for cell in cells if not cell[0].config.optimizer.rho], epochs),
         )
     return chosen
 
@@ -83,9 +84,11 @@ def confirmation(grid_plan: Plan, grid_store: Path, rungs: tuple[int, ...]) -> t
         if base is not None:
             epochs = 2 * base.epochs
             configs += [practical(base, epochs=epochs, seed=seed) for seed in SEEDS]
-            notes.append(f"{label}'s base (rho = 0): lr={base.optimizer.lr:g}, {epochs} epochs")
+            what = "(rho = 0)" if base.optimizer.rho is not None else "(a base optimizer)"
+            notes.append(f"{label}'s base {what}: lr={base.optimizer.lr:g}, {epochs} epochs")
         if best is None:
-            notes.append(f"{label}: no cell with rho > 0 reached the full budget")
+            if base is None or base.optimizer.rho is not None:  # not a base optimizer's arm
+                notes.append(f"{label}: no cell with rho > 0 reached the full budget")
             continue
         configs += [practical(best, seed=seed) for seed in SEEDS]
         notes.append(f"{label}: lr={best.optimizer.lr:g}, rho={best.optimizer.rho:g}")
@@ -110,8 +113,8 @@ def transfer(
             optimizer = config.to_dict()["optimizer"]
             moved = from_dict({**spec, "optimizer": optimizer, "lr_schedule": "cosine"})
             configs += [moved.replace(seed=seed) for seed in TRANSFER_SEEDS]
-            rho = config.optimizer.rho
-            notes.append(f"{label}: lr={config.optimizer.lr:g}, rho={rho:g} from the screening")
+            rho = "" if config.optimizer.rho is None else f", rho={config.optimizer.rho:g}"
+            notes.append(f"{label}: lr={config.optimizer.lr:g}{rho} from the screening")
     return stages.stage_plan(grid_plan, "transfer", configs, notes), _unique(configs)
 
 

@@ -31,6 +31,7 @@ def screen(tmp_path_factory):
         "halving: {rungs: [1, 2], keep: 0.5}\n"
         "optimizers:\n"
         "  lightsam_i: {lr: [1.0e-4, 1.0], rho: [0.0, 0.05]}\n"
+        "  sgd: {lr: [1.0e-4, 0.05], hparams: {momentum: 0.9}}\n"  # a base optimizer's own arm
     )
     sweep = load_sweep(path)
     before = sweep.plan()
@@ -46,9 +47,16 @@ def test_the_confirm_stage_reruns_the_selection_as_the_paper_would(screen):
     assert plan.stage == "confirm" and len(plan.runs) == len(configs)
     assert {c.lr_schedule for c in configs} == {"cosine"}
     assert all(c.seed in paper.SEEDS for c in configs)
-    ((best, base),) = paper.selected(
-        paper.last_rung(sweep.plan(), out, sweep.halving.rungs)
-    ).values()
+    chosen = paper.selected(paper.last_rung(sweep.plan(), out, sweep.halving.rungs))
+    best, base = chosen["lightsam_i"]
+    # The base optimizer's arm: its best cell is its base, confirmed like the methods' bases.
+    no_rho, sgd = chosen["sgd"]
+    assert no_rho is None and (sgd.optimizer.name, sgd.optimizer.lr) == ("sgd", 0.05)
+    sgd_runs = [c for c in configs if c.optimizer.name == "sgd"]
+    assert {c.epochs for c in sgd_runs} == {2 * sgd.epochs} and len(sgd_runs) == 5
+    assert not any(note.startswith("sgd: no cell") for note in plan.notes)
+    assert "sgd's base (a base optimizer): lr=0.05, 4 epochs" in plan.notes
+    configs = [c for c in configs if c.optimizer.name == "lightsam_i"]
     kept = {(c.optimizer.lr, c.optimizer.rho) for c in (best, base) if c is not None}
     assert kept <= {(1.0, 0.05), (1.0, 0.0), (1e-4, 0.05), (1e-4, 0.0)}
     method = [c for c in configs if c.optimizer.lr == best.optimizer.lr and c.optimizer.rho

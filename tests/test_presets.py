@@ -11,6 +11,7 @@ import pytest
 
 from lightsam.config import Config
 from lightsam.models import create_model
+from lightsam.optim import OPTIMIZERS
 from lightsam.reproduce import PRESETS
 from lightsam.sweep import load_sweep
 from lightsam.train import first_ascent_radius
@@ -42,8 +43,14 @@ def test_a_screen_halves_to_its_full_budget_on_half_decade_grids(path):
     for name, grid in sweep.grids.items():
         ratios = [b / a for a, b in zip(grid.lr, grid.lr[1:], strict=False)]
         assert len(grid.lr) == 8 and all(2.9 < r < 3.5 for r in ratios), name
+        if not OPTIMIZERS[name].sharpness_aware:
+            continue  # a base optimizer of its own (AdamW)
         if not name.startswith(("lightsam_i_sgd", "adagrad", "adam_sam")):
             assert 0.0 in grid.rho, f"{name}: rho = 0, the base optimizer"
+    # AdamW, the Adam-type base a practitioner tunes, where no arm's rho = 0 is it already.
+    has_adamw = "adamw" in sweep.grids
+    corrected = any(c.optimizer.hparams.get("bias_correction") for c in sweep.runs)
+    assert has_adamw != corrected, "AdamW, or LightSAM-III with bias correction at rho = 0"
 
 
 def per_rho(config: Config) -> float:
