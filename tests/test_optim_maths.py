@@ -184,6 +184,12 @@ RHO_ZERO = [
         torch.optim.SGD,
         {"momentum": 0.9, "weight_decay": 1e-3},
     ),
+    (  # the screens train ASAM's rho = 0 once, as SGD-SAM's
+        "asam",
+        {"momentum": 0.9, "weight_decay": 1e-3},
+        torch.optim.SGD,
+        {"momentum": 0.9, "weight_decay": 1e-3},
+    ),
     ("lightsam_i", {"weight_decay": 1e-3}, lightsam.AdaGradNorm, {"weight_decay": 1e-3}),
     (
         "lightsam_ii",

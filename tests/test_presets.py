@@ -45,8 +45,11 @@ def test_a_screen_halves_to_its_full_budget_on_half_decade_grids(path):
         assert len(grid.lr) == 8 and all(2.9 < r < 3.5 for r in ratios), name
         if not OPTIMIZERS[name].sharpness_aware:
             continue  # a base optimizer of its own (AdamW)
-        if not name.startswith(("lightsam_i_sgd", "adagrad", "adam_sam")):
+        if not name.startswith(("lightsam_i_sgd", "adagrad", "adam_sam", "asam")):
             assert 0.0 in grid.rho, f"{name}: rho = 0, the base optimizer"
+    # Nothing trained twice: ASAM at rho = 0 is SGD-SAM at rho = 0, SGD with momentum.
+    if "asam" in sweep.grids:
+        assert 0.0 not in sweep.grids["asam"].rho and 0.0 in sweep.grids["sgd_sam"].rho
     # AdamW, the Adam-type base a practitioner tunes, where no arm's rho = 0 is it already.
     has_adamw = "adamw" in sweep.grids
     corrected = any(c.optimizer.hparams.get("bias_correction") for c in sweep.runs)
