@@ -82,9 +82,10 @@ class OverflowOn:
         return loss * 1e36 if self.count in self.calls else loss
 
 
-def trained(name, data, *, scaler=None, loss_fn=None, **kwargs):
+def trained(name, data, *, scaler=None, loss_fn=None, rho=None, **kwargs):
     model = mlp()
-    optimizer = create_optimizer(name, model.parameters(), **OPTIMIZERS[name])
+    hparams = OPTIMIZERS[name] | ({} if rho is None else {"rho": rho})
+    optimizer = create_optimizer(name, model.parameters(), **hparams)
     step = TrainStep(model, optimizer, loss_fn or nn.CrossEntropyLoss(), scaler=scaler, **kwargs)
     skipped = []
     for x, y in data:
@@ -157,6 +158,24 @@ def test_an_overflow_in_either_pass_skips_the_whole_step(name, overflowing_pass)
     assert not step.skipped
     # The skipped step left no trace: the run is the one without that batch.
     reference, reference_opt, _ = trained(name, [data[0], data[2]])
+    assert_same_weights(model, reference)
+    assert_same_state(optimizer.state_dict(), reference_opt.state_dict())
+
+
+@pytest.mark.parametrize("name", SHARPNESS_AWARE)
+def test_a_scaled_step_at_rho_zero_takes_one_pass_and_skips_on_its_overflow(name):
+    data = batches(3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)
+    scaled, scaled_opt, skipped = trained(name, data, scaler=scaler, rho=0.0)
+    plain, plain_opt, _ = trained(name, data, rho=0.0)
+    assert not any(skipped)
+    assert_same_weights(scaled, plain)
+    assert_same_state(scaled_opt.state_dict(), plain_opt.state_dict())
+    # Loss call 2 is the second step's one pass (with two passes it would be the first step's).
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=100)
+    model, optimizer, skipped = trained(name, data, scaler=scaler, rho=0.0, loss_fn=OverflowOn(2))
+    assert skipped == [False, True, False] and scaler.get_scale() == 2.0**9
+    reference, reference_opt, _ = trained(name, [data[0], data[2]], rho=0.0)
     assert_same_weights(model, reference)
     assert_same_state(optimizer.state_dict(), reference_opt.state_dict())
 
