@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -140,6 +141,12 @@ class Case:
     def call(self, step: TrainStep) -> Callable[[], tuple[Tensor, Tensor]]:
         return lambda: step(self.x, self.y)
 
+    def arms(self, specs: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Callable[[], Any]]:
+        """A step of each ``(name, hparams)`` of ``specs`` and the pass alone (``"pass"``), on
+        new copies of the model: new tensors, wherever the allocator puts them."""
+        steps = {key: self.step(*spec) for key, spec in specs.items()} | {"pass": self.passes()}
+        return {key: self.call(step) for key, step in steps.items()}
+
     def peak_bytes(self, name: str, hparams: dict[str, Any]) -> int:
         return peak_bytes(lambda: self.call(self.step(name, hparams)), self.x.device)
 
@@ -186,9 +193,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         for name in args.methods:
             base_label, base, base_hp = base_arm(name)
             specs = {"arm": (name, HPARAMS[name]), "baseline": (base, base_hp)}
-            steps = {key: case.step(*spec) for key, spec in specs.items()}
             seconds = interleaved_seconds(
-                {key: case.call(step) for key, step in (steps | {"pass": case.passes()}).items()},
+                functools.partial(case.arms, specs),  # built afresh each round
                 device,
                 rounds=size[model].rounds,
                 calls=size[model].calls,
@@ -204,6 +210,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                     floor=two_pass_floor(seconds["pass"], seconds["baseline"]),
                 )
             )
+            steps = {key: case.step(*spec) for key, spec in specs.items()}
+            for step in steps.values():
+                case.call(step)()  # the optimizer's state exists after a step
             held.append(pair | {f"{key}_bytes": held_bytes(step) for key, step in steps.items()})
             del steps  # each arm alone for its peak
             if device.type == "cuda":

@@ -178,6 +178,18 @@ def test_a_round_is_the_mean_of_its_calls(monkeypatch):
     assert times == {"A": [1.0, 1.0]}
 
 
+def test_arms_given_as_a_builder_are_built_and_warmed_up_afresh_every_round():
+    log = []
+
+    def build():
+        log.append("build")
+        return {name: (lambda name=name: log.append(name)) for name in "AB"}
+
+    times = interleaved_seconds(build, CPU, rounds=2, calls=1, warmup=1)
+    assert {name: len(values) for name, values in times.items()} == {"A": 2, "B": 2}
+    assert log == ["build", "A", "B", "A", "B", "build", "A", "B", "B", "A"]
+
+
 def test_the_loop_refuses_empty_sizes():
     with pytest.raises(ValueError, match="rounds, calls >= 1"):
         interleaved_seconds({"A": lambda: None}, CPU, rounds=0)
