@@ -88,11 +88,11 @@ def make(collection: Collection, out: Path) -> list[Path]:
             image = panel(ax, cells, arm, norm, strip, xlabel=strip or base is None)
             axes.append(ax)
     fig.colorbar(image, ax=axes, label="mean test accuracy (%)", shrink=0.8, aspect=40)
-    runs = collection.runs
+    runs, seeds = collection.runs, int(agg["n"].max())
     fig.suptitle(
         f"Test accuracy over the grid: {common.listed(runs['dataset'])}, "
         f"{common.listed(runs['model'])}, {common.listed(runs['epochs'].astype(int))} epochs, "
-        f"mean over up to {int(agg['n'].max())} seeds"
+        + ("one seed a cell" if seeds <= 1 else f"mean over up to {seeds} seeds")
     )
     fig.legend(
         handles=common.heatmap_legend(

@@ -71,7 +71,9 @@ def make(collection: Collection, out: Path) -> list[Path]:
     axes["train_loss"].set_title("Training loss (log scale)")
     axes["val_acc"].set_title("Validation accuracy")
     axes["val_acc"].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.suptitle("Training at each method's best setting: mean over seeds, band = min to max")
+    seeds = int(chosen.groupby("arm").size().max()) if len(chosen) else 0
+    fig.suptitle("Training at each method's best setting: "
+                 + common.spread_over(seeds, "mean over seeds, band = min to max"))  # fmt: skip
     return common.save(fig, out, "training_curves")
 
 

@@ -373,7 +373,7 @@ STUDY_PARTS = (
      ("budget_contrasts", "paired test-accuracy differences against the base optimizers")),
     ("Near best, by the seed noise", "near_best", None),
     ("The recovery audit", "recovery", None),
-    ("Tuning cost", None, ("budget_tuning", "expected best test accuracy against trials")),
+    ("Tuning cost", "tuning", ("budget_tuning", "expected best test accuracy against trials")),
 )  # fmt: skip
 
 

@@ -288,6 +288,11 @@ def t_critical(dof: int, level: float = 0.95) -> float:
     return (low + high) / 2
 
 
+def t_p_value(t: float, dof: int) -> float:
+    """The two-sided p-value of a Student-t statistic ``t`` with ``dof`` degrees of freedom."""
+    return 1.0 - _t_two_sided_mass(abs(t), dof) if math.isfinite(t) else 0.0
+
+
 def mean_std_ci(values: Sequence[float]) -> tuple[float, float, float]:
     """Mean, sample standard deviation and 95% CI half-width (Student t, n - 1 degrees of
     freedom); std and CI are NaN for a single value, which has no spread to estimate."""

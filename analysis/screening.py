@@ -168,8 +168,12 @@ def make(grid: Path, out: Path) -> list[Path]:
     h = halving_outcome(followed)
     f = failures(followed, table)
     rungs = [records[0]["selected_at_epochs"], *(r["continued_to_epochs"] for r in records)]
-    paths = [write_csv(w, out, "screening_windows"), write_csv(t, out, "screening_tuning"),
-             write_csv(h, out, "screening_halving"), write_csv(f, out, "screening_failures")]
+    paths = [
+        write_csv(w, out, "screening_windows"),
+        write_csv(t, out, "screening_tuning"),
+        write_csv(h, out, "screening_halving"),
+        write_csv(f, out, "screening_failures"),
+    ]
     if not f.empty:
         paths += fig_budget.failures_figure(
             failure_counts(f), FAILURES, out,

@@ -47,13 +47,13 @@ from analysis.results import (
     mean_std_ci,
     read_metrics,
     scored,
+    t_p_value,
     write_csv,
 )
 from lightsam import store as files
 from lightsam.plan import arm_key, arm_labels
 
 FACTOR = 2.0  # an lr is in the window when its training loss is at most FACTOR x the best
-WIDER = 0.5  # decades: one window is wider or narrower than another only by this much or more
 STALLED = 0.9  # a run stalled when its final loss is at least STALLED x its initial loss
 IMPROVING = 0.1  # still improving: its loss fell by more than this over the last fifth
 TRAINED = 0.5  # a rerun trained when its final loss is below TRAINED x its initial loss
@@ -82,7 +82,8 @@ ONE_CHANGE = (("lightsam_i", "adagrad_norm_sam", ASCENT), ("lightsam_ii", "adagr
 SELECTED_COLUMNS = [ARM, "optimizer", "epochs", "lr", "rho", "seeds", "test_mean", "test_std",
                     "test_ci", "val_std", "val_seeds"]  # fmt: skip
 CONTRAST_COLUMNS = ["method", "base", "comparison", "epochs", "base_epochs", "pairs", "mean",
-                    "std", "t_low", "t_high", "boot_low", "boot_high", "verdict"]  # fmt: skip
+                    "std", "t_low", "t_high", "boot_low", "boot_high", "verdict", "p",
+                    "holm_p"]  # fmt: skip
 WINDOW_COLUMNS = [ARM, "optimizer", "level", "epoch", "gradient_epochs", "best_loss", "width",
                   "points", "grid_lrs", "lr_low", "lr_high"]  # fmt: skip
 
@@ -246,14 +247,18 @@ def failure(status: str, initial: float, losses: Sequence[float]) -> str | None:
 
 
 def failures(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per complete run: its arm, lr, rho and :func:`failure` class (None left out)."""
+    """One row per complete run: its arm, lr, rho, :func:`failure` class (None left out) and
+    ``final_loss``, its last probe loss (NaN without one)."""
     curves = probe_losses(runs, metrics).groupby("run_id")["probe_loss"].apply(list)
     complete = runs[runs["status"].isin(COMPLETE)]
+    own = [curves.get(run.run_id, []) for run in complete.itertuples()]
     classes = [
-        failure(run.status, run.probe_loss_initial, curves.get(run.run_id, []))
-        for run in complete.itertuples()
+        failure(run.status, run.probe_loss_initial, curve)
+        for run, curve in zip(complete.itertuples(), own, strict=True)
     ]
-    table = complete[["run_id", ARM, "optimizer", "lr", "rho"]].assign(failure=classes)
+    table = complete[["run_id", ARM, "optimizer", "lr", "rho"]].assign(
+        failure=classes, final_loss=[curve[-1] if curve else math.nan for curve in own]
+    )
     return table.dropna(subset=["failure"])
 
 
@@ -341,11 +346,11 @@ def paired_difference(
     differences: Sequence[float], n_boot: int = N_BOOT, seed: int = SEED
 ) -> dict[str, Any]:
     """The mean of paired ``differences`` with its 95% paired t-interval (``t_low``, ``t_high``)
-    and percentile bootstrap interval (``boot_low``, ``boot_high``: ``n_boot`` resamples of the
-    pairs with replacement, ``numpy.random.default_rng(seed)``), and the ``verdict``:
-    ``higher`` or ``lower`` when both intervals exclude 0 on that side (with a handful of
-    pairs the percentile bootstrap is too narrow, the t-interval is the stricter), else ``no
-    difference resolved``."""
+    and two-sided paired t p-value ``p``, its percentile bootstrap interval (``boot_low``,
+    ``boot_high``: ``n_boot`` resamples of the pairs with replacement,
+    ``numpy.random.default_rng(seed)``), and the ``verdict``: ``higher`` or ``lower`` when both
+    intervals exclude 0 on that side (with a handful of pairs the percentile bootstrap is too
+    narrow, the t-interval is the stricter), else ``no difference resolved``."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be positive, got {n_boot}")
     d = np.asarray(differences, float)
@@ -355,13 +360,28 @@ def paired_difference(
         draws = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
         boot = np.percentile(d[draws].mean(axis=1), [2.5, 97.5]).tolist()
     t_low, t_high = mean - ci, mean + ci
+    p = math.nan
+    if len(d) > 1:  # no spread: p is 0 for a nonzero mean, 1 for a zero one
+        p = t_p_value(mean / (std / math.sqrt(len(d))), len(d) - 1) if std else float(mean == 0)
     verdict = "no difference resolved"
     if t_low > 0 and boot[0] > 0:
         verdict = "higher"
     elif t_high < 0 and boot[1] < 0:
         verdict = "lower"
     return {"pairs": len(d), "mean": mean, "std": std, "t_low": t_low, "t_high": t_high,
-            "boot_low": boot[0], "boot_high": boot[1], "verdict": verdict}  # fmt: skip
+            "boot_low": boot[0], "boot_high": boot[1], "verdict": verdict, "p": p}  # fmt: skip
+
+
+def holm(p: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of the p-values ``p`` for testing them all at once (the
+    family-wise error held at the level they are compared with); NaN stays NaN, outside the
+    family."""
+    finite = sorted((value, i) for i, value in enumerate(p) if not math.isnan(value))
+    adjusted, running = [math.nan] * len(p), 0.0
+    for rank, (value, i) in enumerate(finite):
+        running = max(running, min(1.0, (len(finite) - rank) * value))
+        adjusted[i] = running
+    return adjusted
 
 
 def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
@@ -369,7 +389,7 @@ def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.
     per ``comparison``: its test accuracy minus its base's, seed by seed, against the base at
     the same epochs (``EQUAL``) and at twice them (``MATCHED``); then each one-change contrast
     of ``ONE_CHANGE`` whose two arms ran at the same epochs (``ASCENT``, ``DESCENT``); each as
-    :func:`paired_difference`."""
+    :func:`paired_difference`, with ``holm_p`` its p-value adjusted over them all (:func:`holm`)."""
     complete = scored(runs)[runs["status"].isin(COMPLETE)].dropna(subset=["test_score"])
     table, rows = arms(complete), []
 
@@ -401,7 +421,8 @@ def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.
                 rows.append({"method": arm, "base": other[0], "comparison": comparison,
                              "epochs": sam.at[arm, "epochs"], "base_epochs": sam.at[arm, "epochs"],
                              **paired_difference(paired(arm, other[0]), n_boot, seed)})  # fmt: skip
-    return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+    table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+    return table.assign(holm_p=holm(table["p"].tolist()))
 
 
 def near_best(grid_runs: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
@@ -427,13 +448,18 @@ def near_best(grid_runs: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
 def tuning_cost(grid_runs: pd.DataFrame) -> pd.DataFrame:
     """``analysis.results.expected_best_of_k`` on the grid, with ``epoch_equivalents``: k times
     a trial's gradient evaluations in epochs of one gradient a step (2E for a sharpness-aware
-    arm at E epochs, 2E for a base at 2E). Each arm's trials are its grid runs as they ran, a
-    base at 2E epochs (its test accuracy exists only at the end), so the bases are compared at
-    equal gradient evaluations."""
+    arm at E epochs, 2E for a base at 2E), and ``measured_s``: k times the arm's mean measured
+    training seconds a grid run (a run stopped early costs less, as it would in a search).
+    Each arm's trials are its grid runs as they ran, a base at 2E epochs (its test accuracy
+    exists only at the end), so the bases are compared at equal gradient evaluations."""
     curves = expected_best_of_k(grid_runs, n_boot=TUNING_BOOT, seed=SEED)
     table = arms(grid_runs)
     per_trial = table["epochs"] * np.where(table["sharpness_aware"], 2, 1)
-    return curves.assign(epoch_equivalents=curves["k"] * curves[ARM].map(per_trial))
+    seconds = grid_runs[grid_runs["status"].isin(COMPLETE)].groupby(ARM)["wall_s"].mean()
+    return curves.assign(
+        epoch_equivalents=curves["k"] * curves[ARM].map(per_trial),
+        measured_s=curves["k"] * curves[ARM].map(seconds),
+    )
 
 
 # -- everything -----------------------------------------------------------------------------------
@@ -515,6 +541,7 @@ class StudyFindings:
     generalisation: list[str]
     near_best: list[str]
     recovery: list[str]
+    tuning: list[str]
     statement: list[str]
 
     def all(self) -> list[str]:
@@ -531,12 +558,19 @@ def _names(arms: Sequence[str]) -> str:
     return ", ".join(common.label(arm) for arm in arms)
 
 
-def compare(width: float, other: float) -> str:
-    """``wider than`` or ``narrower than`` (by ``WIDER`` decades or more), else ``about the
-    same as``."""
-    if width - other >= WIDER:
+def grid_step(runs: pd.DataFrame) -> float:
+    """The decades between neighbouring learning rates of the grid (the median gap): what one
+    seed a cell resolves a window's width and ends to; 1 without two lrs."""
+    lrs = np.log10(np.sort(runs["lr"].dropna().unique()))
+    return float(np.median(np.diff(lrs))) if len(lrs) > 1 else 1.0
+
+
+def compare(width: float, other: float, step: float) -> str:
+    """``wider than`` or ``narrower than`` (by a grid ``step`` in decades or more), else
+    ``about the same as``."""
+    if width - other >= step:
         return "wider than"
-    return "narrower than" if other - width >= WIDER else "about the same as"
+    return "narrower than" if other - width >= step else "about the same as"
 
 
 def _at(windows: pd.DataFrame, arm: str | None, level: float | None, epoch: int) -> Any:
@@ -594,10 +628,10 @@ def _changes(t: StudyTables) -> tuple[int, int, list[tuple[str, Any, Any]]]:
     return early, epochs, found
 
 
-def _lower_end_moves_down(early: Any, final: Any) -> bool:
-    """The window's lower end fell by ``WIDER`` decades or more (an empty window's is +inf)."""
+def _lower_end_moves_down(early: Any, final: Any, step: float) -> bool:
+    """The window's lower end fell by a grid ``step`` or more (an empty window's is +inf)."""
     before = math.log10(early.lr_low) if early.points else math.inf
-    return bool(final.points) and before - math.log10(final.lr_low) >= WIDER
+    return bool(final.points) and before - math.log10(final.lr_low) >= step
 
 
 def _radius(value: float) -> str:
@@ -614,7 +648,8 @@ def window_sentences(t: StudyTables) -> list[str]:
         f"loss after a budget of epochs is within {t.factor:g}x of the arm's best at that budget "
         f"(over all its radii), log-loss interpolated between the grid's {_grid(t)} and never "
         f"beyond a diverged or missing run. {_seeds(t).capitalize()} a cell: a window is known "
-        f"to about a grid step, and two differ only by {WIDER:g} decade or more."
+        f"to about a grid step ({grid_step(t.grid_runs):g} decade), and two differ only by a "
+        "grid step or more."
     ]
     radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
     for level in sorted(w["level"].dropna().unique()):
@@ -685,20 +720,25 @@ def _interval(low: float, high: float) -> str:
 
 def _leader(s: pd.DataFrame) -> list[str]:
     """The sharpness-aware arm with the highest mean test accuracy, if its 95% interval is
-    clear of every other's; else who ties with it (overlapping intervals)."""
+    clear of every other's; else who ties with it (overlapping intervals) and who is below it
+    (intervals clear of its)."""
     methods = s[s["rho"].notna()].dropna(subset=["test_mean"]).set_index(ARM)
     if len(methods) < 2:
         return []
     ci = methods["test_ci"].fillna(math.inf)  # one seed: no interval, never clear of others
     top = methods["test_mean"].idxmax()
-    tied = methods.index[(methods["test_mean"] + ci).ge(methods.at[top, "test_mean"] - ci[top])]
+    overlaps = (methods["test_mean"] + ci).ge(methods.at[top, "test_mean"] - ci[top])
+    tied = [arm for arm in methods.index[overlaps] if arm != top]
+    below = [arm for arm in methods.index[~overlaps]]
     name = f"{common.label(top)} ({100 * methods.at[top, 'test_mean']:.2f}%)"
-    if len(tied) == 1:
+    if not tied:
         return [f"{name} has the highest test accuracy among the sharpness-aware arms, its 95% "
                 "interval clear of every other's."]  # fmt: skip
-    others = _names([arm for arm in tied if arm != top])
-    return [f"The sharpness-aware arms tie within seed noise: the highest mean is {name}, and "
-            f"{others} have 95% intervals overlapping its."]  # fmt: skip
+    return [f"No sharpness-aware arm leads: the highest mean is {name}; {_names(tied)} tie "
+            "with it (95% intervals overlapping its)"
+            + (f", and {_names(below)} {'is' if len(below) == 1 else 'are'} below it "
+               "(intervals clear of its)" if below else "")
+            + "."]  # fmt: skip
 
 
 def generalisation_sentences(t: StudyTables) -> list[str]:
@@ -773,10 +813,41 @@ def recovery_sentences(t: StudyTables) -> list[str]:
     return out
 
 
+TUNING_K = (1, 3)  # the trials a tuning sentence quotes, besides the whole grid
+
+
+def tuning_sentences(t: StudyTables) -> list[str]:
+    """Each arm's expected test accuracy after k random grid cells, picked on validation, at a
+    few k and at the whole grid, with what a trial costs."""
+    u = t.tuning
+    if u is None or u.empty:
+        return []
+    noise = ("one seed a cell, so each figure carries a single run's seed noise (see the "
+             "near-best section)") if t.grid_runs["seed"].nunique() == 1 else (
+             f"{_seeds(t)} a cell, band over seeds in the figure")  # fmt: skip
+    out = [f"Tuning cost: the expected test accuracy of the cell a random search of k grid "
+           f"cells picks on validation (exact over the k-subsets; a diverged run at chance); "
+           f"{noise}. A sharpness-aware trial at E epochs and a base's at 2E cost the same "
+           f"gradient evaluations, so equal k is equal compute between them."]  # fmt: skip
+    for arm in common.ordered(u[ARM]):
+        own = u[u[ARM].eq(arm)].set_index("k")
+        n = int(own["grid_cells"].iloc[0])
+        ks = [k for k in TUNING_K if k < n] + [n]
+        said = ", ".join(f"{100 * own.at[k, 'expected']:.1f}% at k = {k}" for k in ks)
+        minutes = own.at[1, "measured_s"] / 60
+        measured = f", {minutes:.2f} min measured" if math.isfinite(minutes) else ""
+        cost = own.at[1, "epoch_equivalents"]
+        out.append(f"{common.label(arm)}: {said} (all {n} cells); a trial costs "
+                   f"{cost:.0f} epochs of gradients{measured}.")  # fmt: skip
+    return out
+
+
 def _windows_statement(t: StudyTables) -> list[str]:
     """Each variant's window after E epochs at the middle radius against SGD-SAM's and its
-    base's (at E and 2E epochs); whether the windows' lower ends move down from E // 2 to E."""
+    base's (at E and 2E epochs); whether the windows' lower ends move down from E // 2 to E, and
+    whether the grid could have seen them move; whether the arms' best cells still improved."""
     epochs, middle = _budget(t)
+    step = grid_step(t.grid_runs)
     reference = _at(t.windows, _arm_of(t, REFERENCE, True), middle, epochs)
     parts = []
     for variant in VARIANTS:
@@ -789,16 +860,22 @@ def _windows_statement(t: StudyTables) -> list[str]:
             others += [(_at(t.windows, base, None, epochs),
                         f"{common.label(base)}'s at {epochs} epochs"),
                        (_at(t.windows, base, None, 2 * epochs), f"at {2 * epochs}")]  # fmt: skip
-        bits = [f"{compare(own.width, o.width)} {what} ({o.width:.1f})" for o, what in others if o]
+        bits = [f"{compare(own.width, o.width, step)} {what} ({o.width:.1f})"
+                for o, what in others if o]  # fmt: skip
         listed = " and ".join([", ".join(bits[:-1]), bits[-1]] if len(bits) > 1 else bits)
         parts.append(f"{own.width:.1f} decades for {common.label(own.arm)}"
                      + (f", {listed}" if bits else ""))  # fmt: skip
     out = [f"After {epochs} epochs at the middle radius (a base also after {2 * epochs}: the same "
            f"gradient evaluations), the learning-rate window where the training loss is within "
            f"{t.factor:g}x of the best is {'; '.join(parts)}."] if parts else []  # fmt: skip
+    out.append(f"The windows come from {_seeds(t)} a cell on a grid of {_grid(t)}, so a "
+               f"difference under a grid step ({step:g} decade) is read as none.")  # fmt: skip
     early, epochs, changes = _changes(t)
     if changes and early < epochs:
-        moved = [arm for arm, a, b in changes if _lower_end_moves_down(a, b)]
+        moved = [arm for arm, a, b in changes if _lower_end_moves_down(a, b, step)]
+        # Were the runs' progress a function of lr x steps, more epochs would move the lower
+        # end down by log10(epochs / early) decades: a grid coarser than that cannot see it.
+        shift = math.log10(epochs / early)
         if len(moved) == len(changes):
             verdict = (
                 f"every method ({_names(moved)}), so the failures at small learning rates are "
@@ -809,21 +886,52 @@ def _windows_statement(t: StudyTables) -> list[str]:
                 f"{_names(moved)} only, so more epochs rescue small learning rates for them and "
                 "not for the others"
             )
+        elif shift < step:
+            verdict = (
+                f"none of the methods ({_names([arm for arm, _, _ in changes])}); but were "
+                f"progress a matter of lr x steps, {epochs / early:g}x the epochs would move it "
+                f"by {shift:.1f} decade, under the grid step, so this grid cannot tell failure "
+                "at small learning rates from under-training"
+            )
         else:
             verdict = (
                 f"none of the methods ({_names([arm for arm, _, _ in changes])}), so within this "
-                "budget more epochs do not bring the small learning rates within reach: their "
-                "failures are not under-training that a few more epochs cure"
+                "budget more epochs do not bring the small learning rates within reach"
             )
         out.append(f"From epoch {early} to {epochs}, at the middle radius, the window's lower end "
-                   f"moves down by {WIDER:g} decade or more for {verdict}.")  # fmt: skip
-    out.append(f"The windows come from {_seeds(t)} a cell on a grid of {_grid(t)}, so a "
-               f"difference under {WIDER:g} decade is read as none.")  # fmt: skip
+                   f"moves down by a grid step or more for {verdict}.")  # fmt: skip
+    out += _convergence_statement(t)
     return out
 
 
-def _generalisation_statement(t: StudyTables) -> str:
-    """Which variants differ from their bases in test accuracy beyond seed noise, if any."""
+def _convergence_statement(t: StudyTables) -> list[str]:
+    """Which arms' best grid run (the lowest final training-subset loss) was still improving
+    at its last epoch: there the budget, not the optimizer, bounds the windows."""
+    f = t.failures
+    if f is None or f.empty:
+        return []
+    finished = f[f["failure"].ne("diverged")].dropna(subset=["final_loss"])
+    best = finished.loc[finished.groupby(ARM)["final_loss"].idxmin()].set_index(ARM)
+    if best.empty:
+        return []
+    improving = [arm for arm in common.ordered(best.index)
+                 if best.at[arm, "failure"] == "still improving"]  # fmt: skip
+    said = (f"{len(improving)} of the {len(best)} arms ({_names(improving)}), so their budgets "
+            "stop short of convergence and their windows are the budget's as much as the "
+            "optimizer's") if improving else f"none of the {len(best)} arms"  # fmt: skip
+    return [f"The best grid run (lowest final training-subset loss) was still improving at its "
+            f"last epoch (a loss drop of more than {IMPROVING:.0%} over the last fifth) for "
+            f"{said}."]  # fmt: skip
+
+
+def _interval_pair(r: Any) -> str:
+    return (f"{100 * r.mean:+.2f} points, 95% CI {_interval(r.t_low, r.t_high)} (t), "
+            f"{_interval(r.boot_low, r.boot_high)} (bootstrap)")  # fmt: skip
+
+
+def _generalisation_statement(t: StudyTables) -> list[str]:
+    """Which variants differ from their bases in test accuracy beyond seed noise, if any, and
+    where the bootstrap interval alone would say they do."""
     c = t.contrasts
     own = (
         None
@@ -834,24 +942,71 @@ def _generalisation_statement(t: StudyTables) -> str:
         ]
     )
     if own is None or own.empty:
-        return ("Whether a LightSAM variant generalises better than its base was not measured "
-                "(no confirmation runs of the variants and their bases).")  # fmt: skip
+        return ["Whether a LightSAM variant generalises better than its base was not measured "
+                "(no confirmation runs of the variants and their bases)."]  # fmt: skip
+    rule = "both the paired t and the bootstrap 95% interval clear of 0"
     resolved = own[own["verdict"].ne("no difference resolved")]
     if resolved.empty:
-        return ("No LightSAM variant's test accuracy at its selected cell differs from its "
-                "base's beyond seed noise: every paired 95% interval contains 0 (differences "
-                f"{100 * own['mean'].min():+.2f} to {100 * own['mean'].max():+.2f} points, "
-                f"{own['pairs'].max()} seed pairs).")  # fmt: skip
-    said = "; ".join(
-        f"{common.label(method)} scores " + " and ".join(
-            f"{r.verdict} than {_base(r)} ({100 * r.mean:+.2f} points, 95% CI "
-            f"{_interval(r.t_low, r.t_high)})" for r in rows.itertuples())
-        for method, rows in resolved.groupby("method", sort=False)
-    )  # fmt: skip
-    rest = len(own) - len(resolved)
-    return (f"Beyond seed noise, in test accuracy at the selected cells, {said}"
-            + (f"; the variants' other {rest} contrast(s) with their bases are not resolved"
-               if rest else "") + ".")  # fmt: skip
+        out = [f"No LightSAM variant's test accuracy at its selected cell differs from its "
+               f"base's beyond seed noise ({rule}): differences "
+               f"{100 * own['mean'].min():+.2f} to {100 * own['mean'].max():+.2f} points, "
+               f"{own['pairs'].max()} seed pairs."]  # fmt: skip
+    else:
+        said = "; ".join(
+            f"{common.label(method)} scores " + " and ".join(
+                f"{r.verdict} than {_base(r)} ({_interval_pair(r)})" for r in rows.itertuples())
+            for method, rows in resolved.groupby("method", sort=False)
+        )  # fmt: skip
+        rest = len(own) - len(resolved)
+        out = [f"Beyond seed noise ({rule}), in test accuracy at the selected cells, {said}"
+               + (f"; the variants' other {rest} contrast(s) with their bases are not resolved"
+                  if rest else "") + "."]  # fmt: skip
+    alone = own[own["verdict"].eq("no difference resolved")
+                & ((own["boot_low"] > 0) | (own["boot_high"] < 0))]  # fmt: skip
+    if len(alone):
+        said = "; ".join(f"{common.label(r.method)} against {_base(r)} ({_interval_pair(r)})"
+                         for r in alone.itertuples())  # fmt: skip
+        out.append(f"The bootstrap interval alone, too narrow with {own['pairs'].max()} pairs, "
+                   f"excludes 0 for {said}: a hint, not a resolved difference.")  # fmt: skip
+    return out
+
+
+def _matched_statement(t: StudyTables) -> list[str]:
+    """Every sharpness-aware arm against its base at the same gradient evaluations (the base at
+    twice the epochs): the compute-matched comparison."""
+    c = t.contrasts
+    matched = None if c is None else c[c["comparison"].eq(MATCHED)]
+    if matched is None or matched.empty:
+        return []
+
+    def listed(verdict: str) -> str:
+        rows = matched[matched["verdict"].eq(verdict)]
+        if rows.empty:
+            return f"none scores {verdict}"
+        said = ", ".join(f"{common.label(r.method)} {100 * r.mean:+.2f}" for r in rows.itertuples())
+        return f"{len(rows)} score{'s' * (len(rows) == 1)} {verdict} ({said} points)"
+
+    return [f"At equal gradient evaluations (each base trained twice the epochs), of the "
+            f"{len(matched)} sharpness-aware arms {listed('lower')} than their base beyond seed "
+            f"noise and {listed('higher')}; the rest are not resolved."]  # fmt: skip
+
+
+def _multiplicity_statement(t: StudyTables) -> list[str]:
+    """How many resolved contrasts survive a Holm correction over all of them."""
+    c = t.contrasts
+    if c is None or c.empty:
+        return []
+    tested = c.dropna(subset=["p"])
+    resolved = tested[tested["verdict"].ne("no difference resolved")]
+    if resolved.empty:
+        return []
+    kept = resolved[resolved["holm_p"].lt(0.05)]
+    names = "; ".join(f"{common.label(r.method)} against {_base(r)} (Holm p "
+                      + ("< 0.001" if r.holm_p < 0.001 else f"= {r.holm_p:.3f}") + ")"
+                      for r in kept.itertuples())  # fmt: skip
+    return [f"Tested together, {len(kept)} of the {len(resolved)} resolved contrasts keep a "
+            f"family-wise 5% level (Holm over all {len(tested)} paired t-tests)"
+            + (f": {names}." if len(kept) else ": none.")]  # fmt: skip
 
 
 def _one_change_statement(t: StudyTables) -> list[str]:
@@ -876,18 +1031,20 @@ def _one_change_statement(t: StudyTables) -> list[str]:
 
 
 def statement(t: StudyTables) -> list[str]:
-    """3-6 plain sentences of what the numbers add up to, whichever way they fall."""
+    """A few plain sentences of what the numbers add up to, whichever way they fall."""
     windows = t.windows is not None and not t.windows.empty
     return [
         *(_windows_statement(t) if windows else []),
-        _generalisation_statement(t),
+        *_generalisation_statement(t),
+        *_matched_statement(t),
         *_one_change_statement(t),
+        *_multiplicity_statement(t),
     ]
 
 
 def findings(t: StudyTables) -> StudyFindings:
     parts = (window_sentences, failure_sentences, generalisation_sentences, near_best_sentences,
-             recovery_sentences, statement)  # fmt: skip
+             recovery_sentences, tuning_sentences, statement)  # fmt: skip
     return StudyFindings(*(part(t) for part in parts))
 
 

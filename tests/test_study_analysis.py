@@ -25,12 +25,14 @@ Validation accuracy 0.98 - 0.03 d (d of the final loss), test 0.01 lower.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from analysis import results, study
 from lightsam import store as files
@@ -109,6 +111,8 @@ def write_store(path: Path, runs: list[dict[str, Any]]) -> Path:
                 "probe_loss_initial": INITIAL,
                 "probe_grad_norm_initial": 1.0,
                 "perturbation_norm_first": r.get("norm"),
+                # Half a second an epoch a pass: two passes for a sharpness-aware arm.
+                "wall_s": 0.5 * len(losses) * (1 if r["config"]["optimizer"]["rho"] is None else 2),
             },
         )
     return path
@@ -312,18 +316,44 @@ def test_paired_differences_give_the_t_and_bootstrap_intervals_and_a_verdict():
     assert (two["boot_low"], two["boot_high"]) == (0.0, 1.0)
     assert two["verdict"] == "no difference resolved"
     assert study.paired_difference([0.01] * 4)["verdict"] == "higher"  # no spread at all
+    assert study.paired_difference([0.01] * 4)["p"] == 0.0
+    assert study.paired_difference([0.0] * 3)["p"] == 1.0
+    assert math.isnan(study.paired_difference([0.01])["p"])
+    # Against scipy's Student t (installed with mlxtend), an independent implementation.
+    t_stat = 0.0204 / (d.std(ddof=1) / math.sqrt(5))
+    assert found["p"] == pytest.approx(2 * scipy.stats.t.sf(t_stat, 4), rel=1e-6)
     # The bootstrap alone would resolve this one (t = 2.60 < 2.78): both intervals must.
-    narrow = study.paired_difference([0.02, -0.002, 0.01, 0.016, 0.006])
+    narrow_d = [0.02, -0.002, 0.01, 0.016, 0.006]
+    narrow = study.paired_difference(narrow_d)
     assert narrow["boot_low"] > 0 > narrow["t_low"]
     assert narrow["verdict"] == "no difference resolved"
+    assert narrow["p"] == pytest.approx(scipy.stats.ttest_1samp(narrow_d, 0).pvalue, rel=1e-6)
     with pytest.raises(ValueError, match="n_boot"):
         study.paired_difference(d, n_boot=0)
 
 
-def test_compare_needs_half_a_decade():
-    assert study.compare(2.5, 2.0) == "wider than"
-    assert study.compare(2.4, 2.0) == "about the same as"
-    assert study.compare(1.5, 2.0) == "narrower than"
+def test_compare_needs_a_grid_step():
+    assert study.compare(3.0, 2.0, 1.0) == "wider than"
+    assert study.compare(2.9, 2.0, 1.0) == "about the same as"
+    assert study.compare(1.0, 2.0, 1.0) == "narrower than"
+    assert study.compare(2.5, 2.0, 0.5) == "wider than"  # a half-decade grid
+    assert study.compare(1.6, 2.0, 0.5) == "about the same as"
+
+
+def test_the_grid_step_is_the_median_gap_between_lrs():
+    runs = pd.DataFrame({"lr": [1e-2, 10**-1.5, 1e-1, 1e-1, 10**-0.5, 1.0, 1e2]})
+    assert study.grid_step(runs) == pytest.approx(0.5)
+    assert study.grid_step(pd.DataFrame({"lr": LRS})) == pytest.approx(1.0)
+    assert study.grid_step(pd.DataFrame({"lr": [0.1]})) == 1.0
+
+
+def test_holm_adjusts_in_step_down_order_and_keeps_nan_out():
+    adjusted = study.holm([0.01, 0.04, math.nan, 0.03, 0.5])
+    # Sorted 0.01, 0.03, 0.04, 0.5 over m = 4: 0.04, 0.09, max(0.09, 0.08), max(., 0.5).
+    assert adjusted[0] == pytest.approx(0.04) and adjusted[3] == pytest.approx(0.09)
+    assert adjusted[1] == pytest.approx(0.09) and adjusted[4] == pytest.approx(0.5)
+    assert math.isnan(adjusted[2])
+    assert study.holm([0.6, 0.9]) == [1.0, 1.0]
 
 
 # -- the grid -------------------------------------------------------------------------------------
@@ -455,12 +485,25 @@ def test_the_statement_favours_lightsam_when_the_numbers_do(tables):
         "small learning rates are under-training" in text
     )
     assert (
-        "Beyond seed noise, in test accuracy at the selected cells, LightSAM-I scores higher "
-        "than AdaGrad-Norm at 4 epochs (+2.04 points, 95% CI [+1.90, +2.18]) and higher than "
+        "Beyond seed noise (both the paired t and the bootstrap 95% interval clear of 0), in test "
+        "accuracy at the selected cells, LightSAM-I scores higher than AdaGrad-Norm at 4 epochs "
+        "(+2.04 points, 95% CI [+1.90, +2.18] (t), [+1.96, +2.12] (bootstrap)) and higher than "
         "AdaGrad-Norm at 8 epochs (+1.54 points" in text
     )
-    assert "not resolved" not in text  # every variant's contrast is resolved
-    assert 3 <= len(study.findings(tables[True]).statement) <= 5
+    assert "the variants' other" not in text  # every variant's contrast is resolved
+    assert (
+        "At equal gradient evaluations (each base trained twice the epochs), of the 5 "
+        "sharpness-aware arms 1 scores lower (SAM + AdaGrad-Norm -0.50 points) than their base "
+        "beyond seed noise and 3 score higher (LightSAM-I +1.54, LightSAM-II +1.54, "
+        "LightSAM-III +1.54 points)" in text
+    )
+    assert (
+        "Tested together, 8 of the 8 resolved contrasts keep a family-wise 5% level (Holm over "
+        "all 11 paired t-tests): LightSAM-I against AdaGrad-Norm at 4 epochs (Holm p < 0.001)"
+        in text
+    )
+    assert "for none of the 9 arms." in text  # no best run still improving
+    assert "cannot tell" not in text
 
 
 def test_the_statement_says_so_when_the_numbers_disfavour_lightsam(tables):
@@ -471,8 +514,18 @@ def test_the_statement_says_so_when_the_numbers_disfavour_lightsam(tables):
         "4.0 decades for LightSAM-III, about the same as SGD-SAM's (4.0), about the same as "
         "Adam's at 4 epochs (4.0) and about the same as at 8 (4.0)." in text
     )
-    assert "for none of the methods (SGD-SAM, LightSAM-I," in text and "under-training" in text
-    assert "No LightSAM variant's test accuracy at its selected cell differs" in text
+    assert (
+        "for none of the methods (SGD-SAM, LightSAM-I, LightSAM-II, LightSAM-III); but were "
+        "progress a matter of lr x steps, 2x the epochs would move it by 0.3 decade, under the "
+        "grid step, so this grid cannot tell failure at small learning rates from "
+        "under-training." in text
+    )
+    assert (
+        "No LightSAM variant's test accuracy at its selected cell differs from its base's beyond "
+        "seed noise (both the paired t and the bootstrap 95% interval clear of 0): differences "
+        "-0.50 to +0.00 points, 5 seed pairs." in text
+    )
+    assert "The bootstrap interval alone" not in text  # [-1.10, +0.10] holds 0
     assert "wider than" not in text and "higher than" not in text
     general = " ".join(found.generalisation)
     assert "SAM + AdaGrad-Norm (98.60%) has the highest test accuracy" in general
@@ -497,9 +550,52 @@ def test_the_findings_state_the_numbers(tables):
     assert "So the stop rule cut short 1 run(s) that would have trained" in text
     assert "SGD-SAM 1.0 → 2.0 decades (lower end 3e-2 → 3e-3)" in text
     assert (
-        "The sharpness-aware arms tie within seed noise" in text
-    )  # the variants' intervals overlap
+        "No sharpness-aware arm leads: the highest mean is LightSAM-I (97.64%); SGD-SAM, "
+        "LightSAM-II, LightSAM-III tie with it (95% intervals overlapping its), and SAM + "
+        "AdaGrad-Norm is below it (intervals clear of its)." in text
+    )
     assert "Radius level 1 (realised ‖e₁‖ ≈ 0.1), after 4 epochs: SGD-SAM 2.0 decades" in text
+
+
+def test_the_statement_names_the_arms_whose_best_run_still_improved(tables):
+    f = tables[True].failures
+    best = f[f["failure"].ne("diverged")].groupby("arm")["final_loss"].idxmin()
+    improving = f.assign(failure=f["failure"].mask(f.index.isin(best[["sgd_sam", "adam"]]),
+                                                   "still improving"))  # fmt: skip
+    text = " ".join(study.findings(replace(tables[True], failures=improving)).statement)
+    assert (
+        "was still improving at its last epoch (a loss drop of more than 10% over the last "
+        "fifth) for 2 of the 9 arms (SGD-SAM, Adam), so their budgets stop short of "
+        "convergence" in text
+    )
+
+
+def test_the_statement_reports_a_bootstrap_only_exclusion_as_a_hint():
+    narrow = study.paired_difference([0.02, -0.002, 0.01, 0.016, 0.006])
+    contrast = {"method": "lightsam_i", "base": "adagrad_norm (epochs=8)", "epochs": 4,
+                "comparison": study.MATCHED, "base_epochs": 8, **narrow}  # fmt: skip
+    contrasts = pd.DataFrame([contrast]).assign(holm_p=[narrow["p"]])
+    t = study.StudyTables(factor=2.0, failure_meanings=study.FAILURES, contrasts=contrasts)
+    text = " ".join(study.findings(t).statement)
+    assert "No LightSAM variant's test accuracy at its selected cell differs" in text
+    assert (
+        "The bootstrap interval alone, too narrow with 5 pairs, excludes 0 for LightSAM-I "
+        "against AdaGrad-Norm at 8 epochs (+1.00 points, 95% CI [-0.07, +2.07] (t)" in text
+    )
+    assert "Tested together" not in text  # nothing resolved to correct for
+
+
+def test_the_tuning_sentences_give_k_and_the_measured_cost(tables):
+    tuning = tables[True].tuning
+    # SGD: five runs of 8 epochs at 0.5 s an epoch, one diverged in epoch 5 (4 epochs, 2 s).
+    assert row(tuning, arm="sgd", k=3)["measured_s"] == pytest.approx(3 * 22 / 6)
+    found = study.findings(tables[True]).tuning
+    expected = [100 * row(tuning, arm="sgd", k=k)["expected"] for k in (1, 3, 6)]
+    assert [s for s in found if s.startswith("SGD:")] == [
+        f"SGD: {expected[0]:.1f}% at k = 1, {expected[1]:.1f}% at k = 3, {expected[2]:.1f}% at "
+        "k = 6 (all 6 cells); a trial costs 8 epochs of gradients, 0.06 min measured."
+    ]
+    assert "one seed a cell" in found[0]
 
 
 def test_make_all_writes_the_figures_and_tables(stores, tables, tmp_path):
