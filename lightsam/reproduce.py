@@ -71,7 +71,7 @@ PRESETS = {
         sweeps=("smoke",),
         executor="local",
         problem=Problem(steps=200, seeds=(0,), lr_decades=(-1, 1), rho_decades=(-2, 0)),
-        confirm_seeds=(1,),
+        confirm_seeds=(1, 2, 3),  # enough for every interval, verdict and tie of the report
         recovery=True,
     ),
 }

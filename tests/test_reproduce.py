@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import scipy.stats
+
 from analysis import common
 from analysis.results import aggregate, best_settings, collect
 
@@ -33,13 +37,52 @@ def best_rows_agree(text: str, store: Path) -> None:
         assert f"{100 * row.test_acc_mean:.2f} ± {std} ({row.n_seeds})" in text, row.arm
 
 
+def score(run: pd.Series) -> float:
+    """A run's test accuracy, a diverged one at chance (10 classes)."""
+    return run["test_acc"] if run["status"] == "ok" else 0.1
+
+
+def t_half(values: np.ndarray) -> float:
+    return scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+
+
+def confirmation_agrees(text: str, confirm: pd.DataFrame) -> None:
+    """Each selected cell's test accuracy and its 95% interval over the fresh seeds, and each
+    paired difference against its base with its paired t interval, computed here from the
+    confirmation store's results with scipy's Student t."""
+    scores = {
+        arm: own.set_index("seed").apply(score, axis=1) for arm, own in confirm.groupby("arm")
+    }
+    for arm, own in scores.items():
+        assert len(own) == 3, arm
+        mean, std = 100 * own.mean(), 100 * own.std(ddof=1)
+        assert (f"test accuracy {mean:.2f}% (std {std:.2f}, 95% CI ±{100 * t_half(own):.2f} "
+                "points, 3 fresh seeds" in text), arm  # fmt: skip
+    contrasts = {("sgd_sam", "sgd (epochs=1)", "equal epochs"),
+                 ("sgd_sam", "sgd (epochs=2)", "equal gradient evaluations")}  # fmt: skip
+    for method, base, comparison in contrasts:
+        d = (scores[method] - scores[base]).to_numpy()
+        low, high = 100 * (d.mean() - t_half(d)), 100 * (d.mean() + t_half(d))
+        assert (f"SGD-SAM (1 epochs) minus SGD at {base[-2]} epochs ({comparison}), test "
+                f"accuracy: {100 * d.mean():+.2f} points, 95% CI [{low:+.2f}, {high:+.2f}] "
+                "(paired t)" in text), comparison  # fmt: skip
+
+
+def tuning_agrees(text: str, grid: pd.DataFrame) -> None:
+    """k = 1 of the tuning cost: the mean test score of the arm's grid cells (one seed each)."""
+    for arm, own in grid.groupby("arm"):
+        expected = 100 * own.apply(score, axis=1).mean()
+        assert f"{common.label(arm)}: {expected:.1f}% at k = 1" in text, arm
+
+
 def study_agrees(text: str, runs: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
-    failure count, the paired difference of SGD-SAM against SGD at its fresh seed, and the
-    recovery audit's size."""
-    for heading in ("What the data support", "learning-rate windows against the budget",
-                    "How each run ended", "Generalisation at the cells selected on validation",
-                    "The recovery audit"):  # fmt: skip
+    failure count, the selected cells and paired differences on the fresh seeds, the tuning
+    cost at one trial, and the recovery audit's size."""
+    headings = ("What the data support", "learning-rate windows against the budget",
+                "How each run ended", "Generalisation at the cells selected on validation",
+                "Near best, by the seed noise", "The recovery audit", "Tuning cost")  # fmt: skip
+    for heading in headings:
         assert heading in text, heading
     grid = collect(runs / "smoke").runs
     for arm, own in grid.groupby("arm"):
@@ -48,13 +91,8 @@ def study_agrees(text: str, runs: Path) -> None:
         assert re.search(
             rf"{re.escape(common.label(arm))} \(\d+ runs, \d+ epochs\): {diverged} diverged", text
         )
-    confirm = collect(runs / "smoke_confirm").runs.set_index("arm")
-    sam, sgd = confirm.loc["sgd_sam"], confirm.loc["sgd (epochs=1)"]
-    difference = 100 * (sam["test_acc"] - sgd["test_acc"])
-    assert (
-        "SGD-SAM (1 epochs) minus SGD at 1 epochs (equal epochs), test accuracy: "
-        f"{difference:+.2f} points" in text
-    )
+    confirmation_agrees(text, collect(runs / "smoke_confirm").runs)
+    tuning_agrees(text, grid)
     reruns = len(collect(runs / "smoke_recovery").runs)
     assert f"of those, {reruns} (each arm's and radius's at the smallest lr) were rerun" in text
 
@@ -68,14 +106,18 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
 
     first = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
     assert "sweep smoke: 10 of 10 runs to launch" in first
-    # Fresh seed 1 at each arm's selected cell: SGD-SAM, LightSAM-I, SGD at 1 and 2 epochs; and
-    # SGD-SAM's runs at lr = 10 that the loss limit stopped (not a non-finite loss), without it.
-    assert "sweep smoke (confirm): 4 of 4 runs to launch" in first
+    # Fresh seeds 1-3 at each arm's selected cell: SGD-SAM, LightSAM-I, SGD at 1 and 2 epochs;
+    # and SGD-SAM's runs at lr = 10 that the loss limit stopped (not a non-finite loss), without.
+    assert "sweep smoke (confirm): 12 of 12 runs to launch" in first
     grid = collect(runs / "smoke").runs
     stopped = int(grid["stopping_loss"].notna().sum())
     assert stopped >= 1 and f"sweep smoke (recovery): {stopped} of {stopped} runs" in first
     again = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
-    for stage in ("smoke: 0 of 10", "smoke (confirm): 0 of 4", f"smoke (recovery): 0 of {stopped}"):
+    for stage in (
+        "smoke: 0 of 10",
+        "smoke (confirm): 0 of 12",
+        f"smoke (recovery): 0 of {stopped}",
+    ):
         assert f"sweep {stage} runs to launch" in again  # a second call trains nothing
 
     lightsam("figures", "--runs", str(runs), "--out", str(figures), "--report", str(report),
