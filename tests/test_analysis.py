@@ -365,6 +365,8 @@ def test_the_theorem_findings_agree_with_the_stored_cells(tmp_path):
     found = report.theorem_findings(tmp_path)
     findings = found.all()
     assert "T = 300 steps" in found.problem and "2 seeds" in found.problem
+    below = int((cells["min_sq_grad"] <= 1e-4).sum())
+    assert f"as {below} of the {len(cells)} runs ever came to 1e-4" in found.problem
     for arm in ("sgd_sam", "lightsam_i", "adagrad_norm"):
         sentence = next(f for f in findings if f.startswith(f"{report.common.label(arm)}:"))
         for target in ("1e-2", "1e-3"):
