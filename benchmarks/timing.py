@@ -5,11 +5,8 @@ frequency, caches), so timing one arm in a block and then the other compares two
 same ``torch.optim.Adam`` once measured 9.7 ms as a baseline and 16.7 ms as an arm of the same
 run. Here a round alternates the arms call by call (A B A B ... for ``calls`` calls each), so
 what changes slower than a call cancels in the round's ratio and what changes faster averages
-over its calls; the order is rotated from round to round so that no arm always goes first. An
-arm's time in a round is the fastest of its calls: a disturbance (another process taking the
-core, a page fault) only ever adds time, so one disturbed call leaves the round as it was, where
-a mean would carry it into the round's ratio. Each round's ratio (``benchmarks.compare``) then
-compares times taken a call apart.
+over its calls; the order is rotated from round to round so that no arm always goes first. Each
+round's ratio (``benchmarks.compare``) then compares times taken a call apart.
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ def interleaved_seconds(
     calls: int = 1,
     warmup: int = 1,
 ) -> dict[str, list[float]]:
-    """Seconds per call of each arm, one value per round: the fastest of its ``calls`` calls.
+    """Seconds per call of each arm, one value per round: the mean of its ``calls`` calls.
 
     First ``warmup`` calls of every arm (allocations, lazily created state, autotuning), then
     ``rounds`` rounds; round ``r`` runs the arms in turn starting at the ``r``-th, ``calls``
@@ -84,5 +81,5 @@ def interleaved_seconds(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         for name in names:
-            times.setdefault(name, []).append(min(read() for read in readings[name]))
+            times.setdefault(name, []).append(sum(read() for read in readings[name]) / calls)
     return times

@@ -63,10 +63,9 @@ CASES = {"lenet5": (1, 28), "resnet18": (3, 32)}  # model: (channels, image size
 # within minutes, at the price of a larger share of the optimizer in the step (and a floor
 # further below 2.0).
 BATCH = {"cpu": {"lenet5": 128, "resnet18": 2}, "cuda": {"lenet5": 128, "resnet18": 128}}
-# Two calls a round, the faster kept, on CPU (benchmarks.timing); LeNet-5's steps are cheap
-# there: it affords the rounds that make its spread settle.
+# LeNet-5's steps are cheap on CPU: it affords the rounds that make its spread settle.
 SIZES = {
-    "cpu": {"lenet5": cli.Sizes(rounds=16, calls=2), "resnet18": cli.Sizes(rounds=6, calls=2)},
+    "cpu": {"lenet5": cli.Sizes(rounds=24, calls=1), "resnet18": cli.Sizes(rounds=8, calls=1)},
     "cuda": {model: cli.Sizes(rounds=8, calls=3, warmup=3) for model in CASES},
 }
 
