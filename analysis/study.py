@@ -1030,6 +1030,46 @@ def _one_change_statement(t: StudyTables) -> list[str]:
     return [f"One change at a time, at the cells selected on validation: {said}; so {verdict}."]
 
 
+def _bottom_line(t: StudyTables) -> list[str]:
+    """The paper's claim against the numbers, in one sentence: which variants' lr windows are
+    wider by a grid step than both SGD-SAM's and their base's (at the same epochs), and which
+    generalise better than their base beyond seed noise."""
+    if t.windows is None or t.windows.empty:
+        return []
+    epochs, middle = _budget(t)
+    step = grid_step(t.grid_runs)
+    reference = _at(t.windows, _arm_of(t, REFERENCE, True), middle, epochs)
+    wider, measured = [], []
+    for variant in VARIANTS:
+        own = _at(t.windows, _arm_of(t, variant, True), middle, epochs)
+        base_arm = _arm_of(t, common.BASE_OF[variant], False)
+        base = _at(t.windows, base_arm, None, epochs) if base_arm else None
+        if own is None or reference is None or base is None:
+            continue
+        measured.append(variant)
+        if all(compare(own.width, o.width, step) == "wider than" for o in (reference, base)):
+            wider.append(variant)
+    if not measured:
+        return []
+    c = t.contrasts
+    better = [] if c is None else sorted(
+        {common.optimizer_of(m) for m in c.loc[c["verdict"].eq("higher")
+         & c["comparison"].isin([EQUAL, MATCHED]), "method"]} & set(VARIANTS))  # fmt: skip
+    names = ", ".join(common.label(v) for v in measured)
+    robust = (f"the learning-rate window of {_names(wider)} is wider than both SGD-SAM's and "
+              "its base's by a grid step or more, as the claim of insensitivity predicts"
+              if wider else "no LightSAM variant's learning-rate window exceeds both "
+              "SGD-SAM's and its base's by a grid step, as the claim of insensitivity would "
+              "predict")  # fmt: skip
+    general = (f"{', '.join(common.label(v) for v in better)} generalise(s) better than its "
+               "base beyond seed noise" if better else "no variant generalises better than its "
+               "base beyond seed noise")  # fmt: skip
+    if c is None or c.empty:
+        general = "whether the variants generalise better than their bases was not measured"
+    return [f"In short, at {epochs} epochs on this grid ({names} at the middle radius): "
+            f"{robust}; and {general}."]  # fmt: skip
+
+
 def statement(t: StudyTables) -> list[str]:
     """A few plain sentences of what the numbers add up to, whichever way they fall."""
     windows = t.windows is not None and not t.windows.empty
@@ -1039,6 +1079,7 @@ def statement(t: StudyTables) -> list[str]:
         *_matched_statement(t),
         *_one_change_statement(t),
         *_multiplicity_statement(t),
+        *_bottom_line(t),
     ]
 
 

@@ -171,11 +171,11 @@ def test_two_arms_alternate():
 
 
 def test_a_round_is_the_mean_of_its_calls(monkeypatch):
-    # A clock that advances by 1 s per reading: every call lasts 1 s.
-    ticks = iter(range(1000))
-    monkeypatch.setattr("benchmarks.timing.time.perf_counter", lambda: float(next(ticks)))
+    # A clock whose readings make the calls last 3, 1, 2 s, then 5, 4, 6 s.
+    readings = iter([0, 3, 10, 11, 20, 22, 30, 35, 40, 44, 50, 56])
+    monkeypatch.setattr("benchmarks.timing.time.perf_counter", lambda: float(next(readings)))
     times = interleaved_seconds({"A": lambda: None}, CPU, rounds=2, calls=3, warmup=0)
-    assert times == {"A": [1.0, 1.0]}
+    assert times == {"A": [2.0, 5.0]}
 
 
 def test_arms_given_as_a_builder_are_built_and_warmed_up_afresh_every_round():

@@ -504,6 +504,13 @@ def test_the_statement_favours_lightsam_when_the_numbers_do(tables):
     )
     assert "for none of the 9 arms." in text  # no best run still improving
     assert "cannot tell" not in text
+    assert (
+        "In short, at 4 epochs on this grid (LightSAM-I, LightSAM-II, LightSAM-III at the middle "
+        "radius): the learning-rate window of LightSAM-I, LightSAM-II, LightSAM-III is wider than "
+        "both SGD-SAM's and its base's by a grid step or more, as the claim of insensitivity "
+        "predicts; and LightSAM-I, LightSAM-II, LightSAM-III generalise(s) better than its base "
+        "beyond seed noise." in text
+    )
 
 
 def test_the_statement_says_so_when_the_numbers_disfavour_lightsam(tables):
@@ -526,6 +533,11 @@ def test_the_statement_says_so_when_the_numbers_disfavour_lightsam(tables):
         "-0.50 to +0.00 points, 5 seed pairs." in text
     )
     assert "The bootstrap interval alone" not in text  # [-1.10, +0.10] holds 0
+    assert (
+        "no LightSAM variant's learning-rate window exceeds both SGD-SAM's and its base's by a "
+        "grid step, as the claim of insensitivity would predict; and no variant generalises "
+        "better than its base beyond seed noise." in text
+    )
     assert "wider than" not in text and "higher than" not in text
     general = " ".join(found.generalisation)
     assert "SAM + AdaGrad-Norm (98.60%) has the highest test accuracy" in general
