@@ -141,10 +141,10 @@ def listed(values: pd.Series) -> str:
     return " / ".join(str(v) for v in sorted(values.dropna().unique()))
 
 
-def spread_over(seeds: int, spread: str) -> str:
-    """What a figure's band shows, for a title: ``spread`` over the seeds, or with one seed a
-    cell that there is none (a band a single run cannot have is never promised)."""
-    return spread if seeds > 1 else "one seed a cell, no spread"
+def spread_over(shown: bool, spread: str) -> str:
+    """What a figure's band shows, for a title: ``spread`` where there is one to show, else that
+    one seed a cell has none (a band a single run cannot have is never promised)."""
+    return spread if shown else "one seed a cell, no spread"
 
 
 def with_rho(agg: pd.DataFrame) -> set[str]:

@@ -221,7 +221,8 @@ def tuning_figure(curves: pd.DataFrame, out: Path) -> list[Path]:
     by_k.set_xlabel("grid cells tried at random, k")
     by_cost.set_xlabel("k × measured training minutes per trial (one core)")
     by_k.set_ylabel("expected test accuracy of the val-best (%)")
-    seeds = "95% band over seeds" if (curves["high"] > curves["low"]).any() else "one seed a cell"
+    banded = (curves["high"] > curves["low"]).any()
+    seeds = common.spread_over(banded, "95% band over seeds")
     by_k.set_title(f"Expected best of k random grid cells ({seeds})")
     by_cost.set_title("The same against measured compute (a SAM step takes 2 passes)")
     by_cost.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)

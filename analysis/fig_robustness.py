@@ -85,8 +85,8 @@ def tuning_cost(ax: Axes, curves: pd.DataFrame, arms: Sequence[str]) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("grid cells tried at random, k")
     ax.set_ylabel("expected test accuracy (%)")
-    seeds = "95% band over seeds" if (curves["high"] > curves["low"]).any() else "one seed a cell"
-    ax.set_title(f"Expected best of k ({seeds})")
+    banded = (curves["high"] > curves["low"]).any()
+    ax.set_title(f"Expected best of k ({common.spread_over(banded, '95% band over seeds')})")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
 

@@ -108,7 +108,7 @@ def make(collection: Collection, out: Path) -> list[Path]:
     fig.legend(handles=marker_legend(), loc="outside lower center", ncols=4, frameon=False)
     fig.suptitle(
         "Sensitivity: mean test accuracy, "
-        f"{common.spread_over(agg['n'].max(), '95% CI over seeds')}\n"
+        f"{common.spread_over(agg['n'].max() > 1, '95% CI over seeds')}\n"
         "top: against ρ at each method's best η, each on its own ρ axis;"
         " bottom: against η at its best ρ, base optimizer dashed"
     )

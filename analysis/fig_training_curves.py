@@ -73,7 +73,7 @@ def make(collection: Collection, out: Path) -> list[Path]:
     axes["val_acc"].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     seeds = int(chosen.groupby("arm").size().max()) if len(chosen) else 0
     fig.suptitle("Training at each method's best setting: "
-                 + common.spread_over(seeds, "mean over seeds, band = min to max"))  # fmt: skip
+                 + common.spread_over(seeds > 1, "mean over seeds, band = min to max"))  # fmt: skip
     return common.save(fig, out, "training_curves")
 
 

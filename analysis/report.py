@@ -317,9 +317,8 @@ def theorem_findings(directory: Path) -> TheoremFindings:
         f"{fmt(lrs[-1])} ({decades[0]:.0f} decades), rho from {fmt(rhos[0])} to {fmt(rhos[-1])} "
         f"({decades[1]:.0f}); {len(s['seeds'])} seeds; {meta['cells']} runs in "
         f"{meta['wall_s']:.0f} s. Targets: the squared gradient norm at 1e-2 and at 1e-3 of its "
-        f"start, within T, with every seed; a finer one would say little, as "
-        f"{int(cells['min_sq_grad'].le(1e-4).sum())} of the {len(cells)} runs ever came to 1e-4 "
-        "(their smallest squared gradient norm)."
+        f"start, within T, with every seed; {int(cells['min_sq_grad'].le(1e-4).sum())} of the "
+        f"{len(cells)} runs ever came to 1e-4 (their smallest squared gradient norm)."
     )
     arms, contrasts = [], []
     shares = {arm: theorem_shares(cells, arm) for arm in cells["arm"].unique()}

@@ -729,7 +729,7 @@ def _leader(s: pd.DataFrame) -> list[str]:
     top = methods["test_mean"].idxmax()
     overlaps = (methods["test_mean"] + ci).ge(methods.at[top, "test_mean"] - ci[top])
     tied = [arm for arm in methods.index[overlaps] if arm != top]
-    below = [arm for arm in methods.index[~overlaps]]
+    below = list(methods.index[~overlaps])
     name = f"{common.label(top)} ({100 * methods.at[top, 'test_mean']:.2f}%)"
     if not tied:
         return [f"{name} has the highest test accuracy among the sharpness-aware arms, its 95% "
@@ -842,24 +842,49 @@ def tuning_sentences(t: StudyTables) -> list[str]:
     return out
 
 
-def _windows_statement(t: StudyTables) -> list[str]:
-    """Each variant's window after E epochs at the middle radius against SGD-SAM's and its
-    base's (at E and 2E epochs); whether the windows' lower ends move down from E // 2 to E, and
-    whether the grid could have seen them move; whether the arms' best cells still improved."""
+@dataclass(frozen=True)
+class VariantWindows:
+    """A LightSAM variant's window after E epochs at the middle radius (``own``), and the
+    windows it is judged against: SGD-SAM's there (``reference``) and its base's, grid arm
+    ``base``, after E and 2E epochs (``base_equal``, ``base_matched``); None where not run."""
+
+    variant: str
+    own: Any
+    reference: Any
+    base: str | None
+    base_equal: Any
+    base_matched: Any
+
+
+def _variant_windows(t: StudyTables) -> list[VariantWindows]:
+    """Each variant of the grid with the windows it is compared with (E: :func:`_budget`)."""
     epochs, middle = _budget(t)
-    step = grid_step(t.grid_runs)
     reference = _at(t.windows, _arm_of(t, REFERENCE, True), middle, epochs)
-    parts = []
+    found = []
     for variant in VARIANTS:
         own = _at(t.windows, _arm_of(t, variant, True), middle, epochs)
         if own is None:
             continue
         base = _arm_of(t, common.BASE_OF[variant], False)
-        others = [(reference, "SGD-SAM's")]
-        if base is not None:
-            others += [(_at(t.windows, base, None, epochs),
-                        f"{common.label(base)}'s at {epochs} epochs"),
-                       (_at(t.windows, base, None, 2 * epochs), f"at {2 * epochs}")]  # fmt: skip
+        equal, matched = (_at(t.windows, base, None, e) if base else None
+                          for e in (epochs, 2 * epochs))  # fmt: skip
+        found.append(VariantWindows(variant, own, reference, base, equal, matched))
+    return found
+
+
+def _windows_statement(t: StudyTables) -> list[str]:
+    """Each variant's window after E epochs at the middle radius against SGD-SAM's and its
+    base's (at E and 2E epochs); whether the windows' lower ends move down from E // 2 to E, and
+    whether the grid could have seen them move; whether the arms' best cells still improved."""
+    epochs, _ = _budget(t)
+    step = grid_step(t.grid_runs)
+    parts = []
+    for w in _variant_windows(t):
+        own = w.own
+        others = [(w.reference, "SGD-SAM's")]
+        if w.base is not None:
+            others += [(w.base_equal, f"{common.label(w.base)}'s at {epochs} epochs"),
+                       (w.base_matched, f"at {2 * epochs}")]  # fmt: skip
         bits = [f"{compare(own.width, o.width, step)} {what} ({o.width:.1f})"
                 for o, what in others if o]  # fmt: skip
         listed = " and ".join([", ".join(bits[:-1]), bits[-1]] if len(bits) > 1 else bits)
@@ -1036,37 +1061,31 @@ def _bottom_line(t: StudyTables) -> list[str]:
     generalise better than their base beyond seed noise."""
     if t.windows is None or t.windows.empty:
         return []
-    epochs, middle = _budget(t)
+    epochs, _ = _budget(t)
     step = grid_step(t.grid_runs)
-    reference = _at(t.windows, _arm_of(t, REFERENCE, True), middle, epochs)
-    wider, measured = [], []
-    for variant in VARIANTS:
-        own = _at(t.windows, _arm_of(t, variant, True), middle, epochs)
-        base_arm = _arm_of(t, common.BASE_OF[variant], False)
-        base = _at(t.windows, base_arm, None, epochs) if base_arm else None
-        if own is None or reference is None or base is None:
-            continue
-        measured.append(variant)
-        if all(compare(own.width, o.width, step) == "wider than" for o in (reference, base)):
-            wider.append(variant)
-    if not measured:
+    judged = [w for w in _variant_windows(t)
+              if w.reference is not None and w.base_equal is not None]  # fmt: skip
+    if not judged:
         return []
+    measured = [w.variant for w in judged]
+    wider = [w.variant for w in judged
+             if all(compare(w.own.width, o.width, step) == "wider than"
+                    for o in (w.reference, w.base_equal))]  # fmt: skip
     c = t.contrasts
     better = [] if c is None else sorted(
         {common.optimizer_of(m) for m in c.loc[c["verdict"].eq("higher")
          & c["comparison"].isin([EQUAL, MATCHED]), "method"]} & set(VARIANTS))  # fmt: skip
-    names = ", ".join(common.label(v) for v in measured)
     robust = (f"the learning-rate window of {_names(wider)} is wider than both SGD-SAM's and "
               "its base's by a grid step or more, as the claim of insensitivity predicts"
               if wider else "no LightSAM variant's learning-rate window exceeds both "
               "SGD-SAM's and its base's by a grid step, as the claim of insensitivity would "
               "predict")  # fmt: skip
-    general = (f"{', '.join(common.label(v) for v in better)} generalise(s) better than its "
-               "base beyond seed noise" if better else "no variant generalises better than its "
-               "base beyond seed noise")  # fmt: skip
+    general = (f"{_names(better)} generalise{'s' * (len(better) == 1)} better than "
+               f"{'its' if len(better) == 1 else 'their'} base beyond seed noise" if better
+               else "no variant generalises better than its base beyond seed noise")  # fmt: skip
     if c is None or c.empty:
         general = "whether the variants generalise better than their bases was not measured"
-    return [f"In short, at {epochs} epochs on this grid ({names} at the middle radius): "
+    return [f"In short, at {epochs} epochs on this grid ({_names(measured)} at the middle radius): "
             f"{robust}; and {general}."]  # fmt: skip
 
 

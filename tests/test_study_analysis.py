@@ -508,7 +508,7 @@ def test_the_statement_favours_lightsam_when_the_numbers_do(tables):
         "In short, at 4 epochs on this grid (LightSAM-I, LightSAM-II, LightSAM-III at the middle "
         "radius): the learning-rate window of LightSAM-I, LightSAM-II, LightSAM-III is wider than "
         "both SGD-SAM's and its base's by a grid step or more, as the claim of insensitivity "
-        "predicts; and LightSAM-I, LightSAM-II, LightSAM-III generalise(s) better than its base "
+        "predicts; and LightSAM-I, LightSAM-II, LightSAM-III generalise better than their base "
         "beyond seed noise." in text
     )
 
