@@ -1,13 +1,12 @@
 """The budget study's figures (the tables are :mod:`analysis.study`'s).
 
-``budget_windows``: the lr window (decades of lr where the training loss is within F x the
-arm's best) against the budget in epochs, one panel per radius level with the base optimizers
-in each (dashed at equal epochs, thin dotted at twice the epochs: equal gradient evaluations),
-and a panel of AdaSAM and the ablation arms at the middle radius. ``budget_failures``: how each
-grid run ended. ``budget_contrasts``: each sharpness-aware arm's test accuracy minus its
-base's at the selected cells, paired by seed, with the t and bootstrap intervals.
-``budget_tuning``: the expected best of k random grid cells against k and against the
-measured training time it costs.
+``budget_windows``: the lr window (decades of lr where the training loss is within F x the arm's
+best) against the budget in epochs, one panel per radius level with the base optimizers in each
+(dashed at equal epochs, thin dotted at twice the epochs: equal gradient evaluations), and below
+them a row of AdaSAM and the ablation arms, level by level. ``budget_failures``: how each grid
+run ended. ``budget_contrasts``: each sharpness-aware arm's test accuracy minus its base's at
+the selected cells, paired by seed, with the t and bootstrap intervals. ``budget_tuning``: the
+expected best of k random grid cells against k and against the measured training time it costs.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from analysis.results import ARM
 if TYPE_CHECKING:  # the study module writes these figures: no import at run time
     from analysis.study import StudyTables
 
-# The methods drawn over every radius; the single-radius arms get a panel of their own.
+# The methods of the first row; AdaSAM and the ablation arms get a row of their own.
 METHODS = ("sgd_sam", "lightsam_i", "lightsam_ii", "lightsam_iii")
 OUTCOMES = {
     "diverged": {"color": common.DIVERGED_FACE, "hatch": "///"},
@@ -50,51 +49,33 @@ def windows_figure(t: StudyTables, out: Path) -> list[Path]:
     w = t.windows
     sam, bases = w[w["level"].notna()], w[w["level"].isna()]
     epochs = int((sam if len(sam) else w)["epoch"].max())
-    levels = sorted(sam["level"].unique())
+    levels = sorted(sam["level"].unique()) or [math.nan]
     radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
     others = [a for a in common.ordered(sam[ARM]) if common.optimizer_of(a) not in METHODS]
-    panels = [
-        (level, [a for a in common.ordered(sam[ARM]) if a not in others], True)
-        for level in levels or [math.nan]
-    ]
-    if others:  # the single-radius arms, at the middle level, beside the bases only
-        panels.append((levels[len(levels) // 2], others, False))
-    fig = Figure(figsize=(5.2 * len(panels), 5.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    rows = [([a for a in common.ordered(sam[ARM]) if a not in others], True)]
+    if others:  # AdaSAM and the ablation arms: a row of their own, beside the bases only
+        rows.append((others, False))
+    fig = Figure(figsize=(5.2 * len(levels), 4.8 * len(rows) + 0.8), layout="constrained")
+    # Not shared: a panel left empty would take the shared tick labels with it.
+    grid = fig.subplots(len(rows), len(levels), squeeze=False)
     handles: dict[str, Line2D] = {}
-    for ax, (level, shown, matched) in zip(axes, panels, strict=True):
-        drawn = [*shown, *common.ordered(bases[ARM])]
-        # Windows are often equal (whole grid steps): a small sideways shift keeps lines apart.
-        shift = dict(zip(drawn, np.linspace(-0.12, 0.12, len(drawn)), strict=True))
-        for arm in shown:
-            own = sam[sam[ARM].eq(arm) & sam["level"].eq(level)]
-            _line(ax, own["epoch"] + shift[arm], own["width"], arm)
-        for base in common.ordered(bases[ARM]):
-            own = bases[bases[ARM].eq(base) & bases["epoch"].le(epochs)]
-            _line(ax, own["epoch"] + shift[base], own["width"], base, marker="")
-            later = bases[bases[ARM].eq(base) & bases["epoch"].le(2 * epochs)]
-            later = later[later["epoch"] % 2 == 0]
-            if matched and len(later):
-                _line(
-                    ax,
-                    later["epoch"] / 2 + shift[base],
-                    later["width"],
-                    base,
-                    linestyle=":",
-                    linewidth=1.2,
-                    markerfacecolor="white",
-                    markersize=4,
-                    label=f"{common.label(base)} at 2× the epochs",
-                )
-        what = f"radius level {level:.0f}" if matched else "AdaSAM and the ablation arms"
-        at = "" if math.isnan(level) else f"\nrealised ‖e₁‖ ≈ {radius.get(level, math.nan):.2g}"
-        ax.set_title(what + at if at else "learning-rate windows")
-        ax.set_xlabel("budget (epochs)")
-        ax.set_xticks(range(1, epochs + 1))
-        ax.set_ylim(-0.15, max(1.0, t.windows["width"].max()) + 0.3)
-        ax.grid(alpha=0.3)
-        handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
-    axes[0].set_ylabel(f"lr window (decades) where\ntraining loss ≤ {t.factor:g}× best")
+    for (arms, matched), axes in zip(rows, grid, strict=True):
+        for ax, level in zip(axes, levels, strict=True):
+            shown = [a for a in arms if sam[ARM].eq(a).mul(sam["level"].eq(level)).any()]
+            if not shown and not matched:  # a single-radius arm has no line at this level
+                ax.set_axis_off()
+                continue
+            _windows_panel(ax, sam, bases, shown, level, epochs, matched)
+            what = f"radius level {level:.0f}" if matched else "AdaSAM and the ablation arms"
+            at = "" if math.isnan(level) else f"\nrealised ‖e₁‖ ≈ {radius.get(level, math.nan):.2g}"
+            ax.set_title(what + at if at else "learning-rate windows")
+            ax.set_xlabel("budget (epochs)")
+            ax.set_xticks(range(1, epochs + 1))
+            ax.set_ylim(-0.15, max(1.0, t.windows["width"].max()) + 0.3)
+            ax.grid(alpha=0.3)
+            handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+        drawn = [ax for ax in axes if ax.axison]
+        drawn[0].set_ylabel(f"lr window (decades) where\ntraining loss ≤ {t.factor:g}× best")
     fig.legend(
         handles.values(),
         handles.keys(),
@@ -109,6 +90,42 @@ def windows_figure(t: StudyTables, out: Path) -> list[Path]:
         "gradient evaluations)"
     )
     return common.save(fig, out, "budget_windows")
+
+
+def _windows_panel(
+    ax: Axes,
+    sam: pd.DataFrame,
+    bases: pd.DataFrame,
+    shown: list[str],
+    level: float,
+    epochs: int,
+    matched: bool,
+) -> None:
+    """One panel: the windows of ``shown`` at ``level`` and of every base, against the epochs
+    (``matched``: each base also at twice the epochs)."""
+    drawn = [*shown, *common.ordered(bases[ARM])]
+    # Windows are often equal (whole grid steps): a small sideways shift keeps lines apart.
+    shift = dict(zip(drawn, np.linspace(-0.12, 0.12, len(drawn)), strict=True))
+    for arm in shown:
+        own = sam[sam[ARM].eq(arm) & sam["level"].eq(level)]
+        _line(ax, own["epoch"] + shift[arm], own["width"], arm)
+    for base in common.ordered(bases[ARM]):
+        own = bases[bases[ARM].eq(base) & bases["epoch"].le(epochs)]
+        _line(ax, own["epoch"] + shift[base], own["width"], base, marker="")
+        later = bases[bases[ARM].eq(base) & bases["epoch"].le(2 * epochs)]
+        later = later[later["epoch"] % 2 == 0]
+        if matched and len(later):
+            _line(
+                ax,
+                later["epoch"] / 2 + shift[base],
+                later["width"],
+                base,
+                linestyle=":",
+                linewidth=1.2,
+                markerfacecolor="white",
+                markersize=4,
+                label=f"{common.label(base)} at 2× the epochs",
+            )
 
 
 def failures_figure(

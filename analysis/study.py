@@ -5,18 +5,17 @@ generalise better at the cell one would pick?
 Three stores, any of which may be absent (what needs it is then skipped):
 
 - the *grid*: every arm over the same decades of lr, one seed, constant lr; the sharpness-aware
-  methods at E epochs over three radii, AdaSAM and the ablation arms at the middle one, the base
-  optimizers at 2E epochs. A base's first E epochs are the run an E-epoch base would be, so its
-  per-epoch metrics give it at equal epochs (epoch e) and at equal gradient evaluations (epoch
-  2e: a sharpness-aware step takes two gradients);
+  arms at E epochs over three radii, the base optimizers at 2E epochs. A base's first E epochs
+  are the run an E-epoch base would be, so its per-epoch metrics give it at equal epochs (epoch
+  e) and at equal gradient evaluations (epoch 2e: a sharpness-aware step takes two gradients);
 - the *confirmation*: each arm's cell selected on validation in the grid, with fresh seeds (a
   base selected at E and at 2E epochs, two arms);
 - the *recovery*: grid runs the stop rule ended as diverged, rerun without it.
 
-Radius levels: the methods' rho values differ (LightSAM-II/III bound each coordinate by rho)
-but were chosen so that the realised ``||e_1||`` matches. A cell's *level* is the rank of its rho
-among its arm's; an arm with a single rho (AdaSAM, the ablations) is at the middle level. A
-level is labelled by the median ``perturbation_norm_first`` of the sharpness-aware runs at it.
+Radius levels: the methods' rho values differ (LightSAM-II/III bound each coordinate by rho) but
+were chosen so that the realised ``||e_1||`` matches. A cell's *level* is the rank of its rho
+among its arm's; an arm with a single rho is at the middle level. A level is labelled by the
+median ``perturbation_norm_first`` of the sharpness-aware runs at it.
 
 Every loss here is ``probe_loss``, the loss on a fixed subset of the training images at the end
 of an epoch: a training loss, on the same images for every run. A run that diverged has an
@@ -794,8 +793,8 @@ def recovery_sentences(t: StudyTables) -> list[str]:
     unpaired = len(r) - len(paired)
     out = [f"Of the {int(diverged.sum())} grid runs that diverged, {by_rule} were stopped by "
            f"{stop} (the others by a non-finite loss, which cannot recover); of those, "
-           f"{len(paired)} (each arm's and radius's at the smallest lr) were rerun without the "
-           "limit, so that only a non-finite loss ends a run"
+           f"{len(paired)} were rerun without the limit, so that only a non-finite loss ends a "
+           "run"
            + (f"; {unpaired} rerun(s) match no grid run and are left out" if unpaired else "")
            + "."]  # fmt: skip
     counts = pd.crosstab(paired[ARM], paired["outcome"]).reindex(columns=RECOVERY, fill_value=0)

@@ -10,9 +10,9 @@
   run exactly only at a constant learning rate (the batches of epoch e depend only on the seed
   and e); under another schedule each arm is selected at its own epochs alone.
 * **recovery**: whether the stop rule (a loss above ``divergence_loss``) ends runs that would
-  have recovered. For each arm and ``rho``, of the runs the rule ended (a finite stopping loss;
-  a non-finite one cannot recover), the one at the smallest ``lr`` (the edge of the stable
-  region, where recovery is likeliest) is rerun with ``divergence_loss: null``.
+  have recovered. Every run the rule ended (a finite stopping loss; a non-finite one cannot
+  recover) is rerun with ``divergence_loss: null``, so that the failure count of every cell,
+  not only of a window's edge, is the optimizer's and not the rule's.
 
 Selection reads validation accuracy only; the test set is read once, by each run at its end.
 """
@@ -146,9 +146,8 @@ def confirmation(grid: Plan, out: Path, seeds: tuple[int, ...]) -> tuple[Plan, l
 
 
 def recovery(grid: Plan, out: Path) -> tuple[Plan, list[Config]]:
-    """The recovery stage of the grid ``grid`` stored in ``out``: for each arm and rho, the
-    stopped run at the smallest lr, with ``divergence_loss: null`` (its plan's notes list
-    them)."""
+    """The recovery stage of the grid ``grid`` stored in ``out``: every run the stop rule
+    ended, with ``divergence_loss: null`` (its plan's notes list them)."""
     stopped = [
         run
         for run in read_grid(grid, out)
@@ -156,12 +155,10 @@ def recovery(grid: Plan, out: Path) -> tuple[Plan, list[Config]]:
     ]
     labels = arm_labels(grid.runs.values())
     configs, notes = [], []
-    edges = _by(stopped, lambda c: f"{arm_key(c)} {c['optimizer']['rho']}")
-    for edge in edges.values():
-        first = min(edge, key=lambda run: run.config.optimizer.lr)
-        configs.append(first.config.replace(divergence_loss=None))
+    for run in stopped:
+        configs.append(run.config.replace(divergence_loss=None))
         notes.append(
-            f"{labels[arm_key(first.config.to_dict())]}: {_setting(first.config)} stopped in "
-            f"epoch {first.result['diverged_epoch']} at loss {first.result['stopping_loss']:.3g}"
+            f"{labels[arm_key(run.config.to_dict())]}: {_setting(run.config)} stopped in "
+            f"epoch {run.result['diverged_epoch']} at loss {run.result['stopping_loss']:.3g}"
         )
     return stage_plan(grid, "recovery", configs, notes), configs

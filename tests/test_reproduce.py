@@ -118,7 +118,7 @@ def study_agrees(text: str, runs: Path) -> None:
     confirmation_agrees(text, collect(runs / "smoke_confirm").runs)
     tuning_agrees(text, grid)
     reruns = len(collect(runs / "smoke_recovery").runs)
-    assert f"of those, {reruns} (each arm's and radius's at the smallest lr) were rerun" in text
+    assert f"of those, {reruns} were rerun without the limit" in text
 
 
 def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path):

@@ -114,7 +114,7 @@ def test_a_stage_of_an_unfinished_grid_is_refused(tmp_path):
         recovery(plan, out)
 
 
-def test_the_recovery_audit_reruns_the_first_stopped_run_of_each_arm_and_radius(tmp_path):
+def test_the_recovery_audit_reruns_every_run_the_stop_rule_ended(tmp_path):
     grids = "  sgd_sam: {lr: [0.1, 1.0, 10.0], rho: [0.05, 0.5]}\n  sgd: {lr: [0.1, 1.0]}\n"
     plan, out = write_grid(tmp_path, grids)
 
@@ -129,9 +129,10 @@ def test_the_recovery_audit_reruns_the_first_stopped_run_of_each_arm_and_radius(
     finish(out, plan, stopped)
     audit, configs = recovery(plan, out)
     chosen = {(c.optimizer.name, c.optimizer.rho, c.optimizer.lr) for c in configs}
-    assert chosen == {("sgd_sam", 0.05, 1.0), ("sgd_sam", 0.5, 10.0)}
+    # Not the non-finite stops (sgd at lr 1, sgd_sam at rho 0.5, lr 1), which cannot recover.
+    assert chosen == {("sgd_sam", 0.05, 1.0), ("sgd_sam", 0.05, 10.0), ("sgd_sam", 0.5, 10.0)}
     assert all(c.divergence_loss is None for c in configs)
-    assert audit.stage == "recovery" and len(audit.notes) == 2
+    assert audit.stage == "recovery" and len(audit.notes) == 3
     assert "stopped in epoch 1 at loss 5e+03" in audit.notes[0]
 
 
