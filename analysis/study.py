@@ -928,6 +928,89 @@ def _windows_statement(t: StudyTables) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class AscentSwap:
+    """An arm with LightSAM's ascent (``arm``) and its control, the same descent with SAM's
+    ascent (``control``), by their widest radius window after E epochs (None: not run over
+    radii); ``reference``, SGD-SAM's, for a LightSAM variant (None otherwise)."""
+
+    arm: str
+    width: float
+    control: str | None
+    control_width: float | None
+    reference: float | None
+
+
+def _radius_grid(t: StudyTables) -> tuple[np.ndarray, float]:
+    """The levels' realised radii, sorted, and their step in decades (the median gap)."""
+    radius = np.sort(t.levels["radius"].dropna().unique())
+    return radius, float(np.median(np.diff(np.log10(radius)))) if len(radius) > 1 else 1.0
+
+
+def _ascent_swaps(t: StudyTables) -> list[AscentSwap]:
+    """Each one-change pair of ``ONE_CHANGE`` whose ascent differs, by the widest radius window
+    over the lrs after E epochs of each (:func:`radius_windows`)."""
+    rw = t.radius_windows
+    if rw is None or rw.empty:
+        return []
+    epochs, _ = _budget(t)
+    widest = rw[rw["epoch"].eq(epochs)].groupby(ARM)["width"].max()
+
+    def width(optimizer: str) -> tuple[str | None, float | None]:
+        arm = _arm_of(t, optimizer, True)
+        return arm, (float(widest[arm]) if arm in widest.index else None)
+
+    _, reference = width(REFERENCE)
+    found = []
+    for method, control, what in ONE_CHANGE:
+        (arm, own), (other, theirs) = width(method), width(control)
+        if what == ASCENT and arm is not None and own is not None:
+            found.append(AscentSwap(arm, own, other if theirs is not None else None, theirs,
+                                    reference if method in VARIANTS else None))  # fmt: skip
+    return found
+
+
+def _radius_statement(t: StudyTables) -> list[str]:
+    """Whether LightSAM's ascent, in place of SAM's around the same descent, widens the range of
+    radii that train: each such arm's radius window against its control's (and a variant's
+    against SGD-SAM's)."""
+    swaps = _ascent_swaps(t)
+    if not swaps:
+        return []
+    epochs, _ = _budget(t)
+    radius, step = _radius_grid(t)
+    parts = []
+    for s in swaps:
+        bits = [] if s.reference is None else [
+            f"{compare(s.width, s.reference, step)} SGD-SAM's ({s.reference:.1f})"]  # fmt: skip
+        if s.control is not None:
+            bits.append(f"{compare(s.width, s.control_width, step)} "
+                        f"{common.label(s.control)}'s ({s.control_width:.1f}), the same descent "
+                        "with SAM's ascent")  # fmt: skip
+        parts.append(f"{common.label(s.arm)} {s.width:.1f}" + (", " if bits else "")
+                     + " and ".join(bits))  # fmt: skip
+    out = (f"Radius windows after {epochs} epochs (decades of realised radius, {radius.min():.2g} "
+           f"to {radius.max():.2g} over {len(radius)} levels, where the training loss is within "
+           f"{t.factor:g}x of the arm's best; the widest over the lrs; a difference under a "
+           f"level step, {step:g} decade, is read as none): {'; '.join(parts)}.")  # fmt: skip
+    verdict = _ascent_verdict(t)
+    return [out + (f" So {verdict}." if verdict else "")]
+
+
+def _ascent_verdict(t: StudyTables) -> str | None:
+    """In how many one-change pairs LightSAM's ascent widens the radius window over SAM's by a
+    level step (None without a pair run over radii)."""
+    pairs = [s for s in _ascent_swaps(t) if s.control is not None]
+    if not pairs:
+        return None
+    _, step = _radius_grid(t)
+    wider = [s.arm for s in pairs if compare(s.width, s.control_width, step) == "wider than"]
+    which = f" ({_names(wider)})" if wider else ""
+    return ("LightSAM's ascent in place of SAM's, the descent unchanged, widens the radius "
+            f"window by a level step or more in {len(wider) or 'none'} of the {len(pairs)} "
+            f"pairs{which}")  # fmt: skip
+
+
 def _convergence_statement(t: StudyTables) -> list[str]:
     """Which arms' best grid run (the lowest final training-subset loss) was still improving
     at its last epoch: there the budget, not the optimizer, bounds the windows."""
@@ -1084,8 +1167,10 @@ def _bottom_line(t: StudyTables) -> list[str]:
                else "no variant generalises better than its base beyond seed noise")  # fmt: skip
     if c is None or c.empty:
         general = "whether the variants generalise better than their bases was not measured"
+    ascent = _ascent_verdict(t)
+    radius = f"; {ascent}" if ascent else ""
     return [f"In short, at {epochs} epochs on this grid ({_names(measured)} at the middle radius): "
-            f"{robust}; and {general}."]  # fmt: skip
+            f"{robust}{radius}; and {general}."]  # fmt: skip
 
 
 def statement(t: StudyTables) -> list[str]:
@@ -1093,6 +1178,7 @@ def statement(t: StudyTables) -> list[str]:
     windows = t.windows is not None and not t.windows.empty
     return [
         *(_windows_statement(t) if windows else []),
+        *_radius_statement(t),
         *_generalisation_statement(t),
         *_matched_statement(t),
         *_one_change_statement(t),

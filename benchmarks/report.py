@@ -167,17 +167,19 @@ def _grid(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
 
 
 def verdict_text(record: dict[str, Any]) -> str:
-    """The verdict, and the rounds below the floor as the measurement problem they are."""
+    """The verdict, and the rounds below the floor: a measurement problem when all are, noise
+    when some are (``benchmarks.compare``)."""
     verdict = record["verdict"]
     if verdict == NOT_JUDGED:
         verdict = "not judged here" if record["goal"] else ""
     below = record["rounds_below_floor"]
     if not below:
         return verdict
-    problem = f"{below} of {len(record['ratios'])} rounds below the {record['floor']:.2f}x floor"
+    floor = f"the {record['floor']:.2f}x floor"
     if verdict == BELOW_FLOOR:
-        return f"**measurement problem**: {problem}"
-    return f"{verdict} (**measurement problem**: {problem})".strip()
+        return f"**measurement problem**: every round below {floor}"
+    noise = f"{below} of {len(record['ratios'])} rounds below {floor}, as noise"
+    return f"{verdict} ({noise})".strip()
 
 
 def ratio_text(record: dict[str, Any]) -> str:

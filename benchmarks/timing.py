@@ -7,10 +7,17 @@ run. Here a round alternates the arms call by call (A B A B ... for ``calls`` ca
 what changes slower than a call cancels in the round's ratio and what changes faster averages
 over its calls; the order is rotated from round to round so that no arm always goes first. Each
 round's ratio (``benchmarks.compare``) then compares times taken a call apart.
+
+Python's garbage collector is held off while a round runs, and run before each: a collection
+is set off by whichever allocation crosses its threshold, so it would land on one arm's call or
+the other's by chance, a cost of the benchmark process, not of the arm it interrupts (``timeit``
+does the same).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections.abc import Callable, Mapping
 
@@ -34,6 +41,20 @@ def _timed(fn: Callable[[], object], device: torch.device) -> Callable[[], float
 
 
 Arms = Mapping[str, Callable[[], object]]
+
+
+@contextlib.contextmanager
+def collector_off():
+    """No garbage collection inside, a full one just before; the collector's state restored
+    after."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def interleaved_seconds(
@@ -61,6 +82,7 @@ def interleaved_seconds(
         raise ValueError(
             f"need rounds, calls >= 1 and warmup >= 0; got {rounds}, {calls}, {warmup}"
         )
+
     def warmed(built: Arms) -> Arms:
         for arm in built.values():
             for _ in range(warmup):
@@ -75,11 +97,12 @@ def interleaved_seconds(
         shift = r % len(names)
         order = names[shift:] + names[:shift]
         readings: dict[str, list[Callable[[], float]]] = {name: [] for name in names}
-        for _ in range(calls):
-            for name in order:
-                readings[name].append(_timed(current[name], device))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        with collector_off():
+            for _ in range(calls):
+                for name in order:
+                    readings[name].append(_timed(current[name], device))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
         for name in names:
             times.setdefault(name, []).append(sum(read() for read in readings[name]) / calls)
     return times

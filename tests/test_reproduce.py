@@ -4,15 +4,18 @@ the sweep file edited and rerun, whose old runs must stay out of every number.""
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.stats
 
 from analysis import common
@@ -45,6 +48,11 @@ def score(run: pd.Series) -> float:
     return run["test_acc"] if run["status"] == "ok" else 0.1
 
 
+def seed_scores(confirm: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each confirmation arm's test scores, by seed."""
+    return {arm: own.set_index("seed").apply(score, axis=1) for arm, own in confirm.groupby("arm")}
+
+
 def t_half(values: np.ndarray) -> float:
     return scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
 
@@ -53,9 +61,7 @@ def confirmation_agrees(text: str, confirm: pd.DataFrame) -> None:
     """Each selected cell's test accuracy and its 95% interval over the fresh seeds, and each
     paired difference against its base with its paired t interval, computed here from the
     confirmation store's results with scipy's Student t."""
-    scores = {
-        arm: own.set_index("seed").apply(score, axis=1) for arm, own in confirm.groupby("arm")
-    }
+    scores = seed_scores(confirm)
     for arm, own in scores.items():
         assert len(own) == 3, arm
         mean, std = 100 * own.mean(), 100 * own.std(ddof=1)
@@ -104,18 +110,140 @@ def failures_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
         assert f"{common.label(arm)} ({len(own)} runs, {epochs} epochs): {said}" in text, arm
 
 
-def study_agrees(text: str, runs: Path) -> None:
+def probe_curve(store: Path, run: Any) -> list[float]:
+    """A run's training-subset loss at the end of each epoch, infinite from the epoch it
+    diverged in."""
+    logged = {m["epoch"]: m["probe_loss"] for m in files.read_metrics(store / run.run_id)}
+    stop = run.diverged_epoch if run.status == "diverged" else math.inf
+    return [math.inf if e >= stop else logged[e] for e in range(1, int(run.epochs) + 1)]
+
+
+def window_of(x: list[float], losses: list[float], best: float) -> tuple[float, int, float, float]:
+    """The report's stated window: the x (log10 of lr or radius) where the loss is at most 2x
+    ``best``, log-loss linear between neighbouring finite grid points, nothing across an
+    infinite one: (width, grid points inside, lowest x, highest x)."""
+    points = sorted(zip(x, losses, strict=True))
+    limit = math.log(2 * best)
+    ends = [xi for xi, loss in points if loss <= 2 * best]
+    inside, width = len(ends), 0.0
+    for (x0, l0), (x1, l1) in itertools.pairwise(points):
+        if not (math.isfinite(l0) and math.isfinite(l1)):
+            continue
+        a, b = math.log(l0) - limit, math.log(l1) - limit
+        if a > 0 and b > 0:
+            continue
+        crossing = x0 + (x1 - x0) * a / (a - b) if a != b else x0
+        low, high = (x0 if a <= 0 else crossing), (x1 if b <= 0 else crossing)
+        width += high - low
+        ends += [low, high]
+    return width, inside, min(ends, default=math.nan), max(ends, default=math.nan)
+
+
+def sci(value: float) -> str:
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def shown(found: tuple[float, int, float, float], cells: int) -> str:
+    width, inside, low, high = found
+    if not inside:
+        return "0 decades (no grid lr within)"
+    ends = f"lr {sci(10**low)} to {sci(10**high)}"
+    return f"{width:.1f} decades ({ends}, {inside} of {cells} grid lrs)"
+
+
+def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
+    """Every lr window and radius window the report gives after the sharpness-aware arms'
+    epochs E (a base's also after 2E), from each run's metrics: the arm's best over its whole
+    grid at that budget, a cell's radius level the rank of its rho, a level's radius the median
+    realised first ascent of the runs at it."""
+    curves = {run.run_id: probe_curve(store, run) for run in grid.itertuples()}
+    sam = grid[grid["rho"].notna()]
+    epochs = int(sam["epochs"].max())
+    level = {(run.arm, run.rho): sorted(own["rho"]).index(run.rho)
+             for arm, own in sam.groupby("arm") for run in own.itertuples()}  # fmt: skip
+    levels = sorted(set(level.values()))
+    radius = {lv: float(np.median([r.perturbation_norm_first for r in sam.itertuples()
+                                   if level[(r.arm, r.rho)] == lv])) for lv in levels}  # fmt: skip
+
+    def at(own: pd.DataFrame, epoch: int) -> list[float]:
+        return [curves[run_id][epoch - 1] for run_id in own["run_id"]]
+
+    def best(own: pd.DataFrame, epoch: int) -> float:
+        return min(loss for loss in at(own, epoch) if math.isfinite(loss))
+
+    for lv in levels:
+        parts = []
+        for arm in common.ordered(sam["arm"]):
+            own = sam[sam["arm"].eq(arm)]
+            cells = own[[level[(arm, rho)] == lv for rho in own["rho"]]]
+            found = window_of(list(np.log10(cells["lr"])), at(cells, epochs), best(own, epochs))
+            parts.append(f"{common.label(arm)} {shown(found, len(cells))}")
+        line = (f"Radius level {lv} (realised ‖e₁‖ ≈ {radius[lv]:.2g}), after {epochs} epochs: "
+                f"{'; '.join(parts)}.")  # fmt: skip
+        assert line in text, line
+    for arm, own in grid[grid["rho"].isna()].groupby("arm"):
+        both = [shown(window_of(list(np.log10(own["lr"])), at(own, e), best(own, e)), len(own))
+                for e in (epochs, 2 * epochs)]  # fmt: skip
+        assert f"{common.label(arm)} {both[0]} and {both[1]}" in text, arm
+    widest = []
+    for arm in common.ordered(sam["arm"]):
+        own = sam[sam["arm"].eq(arm)]
+        x = {rho: math.log10(radius[level[(arm, rho)]]) for rho in own["rho"]}
+        widths = [(window_of([x[r] for r in cell["rho"]], at(cell, epochs), best(own, epochs))[0],
+                   -lr) for lr, cell in own.groupby("lr")]  # fmt: skip
+        width, lr = max(widths)  # the widest, the smallest lr among equals
+        widest.append(f"{common.label(arm)} {width:.1f} decades at lr {sci(-lr)}")
+    assert f"the widest over the lrs: {'; '.join(widest)}." in text, widest
+
+
+def near_best_agrees(text: str, grid: pd.DataFrame, confirm: pd.DataFrame) -> None:
+    """Each arm's count of grid cells within 2 sqrt(2) sigma of its best validation accuracy
+    (a diverged cell at chance), sigma the std of validation accuracy over the confirmation's
+    ok seeds at the arm's own optimizer and epochs."""
+    for arm, own in grid.groupby("arm"):
+        seeds = confirm[confirm["optimizer"].eq(own["optimizer"].iloc[0])
+                        & confirm["epochs"].eq(own["epochs"].iloc[0])
+                        & confirm["status"].eq("ok")]["val_acc"]  # fmt: skip
+        sigma, threshold = seeds.std(ddof=1), 2 * math.sqrt(2) * seeds.std(ddof=1)
+        val = np.where(own["status"].eq("ok"), own["val_acc"], 0.1)
+        near = int((val >= val.max() - threshold).sum())
+        assert (f"{common.label(arm)}: {near} of {len(own)} grid cells ({near / len(own):.0%}) "
+                f"within {100 * threshold:.2f} points of its best (σ = {100 * sigma:.2f} points "
+                f"from {len(seeds)} seeds)." in text), arm  # fmt: skip
+
+
+def holm_agrees(contrasts: pd.DataFrame, confirm: pd.DataFrame) -> None:
+    """The contrasts table's p-values (a two-sided one-sample t-test of the paired differences,
+    scipy's) and their Holm adjustment over all of them, done here by hand."""
+    scores = seed_scores(confirm)
+    p = [scipy.stats.ttest_1samp((scores[r.method] - scores[r.base]).dropna(), 0).pvalue
+         for r in contrasts.itertuples()]  # fmt: skip
+    assert contrasts["p"].to_list() == pytest.approx(p)
+    order = sorted(range(len(p)), key=p.__getitem__)
+    adjusted, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    assert contrasts["holm_p"].to_list() == pytest.approx(adjusted)
+
+
+def study_agrees(text: str, runs: Path, tables: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
-    failure count, the selected cells and paired differences on the fresh seeds, the tuning
-    cost at one trial, and the recovery audit's size."""
+    failure count, its lr and radius windows, its near-best count, the selected cells and paired
+    differences on the fresh seeds, their Holm-adjusted p-values (in ``tables``, the
+    contrasts' CSV), the tuning cost at one trial, and the recovery audit's size."""
     headings = ("What the data support", "learning-rate windows against the budget",
                 "How each run ended", "Generalisation at the cells selected on validation",
                 "Near best, by the seed noise", "The recovery audit", "Tuning cost")  # fmt: skip
     for heading in headings:
         assert heading in text, heading
-    grid = collect(runs / "smoke").runs
+    grid, confirm = collect(runs / "smoke").runs, collect(runs / "smoke_confirm").runs
     failures_agree(text, runs / "smoke", grid)
-    confirmation_agrees(text, collect(runs / "smoke_confirm").runs)
+    windows_agree(text, runs / "smoke", grid)
+    near_best_agrees(text, grid, confirm)
+    confirmation_agrees(text, confirm)
+    holm_agrees(pd.read_csv(tables / "budget_contrasts.csv"), confirm)
     tuning_agrees(text, grid)
     reruns = len(collect(runs / "smoke_recovery").runs)
     assert f"of those, {reruns} were rerun without the limit" in text
@@ -163,7 +291,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
     assert "SGD-SAM: reached 1e-2:" in text  # the theorem's problem
-    study_agrees(text, runs)
+    study_agrees(text, runs, figures / "smoke")
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
     assert "budget_windows.png" in block and "| SGD-SAM |" in block

@@ -581,6 +581,36 @@ def test_the_statement_names_the_arms_whose_best_run_still_improved(tables):
     )
 
 
+def test_the_statement_says_whether_lightsams_ascent_widens_the_radius_window(tables):
+    # The synthetic grid's radius windows are all 2 decades; here each arm's widest after E
+    # epochs is set by hand (lr 1e-1), with SAM + AdaGrad-Norm over the radii too, and a wider
+    # window after epoch 2 that must not count.
+    widths = {"sgd_sam": 2.0, "lightsam_i": 2.0, "lightsam_ii": 0.5, "lightsam_iii": 1.2,
+              "adagrad_norm_sam": 0.5}  # fmt: skip
+    rows = [(arm, E, lr, w * (lr == 1e-1), 3, 3) for arm, w in widths.items() for lr in LRS]
+    rows.append(("lightsam_ii", 2, 1e-1, 2.0, 3, 3))
+    windows = pd.DataFrame(rows, columns=["arm", "epoch", "lr", "width", "points", "levels"])
+    statement = study.findings(replace(tables[True], radius_windows=windows)).statement
+    text = " ".join(statement)
+    assert (
+        "Radius windows after 4 epochs (decades of realised radius, 0.01 to 1 over 3 levels, "
+        "where the training loss is within 2x of the arm's best; the widest over the lrs; a "
+        "difference under a level step, 1 decade, is read as none): LightSAM-I 2.0, about the "
+        "same as SGD-SAM's (2.0) and wider than SAM + AdaGrad-Norm's (0.5), the same descent "
+        "with SAM's ascent; LightSAM-II 0.5, narrower than SGD-SAM's (2.0); LightSAM-III 1.2, "
+        "about the same as SGD-SAM's (2.0). So LightSAM's ascent in place of SAM's, the descent "
+        "unchanged, widens the radius window by a level step or more in 1 of the 1 pairs "
+        "(LightSAM-I)." in text
+    )
+    assert statement[-1].startswith("In short") and (
+        "predicts; LightSAM's ascent in place of SAM's, the descent unchanged, widens the radius "
+        "window by a level step or more in 1 of the 1 pairs (LightSAM-I); and" in statement[-1]
+    )
+    narrower = windows.assign(width=windows["width"].where(windows["arm"].ne("lightsam_i"), 1.0))
+    text = " ".join(study.findings(replace(tables[True], radius_windows=narrower)).statement)
+    assert "about the same as SAM + AdaGrad-Norm's (0.5)" in text and "in none of the 1" in text
+
+
 def test_the_statement_reports_a_bootstrap_only_exclusion_as_a_hint():
     narrow = study.paired_difference([0.02, -0.002, 0.01, 0.016, 0.006])
     contrast = {"method": "lightsam_i", "base": "adagrad_norm (epochs=8)", "epochs": 4,
