@@ -160,7 +160,7 @@ def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
     curves = {run.run_id: probe_curve(store, run) for run in grid.itertuples()}
     sam = grid[grid["rho"].notna()]
     epochs = int(sam["epochs"].max())
-    level = {(run.arm, run.rho): sorted(own["rho"]).index(run.rho)
+    level = {(run.arm, run.rho): sorted(set(own["rho"])).index(run.rho)
              for arm, own in sam.groupby("arm") for run in own.itertuples()}  # fmt: skip
     levels = sorted(set(level.values()))
     radius = {lv: float(np.median([r.perturbation_norm_first for r in sam.itertuples()
