@@ -557,11 +557,17 @@ def _names(arms: Sequence[str]) -> str:
     return ", ".join(common.label(arm) for arm in arms)
 
 
+def log_step(values: Sequence[float]) -> float:
+    """The decades between neighbouring distinct positive ``values`` (the median gap); 1
+    without two."""
+    logs = np.log10(np.unique([v for v in values if v > 0]))
+    return float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
+
+
 def grid_step(runs: pd.DataFrame) -> float:
-    """The decades between neighbouring learning rates of the grid (the median gap): what one
-    seed a cell resolves a window's width and ends to; 1 without two lrs."""
-    lrs = np.log10(np.sort(runs["lr"].dropna().unique()))
-    return float(np.median(np.diff(lrs))) if len(lrs) > 1 else 1.0
+    """The decades between neighbouring learning rates of the grid: what one seed a cell
+    resolves a window's width and ends to."""
+    return log_step(runs["lr"].dropna())
 
 
 def compare(width: float, other: float, step: float) -> str:
@@ -936,37 +942,43 @@ class AscentSwap:
 
     arm: str
     width: float
+    full: bool
     control: str | None
     control_width: float | None
     reference: float | None
 
 
 def _radius_grid(t: StudyTables) -> tuple[np.ndarray, float]:
-    """The levels' realised radii, sorted, and their step in decades (the median gap)."""
+    """The levels' realised radii (positive, sorted) and their step in decades."""
     radius = np.sort(t.levels["radius"].dropna().unique())
-    return radius, float(np.median(np.diff(np.log10(radius)))) if len(radius) > 1 else 1.0
+    radius = radius[radius > 0]
+    return radius, log_step(radius)
 
 
 def _ascent_swaps(t: StudyTables) -> list[AscentSwap]:
     """Each one-change pair of ``ONE_CHANGE`` whose ascent differs, by the widest radius window
-    over the lrs after E epochs of each (:func:`radius_windows`)."""
+    over the lrs after E epochs of each (:func:`radius_windows`); ``full``: the arm's widest
+    takes in every level, the whole span of the grid, so the grid cannot show how much wider
+    it is."""
     rw = t.radius_windows
     if rw is None or rw.empty:
         return []
     epochs, _ = _budget(t)
-    widest = rw[rw["epoch"].eq(epochs)].groupby(ARM)["width"].max()
+    final = rw[rw["epoch"].eq(epochs)]
+    widest = final.loc[final.groupby(ARM)["width"].idxmax()].set_index(ARM)
 
     def width(optimizer: str) -> tuple[str | None, float | None]:
         arm = _arm_of(t, optimizer, True)
-        return arm, (float(widest[arm]) if arm in widest.index else None)
+        return arm, (float(widest.at[arm, "width"]) if arm in widest.index else None)
 
     _, reference = width(REFERENCE)
     found = []
     for method, control, what in ONE_CHANGE:
         (arm, own), (other, theirs) = width(method), width(control)
         if what == ASCENT and arm is not None and own is not None:
-            found.append(AscentSwap(arm, own, other if theirs is not None else None, theirs,
-                                    reference if method in VARIANTS else None))  # fmt: skip
+            full = bool(widest.at[arm, "points"] == widest.at[arm, "levels"])
+            found.append(AscentSwap(arm, own, full, other if theirs is not None else None,
+                                    theirs, reference if method in VARIANTS else None))  # fmt: skip
     return found
 
 
@@ -987,28 +999,34 @@ def _radius_statement(t: StudyTables) -> list[str]:
             bits.append(f"{compare(s.width, s.control_width, step)} "
                         f"{common.label(s.control)}'s ({s.control_width:.1f}), the same descent "
                         "with SAM's ascent")  # fmt: skip
-        parts.append(f"{common.label(s.arm)} {s.width:.1f}" + (", " if bits else "")
+        span = " (every level)" if s.full else ""
+        parts.append(f"{common.label(s.arm)} {s.width:.1f}{span}" + (", " if bits else "")
                      + " and ".join(bits))  # fmt: skip
     out = (f"Radius windows after {epochs} epochs (decades of realised radius, {radius.min():.2g} "
            f"to {radius.max():.2g} over {len(radius)} levels, where the training loss is within "
            f"{t.factor:g}x of the arm's best; the widest over the lrs; a difference under a "
            f"level step, {step:g} decade, is read as none): {'; '.join(parts)}.")  # fmt: skip
-    verdict = _ascent_verdict(t)
+    verdict = _ascent_verdict(swaps, step)
     return [out + (f" So {verdict}." if verdict else "")]
 
 
-def _ascent_verdict(t: StudyTables) -> str | None:
+def _ascent_verdict(swaps: Sequence[AscentSwap], step: float) -> str | None:
     """In how many one-change pairs LightSAM's ascent widens the radius window over SAM's by a
-    level step (None without a pair run over radii)."""
-    pairs = [s for s in _ascent_swaps(t) if s.control is not None]
+    level ``step``, and in how many the grid is too narrow to show it (None without a pair run
+    over radii)."""
+    pairs = [s for s in swaps if s.control is not None]
     if not pairs:
         return None
-    _, step = _radius_grid(t)
     wider = [s.arm for s in pairs if compare(s.width, s.control_width, step) == "wider than"]
+    capped = [s.arm for s in pairs if s.full and s.arm not in wider]
     which = f" ({_names(wider)})" if wider else ""
-    return ("LightSAM's ascent in place of SAM's, the descent unchanged, widens the radius "
-            f"window by a level step or more in {len(wider) or 'none'} of the {len(pairs)} "
-            f"pairs{which}")  # fmt: skip
+    out = ("LightSAM's ascent in place of SAM's, the descent unchanged, widens the radius window "
+           f"by a level step or more in {len(wider) or 'none'} of the {len(pairs)} "
+           f"pairs{which}")  # fmt: skip
+    if capped:
+        out += (f", though with it {_names(capped)} train{'s' * (len(capped) == 1)} at every "
+                "radius tried, so this grid cannot show how much wider")  # fmt: skip
+    return out
 
 
 def _convergence_statement(t: StudyTables) -> list[str]:
@@ -1139,7 +1157,8 @@ def _one_change_statement(t: StudyTables) -> list[str]:
 
 def _bottom_line(t: StudyTables) -> list[str]:
     """The paper's claim against the numbers, in one sentence: which variants' lr windows are
-    wider by a grid step than both SGD-SAM's and their base's (at the same epochs), and which
+    wider by a grid step than both SGD-SAM's and their base's (at the same epochs), whether
+    LightSAM's ascent widens the radius window (:func:`_ascent_verdict`), and which variants
     generalise better than their base beyond seed noise."""
     if t.windows is None or t.windows.empty:
         return []
@@ -1167,7 +1186,7 @@ def _bottom_line(t: StudyTables) -> list[str]:
                else "no variant generalises better than its base beyond seed noise")  # fmt: skip
     if c is None or c.empty:
         general = "whether the variants generalise better than their bases was not measured"
-    ascent = _ascent_verdict(t)
+    ascent = _ascent_verdict(_ascent_swaps(t), _radius_grid(t)[1])
     radius = f"; {ascent}" if ascent else ""
     return [f"In short, at {epochs} epochs on this grid ({_names(measured)} at the middle radius): "
             f"{robust}{radius}; and {general}."]  # fmt: skip

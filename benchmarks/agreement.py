@@ -4,8 +4,9 @@ the same machine).
 
 Every judged comparison of either file (a verdict against a goal, ``not judged`` left out) is
 found in the other by its table and its (model, arm, baseline); each whose verdict differs is
-printed with both figures, then the count that agree. Exit status 0 when all agree, 1 when one
-differs or is in one file only.
+printed with both figures, then the count that agree; a note first when the files' machines
+(CPU, torch, Python) differ. Exit status 0 when all agree, 1 when one differs or is in one file
+only.
 """
 
 from __future__ import annotations
@@ -31,21 +32,22 @@ def judged(doc: dict[str, Any]) -> dict[Key, dict[str, Any]]:
     return found
 
 
-def disagreements(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[str], int]:
+def disagreements(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[str], int, int]:
     """(a line for each comparison whose verdicts differ or that one file lacks, the number of
-    comparisons judged in both files)."""
+    comparisons judged in both files, how many of those differ)."""
     a, b = judged(first), judged(second)
-    lines = []
+    lines, differ = [], 0
     for key in sorted(a.keys() | b.keys()):
         where = f"{key[0]}: {key[1]} {key[2]} / {key[3]}"
         if key not in a or key not in b:
             lines.append(f"{where}: judged in the {'first' if key in a else 'second'} file only")
         elif a[key]["verdict"] != b[key]["verdict"]:
+            differ += 1
             lines.append(
                 f"{where}: {a[key]['verdict']} at {ratio_text(a[key])} against "
                 f"{b[key]['verdict']} at {ratio_text(b[key])} (goal {a[key]['goal']})"
             )
-    return lines, len(a.keys() & b.keys())
+    return lines, len(a.keys() & b.keys()), differ
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -57,10 +59,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         first, second = load(args.first), load(args.second)
     except (OSError, ValueError) as error:
         raise SystemExit(f"benchmarks.agreement: {error}") from None
-    lines, both = disagreements(first, second)
+    if first["machine"] != second["machine"]:
+        print("note: the two files were measured on different machines or software")
+    lines, both, differ = disagreements(first, second)
     for line in lines:
         print(line)
-    differ = sum("file only" not in line for line in lines)
     print(f"{both - differ} of {both} verdicts agree" + ("" if both else " (none judged)"))
     if lines:
         sys.exit(1)

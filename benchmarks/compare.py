@@ -4,14 +4,13 @@ A figure is the median of the per-round ratios ``arm / baseline``; its spread is
 A verdict against a goal is given only when the whole spread is on one side of the goal: a goal
 inside the spread is "within noise", however the median falls. A floor is a ratio below which no
 correct measurement can fall (two forward-backward passes cannot cost less than one pass and a
-step that has one pass), and it is judged as a goal is: when every round is below it, the
-measurement is impossible, a measurement problem, never a result, and gets no verdict. Rounds
-below it in a spread that reaches above it are counted and shown as the noise they are: where a
-method's step really costs the floor (SGD-SAM on LeNet-5 on a CPU, whose update is 1 ms of a
-23 ms step, measured at 2.00x against a 2.00x floor), the few per cent a round varies by put
-about half of a correct measurement's rounds below it, and its median on either side by chance;
-a rule on single rounds, or on the median, would turn the same step into "ok" in one run and a
-"measurement problem" in the next.
+step that has one pass). The figure, the median, below the floor is a measurement problem, never
+a result: no verdict is given. Single rounds below it, in a spread whose median is above it,
+are counted and shown as noise: where a method's step really costs the floor (SGD-SAM on
+LeNet-5 on a CPU, whose update is a few per cent of its step), the few per cent a round varies
+by put a share of a correct measurement's rounds below it. There the median lands on either side
+of the floor from run to run, and so does the verdict: such a step is reported as at its floor,
+not judged.
 """
 
 from __future__ import annotations
@@ -112,7 +111,7 @@ class Comparison:
         if self.goal is None:
             return NOT_JUDGED
         spread = Spread.of(self.ratios)
-        if self.floor is not None and spread.high < self.floor:
+        if self.floor is not None and spread.median < self.floor:
             return BELOW_FLOOR
         return self.goal.verdict(spread, device)
 

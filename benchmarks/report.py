@@ -167,18 +167,21 @@ def _grid(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
 
 
 def verdict_text(record: dict[str, Any]) -> str:
-    """The verdict, and the rounds below the floor: a measurement problem when all are, noise
-    when some are (``benchmarks.compare``)."""
+    """The verdict, and the rounds below the floor: a measurement problem when the median is
+    among them, noise when it is not (``benchmarks.compare``)."""
     verdict = record["verdict"]
     if verdict == NOT_JUDGED:
         verdict = "not judged here" if record["goal"] else ""
     below = record["rounds_below_floor"]
     if not below:
         return verdict
-    floor = f"the {record['floor']:.2f}x floor"
+    floor, rounds = (
+        f"the {record['floor']:.2f}x floor",
+        f"{below} of {len(record['ratios'])} rounds",
+    )
     if verdict == BELOW_FLOOR:
-        return f"**measurement problem**: every round below {floor}"
-    noise = f"{below} of {len(record['ratios'])} rounds below {floor}, as noise"
+        return f"**measurement problem**: the median below {floor} ({rounds})"
+    noise = f"{rounds} below {floor}, as noise"
     return f"{verdict} ({noise})".strip()
 
 

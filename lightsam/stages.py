@@ -11,8 +11,9 @@
   and e); under another schedule each arm is selected at its own epochs alone.
 * **recovery**: whether the stop rule (a loss above ``divergence_loss``) ends runs that would
   have recovered. Every run the rule ended (a finite stopping loss; a non-finite one cannot
-  recover) is rerun with ``divergence_loss: null``, so that the failure count of every cell,
-  not only of a window's edge, is the optimizer's and not the rule's.
+  recover) is rerun with ``divergence_loss: null``, not only those at a window's edge, so the
+  audit says for every cell the rule stopped whether the optimizer would have diverged without
+  it (the grid's own counts stay as the grid ran).
 
 Selection reads validation accuracy only; the test set is read once, by each run at its end.
 """
