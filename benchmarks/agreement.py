@@ -4,9 +4,11 @@ the same machine).
 
 Every judged comparison of either file (a verdict against a goal, ``not judged`` left out) is
 found in the other by its table and its (model, arm, baseline); each whose verdict differs is
-printed with both figures, then the count that agree; a note first when the files' machines
-(CPU, torch, Python) differ. Exit status 0 when all agree, 1 when one differs or is in one file
-only.
+printed with both figures, then the count that agree and the count that contradict ("ok" in one
+run, "miss" in the other: each run confident of the opposite side of the goal, which 95%
+intervals should make rare; a decided verdict against "within noise" is a step near its goal).
+A note comes first when the files' machines (CPU, torch, Python) differ. Exit status 0 when all
+agree, 1 when one differs or is in one file only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.compare import NOT_JUDGED
+from benchmarks.compare import MISS, NOT_JUDGED, OK
 from benchmarks.report import load, ratio_text
 
 Key = tuple[str, str, str, str]
@@ -32,22 +34,23 @@ def judged(doc: dict[str, Any]) -> dict[Key, dict[str, Any]]:
     return found
 
 
-def disagreements(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[str], int, int]:
+def disagreements(first: dict[str, Any], second: dict[str, Any]) -> tuple[list[str], int, int, int]:
     """(a line for each comparison whose verdicts differ or that one file lacks, the number of
-    comparisons judged in both files, how many of those differ)."""
+    comparisons judged in both files, how many of those differ, how many contradict)."""
     a, b = judged(first), judged(second)
-    lines, differ = [], 0
+    lines, differ, contradict = [], 0, 0
     for key in sorted(a.keys() | b.keys()):
         where = f"{key[0]}: {key[1]} {key[2]} / {key[3]}"
         if key not in a or key not in b:
             lines.append(f"{where}: judged in the {'first' if key in a else 'second'} file only")
         elif a[key]["verdict"] != b[key]["verdict"]:
             differ += 1
+            contradict += {a[key]["verdict"], b[key]["verdict"]} == {OK, MISS}
             lines.append(
                 f"{where}: {a[key]['verdict']} at {ratio_text(a[key])} against "
                 f"{b[key]['verdict']} at {ratio_text(b[key])} (goal {a[key]['goal']})"
             )
-    return lines, len(a.keys() & b.keys()), differ
+    return lines, len(a.keys() & b.keys()), differ, contradict
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -61,10 +64,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"benchmarks.agreement: {error}") from None
     if first["machine"] != second["machine"]:
         print("note: the two files were measured on different machines or software")
-    lines, both, differ = disagreements(first, second)
+    lines, both, differ, contradict = disagreements(first, second)
     for line in lines:
         print(line)
-    print(f"{both - differ} of {both} verdicts agree" + ("" if both else " (none judged)"))
+    agree = f"{both - differ} of {both} verdicts agree" + ("" if both else " (none judged)")
+    print(f"{agree}; {contradict} contradict (ok against miss)")
     if lines:
         sys.exit(1)
 

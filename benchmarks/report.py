@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.compare import BELOW_FLOOR, NOT_JUDGED
 
-SCHEMA = 1
+SCHEMA = 2  # 2: ratio records carry the interval their verdict judges
 KINDS = ("ratio", "memory", "check")
 
 
@@ -167,8 +167,8 @@ def _grid(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
 
 
 def verdict_text(record: dict[str, Any]) -> str:
-    """The verdict, and the rounds below the floor: a measurement problem when the median is
-    among them, noise when it is not (``benchmarks.compare``)."""
+    """The verdict, and the rounds below the floor: a measurement problem when the whole
+    interval is below it, noise when it is not (``benchmarks.compare``)."""
     verdict = record["verdict"]
     if verdict == NOT_JUDGED:
         verdict = "not judged here" if record["goal"] else ""
@@ -180,13 +180,17 @@ def verdict_text(record: dict[str, Any]) -> str:
         f"{below} of {len(record['ratios'])} rounds",
     )
     if verdict == BELOW_FLOOR:
-        return f"**measurement problem**: the median below {floor} ({rounds})"
+        return f"**measurement problem**: the 95% interval below {floor} ({rounds})"
     noise = f"{rounds} below {floor}, as noise"
     return f"{verdict} ({noise})".strip()
 
 
 def ratio_text(record: dict[str, Any]) -> str:
-    return f"{record['ratio']:.2f}x ({record['low']:.2f}–{record['high']:.2f})"
+    """The median ratio, its min-max, and the 95% interval the verdict judges."""
+    return (
+        f"{record['ratio']:.2f}x ({record['low']:.2f}–{record['high']:.2f}; "
+        f"95% {record['interval_low']:.2f}–{record['interval_high']:.2f})"
+    )
 
 
 def settings_text(settings: dict[str, Any]) -> str:
@@ -212,7 +216,10 @@ def _check_row(r: dict[str, Any]) -> list[str]:
     return [r["name"], r["value"], r["expected"], "ok" if r["passed"] else "**FAILED**"]
 
 
-RATIO_HEADER = ["model", "arm", "baseline", "arm ms", "baseline ms", "ratio (min–max)"]
+RATIO_HEADER = [
+    *("model", "arm", "baseline", "arm ms", "baseline ms"),
+    "ratio (min–max; 95% interval)",
+]
 FULL = {
     "ratio": ([*RATIO_HEADER, "floor", "goal", "verdict"], _ratio_row),
     "memory": (["model", "arm", "baseline", "arm MiB", "baseline MiB", "ratio"], _memory_row),
@@ -288,8 +295,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
 def readme_block(paths: Sequence[Path | str]) -> str:
     """The markdown the README shows for the result files ``paths`` (e.g.
     ``["benchmarks/results/cpu.json"]``): for each file the machine, then every table compact,
-    one row per arm and one column per model, each cell the median ratio, its min-max and the
-    verdict (checks as they are)."""
+    one row per arm and one column per model, each cell the median ratio, its min-max, the 95%
+    interval and the verdict (checks as they are)."""
     out: list[str] = []
     for path in paths:
         doc = load(path)

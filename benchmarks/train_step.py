@@ -9,8 +9,9 @@ its base and the forward-backward pass alone interleaved (``benchmarks.timing``)
 A sharpness-aware step runs two forward-backward passes, so 2.0x its base is the floor when the
 base's own update is free; with it, the floor is ``1 + pass / base``
 (``compare.two_pass_floor``), a little under 2.0 where the update is a visible share of the
-step (small batches on CPU). A median below the floor is a measurement problem, flagged as
-such, with no verdict; rounds below it are counted as noise (``benchmarks.compare``). The
+step (small batches on CPU). A 95% interval for the ratio wholly below the floor is a
+measurement problem, flagged as such, with no verdict; single rounds below it are counted as
+noise (``benchmarks.compare``). The
 goal is at most 2.1x: the optimizer and the two-pass bookkeeping cost at most 5% of a step.
 """
 
@@ -242,8 +243,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             notes=[
                 f"Goal {GOAL}. Floor: two forward-backward passes against one, 2.0x less the "
                 "share of the base's update: 1 + pass / base, the median over the rounds, the "
-                "pass timed alone as a third arm. A median below the floor is a measurement "
-                "problem and gets no verdict; other rounds below it are counted, as noise."
+                "pass timed alone as a third arm. A 95% interval wholly below the floor is a "
+                "measurement problem and gets no verdict; single rounds below it are counted, "
+                "as noise."
             ],
             settings=settings,
         ),

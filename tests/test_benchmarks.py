@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ from benchmarks.compare import (
     WITHIN_NOISE,
     Comparison,
     Goal,
+    Interval,
     Spread,
     two_pass_floor,
 )
@@ -73,74 +76,119 @@ def test_median_of_ratios_is_not_the_ratio_of_medians():
     assert record["baseline_ms"] == pytest.approx(1100.0)
 
 
+def test_student_t_in_closed_form_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for dof in range(1, 30):
+        for t in (0.05, 1.0, 2.5, 30.0):
+            assert compare.t_within(t, dof) == pytest.approx(1 - 2 * stats.t.sf(t, dof), abs=1e-12)
+        for confidence in (0.5, 0.95, 0.99):
+            expected = stats.t.ppf(0.5 + confidence / 2, dof)
+            assert compare.t_quantile(confidence, dof) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="dof must be"):
+        compare.t_within(1.0, 0)
+    with pytest.raises(ValueError, match="confidence must be"):
+        compare.t_quantile(1.0, 3)
+
+
+def test_the_interval_is_students_t_on_the_logarithms_of_the_ratios():
+    ratios = [2.0, 2.2, 1.9, 2.1, 2.05]
+    logs = [math.log(r) for r in ratios]
+    half = 2.7764451051977987 * statistics.stdev(logs) / math.sqrt(5)  # t(0.975, 4)
+    centre = statistics.fmean(logs)
+    interval = Interval.of(ratios)
+    assert (interval.low, interval.high) == pytest.approx(
+        (math.exp(centre - half), math.exp(centre + half)), rel=1e-12
+    )
+    # Every round at 2.0: the interval is the point; one round bounds nothing.
+    point = Interval.of([2.0] * 4)
+    assert (point.low, point.high) == pytest.approx((2.0, 2.0))
+    assert Interval.of([2.0]) == Interval(0.0, math.inf)
+    with pytest.raises(ValueError, match="positive values"):
+        Interval.of([1.0, 0.0])
+
+
+def test_one_disturbed_round_widens_the_min_max_more_than_the_interval():
+    # Eleven rounds about 2.0 and one at 2.3: the min-max reaches past 2.1, the interval does
+    # not (the round moves the geometric mean by 1% and widens the interval to +-2.5%).
+    rounds = [2.0, 2.01, 1.99, 2.0, 2.02, 1.98, 2.0, 2.01, 1.99, 2.0, 2.02, 2.3]
+    c = comparison(rounds, [1.0] * 12, Goal(2.1))
+    assert Spread.of(c.ratios).high == 2.3
+    assert c.interval.high < 2.1
+    assert c.verdict("cpu") == OK
+
+
 @pytest.mark.parametrize(
-    ("low", "median", "high", "verdict"),
+    ("low", "high", "verdict"),
     [
-        (1.2, 1.3, 1.4, OK),
-        (1.2, 1.3, 1.5, OK),  # at the goal counts as meeting "at most"
-        (1.2, 1.3, 1.6, WITHIN_NOISE),  # the median meets it, the range does not
-        (1.4, 1.6, 1.7, WITHIN_NOISE),  # the median misses it, the range does not
-        (1.51, 1.6, 1.7, MISS),
+        (1.2, 1.4, OK),
+        (1.2, 1.5, OK),  # at the goal counts as meeting "at most"
+        (1.2, 1.6, WITHIN_NOISE),
+        (1.4, 1.7, WITHIN_NOISE),
+        (1.51, 1.7, MISS),
     ],
 )
-def test_an_at_most_goal_is_judged_on_the_whole_range(low, median, high, verdict):
-    assert Goal(1.5).verdict(Spread(median, low, high), "cpu") == verdict
+def test_an_at_most_goal_is_judged_on_the_whole_interval(low, high, verdict):
+    assert Goal(1.5).verdict(Interval(low, high), "cpu") == verdict
 
 
 @pytest.mark.parametrize(
     ("low", "high", "verdict"),
     [(2.0, 3.0, OK), (1.5, 3.0, WITHIN_NOISE), (1.2, 1.9, MISS)],
 )
-def test_an_at_least_goal_is_judged_on_the_whole_range(low, high, verdict):
-    assert Goal(2.0, at_most=False).verdict(Spread(low, low, high), "cuda") == verdict
+def test_an_at_least_goal_is_judged_on_the_whole_interval(low, high, verdict):
+    assert Goal(2.0, at_most=False).verdict(Interval(low, high), "cuda") == verdict
 
 
 def test_a_goal_for_another_device_is_not_judged():
     goal = Goal(2.0, at_most=False, device="cuda")
-    assert goal.verdict(Spread(1.0, 1.0, 1.0), "cpu") == NOT_JUDGED
-    assert goal.verdict(Spread(1.0, 1.0, 1.0), "cuda") == MISS
+    assert goal.verdict(Interval(1.0, 1.0), "cpu") == NOT_JUDGED
+    assert goal.verdict(Interval(1.0, 1.0), "cuda") == MISS
     assert str(goal) == ">= 2x on cuda"
     assert str(Goal(2.2)) == "<= 2.2x"
 
 
 def test_the_verdict_of_a_comparison_comes_from_its_rounds():
-    assert comparison([1.0, 1.2], [1.0, 1.0], Goal(1.5)).verdict("cpu") == OK
-    assert comparison([1.0, 2.0], [1.0, 1.0], Goal(1.5)).verdict("cpu") == WITHIN_NOISE
+    assert comparison([1.0, 1.2, 1.1, 1.1], [1.0] * 4, Goal(1.5)).verdict("cpu") == OK
+    assert comparison([1.0, 2.0, 1.5, 1.2], [1.0] * 4, Goal(1.5)).verdict("cpu") == WITHIN_NOISE
+    assert comparison([1.6, 1.7, 1.65, 1.6], [1.0] * 4, Goal(1.5)).verdict("cpu") == MISS
     assert comparison([1.0, 2.0], [1.0, 1.0]).verdict("cpu") == NOT_JUDGED
 
 
-def test_a_median_below_the_floor_is_a_measurement_problem_and_gets_no_verdict():
-    # Ratios 1.9, 1.95, 2.05: the range would say "ok" against 2.1, but the figure is impossible.
-    c = comparison([1.9, 1.95, 2.05], [1.0, 1.0, 1.0], Goal(2.1), floor=2.0)
-    assert c.below_floor == 2
+def test_an_interval_below_the_floor_is_a_measurement_problem_and_gets_no_verdict():
+    # Ratios 1.90 to 1.94: the interval would say "ok" against 2.1, but the step cannot cost
+    # less than its two passes.
+    c = comparison([1.9, 1.92, 1.94, 1.91], [1.0] * 4, Goal(2.1), floor=2.0)
+    assert c.interval.high < 2.0
+    assert c.below_floor == 4
     assert c.verdict("cpu") == BELOW_FLOOR
     record = c.record("cpu")
     assert record["verdict"] == BELOW_FLOOR
-    assert record["rounds_below_floor"] == 2
+    assert record["rounds_below_floor"] == 4
     assert record["floor"] == 2.0
-    assert report.verdict_text(record) == (
-        "**measurement problem**: the median below the 2.00x floor (2 of 3 rounds)"
+    assert (record["interval_low"], record["interval_high"]) == pytest.approx(
+        (c.interval.low, c.interval.high)
     )
-    # 1.95 is possible where the base's update is a twentieth of the base's step.
-    lower = comparison([1.9, 1.95, 2.05], [1.0, 1.0, 1.0], Goal(2.1), floor=1.95)
-    assert lower.below_floor == 1
+    assert report.verdict_text(record) == (
+        "**measurement problem**: the 95% interval below the 2.00x floor (4 of 4 rounds)"
+    )
+    # 1.92 is possible where the base's update is a twelfth of the base's step.
+    lower = comparison([1.9, 1.92, 1.94, 1.91], [1.0] * 4, Goal(2.1), floor=1.92)
     assert lower.verdict("cpu") == OK
     # Without a floor nothing is below it.
-    assert comparison([0.5, 0.6], [1.0, 1.0], Goal(2.1)).verdict("cpu") == OK
+    assert comparison([0.5, 0.6, 0.55], [1.0] * 3, Goal(2.1)).verdict("cpu") == OK
 
 
 def test_single_rounds_below_the_floor_are_shown_as_noise_and_decide_nothing():
-    # A step at its floor, measured with a round's noise: one round of three below it.
-    c = comparison([2.05, 1.98, 2.03], [1.0, 1.0, 1.0], Goal(2.1), floor=2.0)
-    assert (c.below_floor, c.verdict("cpu")) == (1, OK)
+    # A step at its floor, measured with a round's noise: its median is below the floor, the
+    # interval reaches over it, so the step is judged against its goal.
+    c = comparison([2.02, 1.97, 1.99, 1.98, 2.03], [1.0] * 5, Goal(2.1), floor=2.0)
+    assert Spread.of(c.ratios).median < 2.0 < c.interval.high
+    assert (c.below_floor, c.verdict("cpu")) == (3, OK)
     assert (
-        report.verdict_text(c.record("cpu")) == "ok (1 of 3 rounds below the 2.00x floor, as noise)"
+        report.verdict_text(c.record("cpu")) == "ok (3 of 5 rounds below the 2.00x floor, as noise)"
     )
-    across = comparison([1.8, 2.2, 2.3], [1.0, 1.0, 1.0], Goal(2.1), floor=2.0)
+    across = comparison([1.8, 2.2, 2.3, 2.0], [1.0] * 4, Goal(2.1), floor=2.0)
     assert across.verdict("cpu") == WITHIN_NOISE
-    assert report.verdict_text(across.record("cpu")) == (
-        "within noise (1 of 3 rounds below the 2.00x floor, as noise)"
-    )
 
 
 def test_the_two_pass_floor_is_one_plus_the_pass_share_and_never_above_two():
@@ -285,16 +333,16 @@ def test_peak_memory_is_refused_on_cpu():
 def ratio_table(verdicts_below_floor=0):
     goal = Goal(1.5)
     records = [
-        comparison([1.2, 1.3], [1.0, 1.0], goal).record("cpu")
+        comparison([1.24, 1.25, 1.26, 1.25], [1.0] * 4, goal).record("cpu")
         | {"model": model, "arm": arm, "baseline": "Adam|foreach"}
         for model in ("resnet18", "many_small")
         for arm in ("sgd_sam", "lightsam_i")
     ]
     records.append(
-        comparison([1.9, 1.95], [1.0, 1.0], Goal(2.1), floor=2.0).record("cpu")
+        comparison([1.9, 1.92, 1.94, 1.91], [1.0] * 4, Goal(2.1), floor=2.0).record("cpu")
         | {"model": "lenet5", "arm": "sgd_sam", "baseline": "sgd"}
     )
-    return report.table("t/ratio", "Optimizer step", "ratio", records, settings={"rounds": 2})
+    return report.table("t/ratio", "Optimizer step", "ratio", records, settings={"rounds": 4})
 
 
 def checks_table():
@@ -318,13 +366,15 @@ def test_a_table_kind_is_checked():
 
 def test_a_ratio_table_renders_every_figure(tmp_path):
     text = report.render_table(ratio_table())
-    assert text.startswith("### Optimizer step\n\nrounds 2\n")
-    assert "| model | arm | baseline | arm ms | baseline ms | ratio (min–max) | floor |" in text
-    assert "| resnet18 | sgd_sam | Adam\\|foreach | 1250 | 1000 | 1.25x (1.20–1.30) |  |" in text
+    assert text.startswith("### Optimizer step\n\nrounds 4\n")
+    header = "| model | arm | baseline | arm ms | baseline ms | ratio (min–max; 95% interval) |"
+    assert f"{header} floor |" in text
+    ratio = "1.25x (1.24–1.26; 95% 1.24–1.26)"
+    assert f"| resnet18 | sgd_sam | Adam\\|foreach | 1250 | 1000 | {ratio} |  |" in text
     assert "| <= 1.5x | ok |" in text
     assert (
-        "| 2.00x | <= 2.1x | **measurement problem**: the median below the 2.00x floor (2 of 2 "
-        "rounds) |" in text
+        "| 2.00x | <= 2.1x | **measurement problem**: the 95% interval below the 2.00x floor "
+        "(4 of 4 rounds) |" in text
     )
 
 
@@ -347,7 +397,7 @@ def test_a_document_is_written_as_json_with_its_markdown_and_read_back(tmp_path)
     assert markdown.startswith("# Benchmark results\n")
     assert "### Optimizer step" in markdown and "### Checks" in markdown
     (tmp_path / "other.json").write_text(json.dumps({"schema": 99}))
-    with pytest.raises(ValueError, match="not a benchmark result of schema 1"):
+    with pytest.raises(ValueError, match="not a benchmark result of schema 2"):
         report.load(tmp_path / "other.json")
 
 
@@ -356,13 +406,13 @@ def test_two_runs_agree_when_every_judged_verdict_is_the_same(tmp_path, capsys):
     report.write(first, report.document(CPU, [ratio_table(), memory_table()], "one"))
     report.write(second, report.document(CPU, [ratio_table(), memory_table()], "two"))
     agreement.main([str(first), str(second)])
-    assert capsys.readouterr().out == "5 of 5 verdicts agree\n"
+    assert capsys.readouterr().out == "5 of 5 verdicts agree; 0 contradict (ok against miss)\n"
 
     changed = ratio_table()
-    wider = comparison([1.2, 1.6], [1.0, 1.0], Goal(1.5)).record("cpu")
-    changed["records"][1] |= {
-        k: v for k, v in wider.items() if k not in ("model", "arm", "baseline")
-    }
+    wider = comparison([1.2, 1.4, 1.6, 1.4], [1.0] * 4, Goal(1.5)).record("cpu")
+    slower = comparison([1.6, 1.65, 1.7, 1.6], [1.0] * 4, Goal(1.5)).record("cpu")
+    for record, new in ((changed["records"][1], wider), (changed["records"][3], slower)):
+        record |= {k: v for k, v in new.items() if k not in ("model", "arm", "baseline")}
     changed["records"] = changed["records"][:4]  # lenet5's comparison judged in one file only
     report.write(second, report.document(CPU, [changed], "two"))
     elsewhere = report.document(CPU, [changed], "two")
@@ -374,9 +424,11 @@ def test_two_runs_agree_when_every_judged_verdict_is_the_same(tmp_path, capsys):
     assert out == [
         "note: the two files were measured on different machines or software",
         "t/ratio: lenet5 sgd_sam / sgd: judged in the first file only",
-        "t/ratio: resnet18 lightsam_i / Adam|foreach: ok at 1.25x (1.20–1.30) against within "
-        "noise at 1.40x (1.20–1.60) (goal <= 1.5x)",
-        "3 of 4 verdicts agree",
+        "t/ratio: many_small lightsam_i / Adam|foreach: ok at 1.25x (1.24–1.26; 95% 1.24–1.26) "
+        "against miss at 1.62x (1.60–1.70; 95% 1.56–1.71) (goal <= 1.5x)",
+        "t/ratio: resnet18 lightsam_i / Adam|foreach: ok at 1.25x (1.24–1.26; 95% 1.24–1.26) "
+        "against within noise at 1.40x (1.20–1.60; 95% 1.16–1.68) (goal <= 1.5x)",
+        "2 of 4 verdicts agree; 1 contradict (ok against miss)",
     ]
 
 
@@ -407,10 +459,10 @@ def test_the_readme_block_is_rendered_from_the_result_files(tmp_path):
     assert block.startswith(f"From `{path.as_posix()}`: ")
     # One row per arm, one column per model; a model without that arm has an empty cell.
     assert "| arm | baseline | goal | resnet18 | many_small | lenet5 |" in block
-    ok = "1.25x (1.20–1.30) ok"
+    ok = "1.25x (1.24–1.26; 95% 1.24–1.26) ok"
     assert f"| sgd_sam | Adam\\|foreach | <= 1.5x | {ok} | {ok} |  |" in block
-    assert "| lightsam_i | Adam\\|foreach | <= 1.5x | 1.25x (1.20–1.30) ok |" in block
-    assert "1.92x (1.90–1.95) **measurement problem**" in block
+    assert f"| lightsam_i | Adam\\|foreach | <= 1.5x | {ok} |" in block
+    assert "1.92x (1.90–1.94; 95% 1.89–1.94) **measurement problem**" in block
     assert "| sgd_sam | sgd | 1.50x (3.0 / 2.0 MiB) |" in block
     assert "| finite | 9 of 10 | all | **FAILED** |" in block
     assert report.readme_block([path, path]).count("From `") == 2
@@ -580,7 +632,7 @@ if [[ $2 == benchmarks.report ]]; then exec {python} "$@"; fi
 if [[ $2 == benchmarks.ddp_smoke ]]; then exit 1; fi
 while [[ $1 != --out ]]; do shift; done
 cat > "$2" <<JSON
-{{"schema": 1, "created": "2026-01-01T00:00:00+00:00", "commands": ["fake"], "notes": [],
+{{"schema": 2, "created": "2026-01-01T00:00:00+00:00", "commands": ["fake"], "notes": [],
  "failures": [], "machine": {{"device": "cpu", "name": "fake", "threads": 1, "torch": "0",
  "python": "3", "platform": "fake"}}, "tables": [{{"id": "$(basename "$2")", "title": "T",
  "kind": "check", "notes": [], "settings": {{}}, "records": []}}]}}
