@@ -68,6 +68,7 @@ FAILURES = {
     "trained": "trained (the rest)",
 }
 RECOVERY = ("trained", "stalled", "diverged")
+UNTRAINED = ("diverged", "stalled")  # endings at or near chance, whatever the seed noise
 VARIANTS = ("lightsam_i", "lightsam_ii", "lightsam_iii")
 REFERENCE = "sgd_sam"
 EQUAL, MATCHED = "equal epochs", "equal gradient evaluations"
@@ -78,11 +79,11 @@ ASCENT, DESCENT = "only the ascent differs", "only the descent differs"
 ONE_CHANGE = (("lightsam_i", "adagrad_norm_sam", ASCENT), ("lightsam_ii", "adagrad_sam", ASCENT),
               ("lightsam_iii", "adam_sam", ASCENT), ("lightsam_i_sgd", "sgd_sam", ASCENT),
               ("lightsam_i", "lightsam_i_sgd", DESCENT))  # fmt: skip
-SELECTED_COLUMNS = [ARM, "optimizer", "epochs", "lr", "rho", "seeds", "test_mean", "test_std",
-                    "test_ci", "val_std", "val_seeds"]  # fmt: skip
-CONTRAST_COLUMNS = ["method", "base", "comparison", "epochs", "base_epochs", "pairs", "mean",
-                    "std", "t_low", "t_high", "boot_low", "boot_high", "verdict", "p",
-                    "holm_p"]  # fmt: skip
+SELECTED_COLUMNS = [ARM, "optimizer", "epochs", "lr", "rho", "seeds", "diverged", "stalled",
+                    "test_mean", "test_std", "test_ci", "val_std", "val_seeds"]  # fmt: skip
+CONTRAST_COLUMNS = ["method", "base", "comparison", "epochs", "base_epochs", "pairs",
+                    "untrained_pairs", "mean", "std", "t_low", "t_high", "boot_low", "boot_high",
+                    "verdict", "p", "holm_p"]  # fmt: skip
 WINDOW_COLUMNS = [ARM, "optimizer", "level", "epoch", "gradient_epochs", "best_loss", "width",
                   "points", "grid_lrs", "lr_low", "lr_high"]  # fmt: skip
 
@@ -323,11 +324,19 @@ def arms(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def with_endings(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``ending``, how each complete run ended by :func:`failure` (NaN where its
+    losses cannot tell)."""
+    endings = failures(runs, metrics).set_index("run_id")["failure"]
+    return runs.assign(ending=runs["run_id"].map(endings))
+
+
 def selected_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per arm of the confirmation store (one cell each): its lr, rho, ``seeds`` (complete
-    runs), test accuracy ``test_mean``, ``test_std`` and 95% t half-width ``test_ci`` (a
-    diverged seed at chance), and ``val_std``, the std of validation accuracy over its ok seeds:
-    the seed noise of one run at that cell."""
+    """Per arm of the confirmation store (one cell each, its runs' ``ending`` a :func:`failure`
+    class, see :func:`with_endings`): its lr, rho, ``seeds`` (complete runs) and how many of
+    them ``diverged`` or ``stalled``, test accuracy ``test_mean``, ``test_std`` and 95% t
+    half-width ``test_ci`` (a diverged seed at chance), and ``val_std``, the std of validation
+    accuracy over its ok seeds: the seed noise of one run at that cell."""
     rows = []
     complete = scored(runs)[runs["status"].isin(COMPLETE)]
     for arm, own in complete.groupby(ARM):
@@ -335,6 +344,8 @@ def selected_cells(runs: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"runs: the confirmation arm {arm} has more than one cell")
         first, ok = own.iloc[0], own.loc[own["status"].eq("ok"), "val_acc"]
         rows.append([arm, first["optimizer"], first["epochs"], first["lr"], first["rho"], len(own),
+                     int(own["status"].eq("diverged").sum()),
+                     int(own["ending"].eq("stalled").sum()),
                      *mean_std_ci(own["test_score"].dropna()),
                      ok.std(ddof=1) if len(ok) > 1 else math.nan, len(ok)])  # fmt: skip
     table = pd.DataFrame(rows, columns=SELECTED_COLUMNS)
@@ -387,14 +398,20 @@ def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.
     """Per sharpness-aware arm of the confirmation store with a base (``common.BASE_OF``), and
     per ``comparison``: its test accuracy minus its base's, seed by seed, against the base at
     the same epochs (``EQUAL``) and at twice them (``MATCHED``); then each one-change contrast
-    of ``ONE_CHANGE`` whose two arms ran at the same epochs (``ASCENT``, ``DESCENT``); each as
-    :func:`paired_difference`, with ``holm_p`` its p-value adjusted over them all (:func:`holm`)."""
+    of ``ONE_CHANGE`` whose two arms ran at the same epochs (``ASCENT``, ``DESCENT``), each arm
+    at its own selected cell; each as :func:`paired_difference`, with ``untrained_pairs`` the
+    pairs in which either run diverged or stalled (its ``ending``, :func:`with_endings`: at or
+    near chance, one such pair can set the interval's width) and ``holm_p`` its p-value adjusted
+    over them all (:func:`holm`)."""
     complete = scored(runs)[runs["status"].isin(COMPLETE)].dropna(subset=["test_score"])
     table, rows = arms(complete), []
 
-    def paired(arm: str, other: str) -> np.ndarray:
-        a, b = (complete[complete[ARM].eq(x)].set_index("seed")["test_score"] for x in (arm, other))
-        return (a - b).dropna().to_numpy()
+    def paired(arm: str, other: str) -> dict[str, Any]:
+        a, b = (complete[complete[ARM].eq(x)].set_index("seed") for x in (arm, other))
+        differences = (a["test_score"] - b["test_score"]).dropna()
+        untrained = a["ending"].isin(UNTRAINED) | b["ending"].isin(UNTRAINED)
+        return {"untrained_pairs": int(untrained.reindex(differences.index).sum()),
+                **paired_difference(differences.to_numpy(), n_boot, seed)}  # fmt: skip
 
     for arm in common.ordered(table.index):
         method = table.loc[arm]
@@ -410,7 +427,7 @@ def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.
                 continue
             rows.append({"method": arm, "base": base[0], "comparison": comparison,
                          "epochs": method["epochs"], "base_epochs": times * method["epochs"],
-                         **paired_difference(paired(arm, base[0]), n_boot, seed)})  # fmt: skip
+                         **paired(arm, base[0])})  # fmt: skip
     sam = table[table["sharpness_aware"]]
     for optimizer, control, comparison in ONE_CHANGE:
         for arm in sam.index[sam["optimizer"].eq(optimizer)]:
@@ -419,7 +436,7 @@ def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.
             if len(other) == 1:
                 rows.append({"method": arm, "base": other[0], "comparison": comparison,
                              "epochs": sam.at[arm, "epochs"], "base_epochs": sam.at[arm, "epochs"],
-                             **paired_difference(paired(arm, other[0]), n_boot, seed)})  # fmt: skip
+                             **paired(arm, other[0])})  # fmt: skip
     table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
     return table.assign(holm_p=holm(table["p"].tolist()))
 
@@ -519,7 +536,8 @@ def read_tables(
                    "failure_counts": failure_counts(classes), "tuning": tuning_cost(g.runs),
                    "stop_rule": min(stops) if stops else None}  # fmt: skip
     if c is not None:
-        tables |= {"selected": selected_cells(c.runs), "contrasts": contrasts(c.runs)}
+        confirmed = with_endings(c.runs, read_metrics(c.store, c.runs["run_id"]))
+        tables |= {"selected": selected_cells(confirmed), "contrasts": contrasts(confirmed)}
         if g is not None:
             tables["near_best"] = near_best(g.runs, tables["selected"])
     if g is not None and r is not None:
@@ -756,15 +774,47 @@ def generalisation_sentences(t: StudyTables) -> list[str]:
         out.append(f"{common.label(r.arm)} at its cell selected on validation ({r.epochs:.0f} "
                    f"epochs, lr {_sci(r.lr)}{rho}): test accuracy {100 * r.test_mean:.2f}% (std "
                    f"{100 * r.test_std:.2f}, 95% CI ±{100 * r.test_ci:.2f} points, {r.seeds} "
-                   "fresh seeds; a diverged seed counts as chance).")  # fmt: skip
+                   f"fresh seeds, {_endings(r)}).")  # fmt: skip
     out += _leader(s)
     for r in t.contrasts.itertuples():
         out.append(f"{common.label(r.method)} ({r.epochs:.0f} epochs) minus {_base(r)} "
                    f"({r.comparison}), test accuracy: {100 * r.mean:+.2f} points, 95% CI "
                    f"{_interval(r.t_low, r.t_high)} (paired t) and "
                    f"{_interval(r.boot_low, r.boot_high)} (bootstrap, {N_BOOT} resamples), "
-                   f"{r.pairs} seed pairs: {r.verdict}.")  # fmt: skip
+                   f"{r.pairs} seed pairs{_untrained_pairs(r)}: {r.verdict}.")  # fmt: skip
     return out
+
+
+def _endings(r: Any) -> str:
+    """How many of a selected cell's seeds diverged or stalled."""
+    said = [f"{r.diverged} diverged (scored as chance)"] * bool(r.diverged) + [
+        f"{r.stalled} stalled (final training-subset loss at least {STALLED:g}x its initial)"
+    ] * bool(r.stalled)
+    return " and ".join(said) or "none diverged or stalled"
+
+
+def _unresolved_by_failure(contrasts: pd.DataFrame) -> str:
+    """A clause for the unresolved ``contrasts`` with a run that diverged or stalled among their
+    pairs, if any: there a run at or near chance, not the seed noise of trained runs, keeps the
+    interval wide."""
+    wide = contrasts[contrasts["verdict"].eq("no difference resolved")
+                     & contrasts["untrained_pairs"].gt(0)]  # fmt: skip
+    if wide.empty:
+        return ""
+    said = ", ".join(f"{common.label(r.method)} against {_base(r)}" for r in wide.itertuples())
+    return (f", though in {len(wide)} unresolved contrast{'s' * (len(wide) > 1)} ({said}) a "
+            "run that diverged or stalled, not the seed noise of trained runs, keeps the "
+            "interval wide")  # fmt: skip
+
+
+def _untrained_pairs(r: Any) -> str:
+    """A contrast's pairs with a run that diverged or stalled, if any: at or near chance, one of
+    them sets the interval's width, so an unresolved contrast there says little about seed
+    noise."""
+    if not r.untrained_pairs:
+        return ""
+    n = r.untrained_pairs
+    return f" ({n} pair{'s' * (n > 1)} with a run that diverged or stalled)"
 
 
 def near_best_sentences(t: StudyTables) -> list[str]:
@@ -1075,7 +1125,7 @@ def _generalisation_statement(t: StudyTables) -> list[str]:
         out = [f"No LightSAM variant's test accuracy at its selected cell differs from its "
                f"base's beyond seed noise ({rule}): differences "
                f"{100 * own['mean'].min():+.2f} to {100 * own['mean'].max():+.2f} points, "
-               f"{own['pairs'].max()} seed pairs."]  # fmt: skip
+               f"{own['pairs'].max()} seed pairs{_unresolved_by_failure(own)}."]  # fmt: skip
     else:
         said = "; ".join(
             f"{common.label(method)} scores " + " and ".join(
@@ -1136,23 +1186,27 @@ def _multiplicity_statement(t: StudyTables) -> list[str]:
 
 def _one_change_statement(t: StudyTables) -> list[str]:
     """Each one-change contrast (``ONE_CHANGE``) in test accuracy: whose ascent, or descent,
-    makes a difference beyond seed noise."""
+    makes a difference beyond seed noise. Each arm is at its own selected cell, so a contrast
+    compares the two arms as tuned on the same grid, not at one lr and radius."""
     c = t.contrasts
     own = None if c is None else c[c["comparison"].isin([ASCENT, DESCENT])]
     if own is None or own.empty:
         return []
     said = "; ".join(
         f"{common.label(r.method)} minus {common.label(common.optimizer_of(r.base))} "
-        f"({r.comparison}): {100 * r.mean:+.2f} points, 95% CI {_interval(r.t_low, r.t_high)}, "
-        f"{r.verdict}" for r in own.itertuples()
+        f"({r.comparison}): {100 * r.mean:+.2f} points, 95% CI {_interval(r.t_low, r.t_high)}"
+        f"{_untrained_pairs(r)}, {r.verdict}" for r in own.itertuples()
     )  # fmt: skip
     resolved = own["verdict"].ne("no difference resolved").sum()
     verdict = (
         "no change of the ascent or the descent alone moves test accuracy beyond seed noise"
         if resolved == 0
         else f"{resolved} of the {len(own)} single changes move it beyond seed noise"
-    )
-    return [f"One change at a time, at the cells selected on validation: {said}; so {verdict}."]
+    ) + _unresolved_by_failure(own)
+    return [
+        f"One change at a time, each arm at its own cell selected on validation (so each is "
+        f"tuned over the same grid, not run at one lr and radius): {said}; so {verdict}."
+    ]
 
 
 def _bottom_line(t: StudyTables) -> list[str]:

@@ -57,16 +57,36 @@ def t_half(values: np.ndarray) -> float:
     return scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
 
 
-def confirmation_agrees(text: str, confirm: pd.DataFrame) -> None:
-    """Each selected cell's test accuracy and its 95% interval over the fresh seeds, and each
-    paired difference against its base with its paired t interval, computed here from the
-    confirmation store's results with scipy's Student t."""
-    scores = seed_scores(confirm)
+def endings(store: Path, runs: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each arm's runs' endings (:func:`ending`), by seed, from their result and metrics files."""
+    return {
+        arm: pd.Series(
+            [ending(run.status, run.probe_loss_initial,
+                    [m["probe_loss"] for m in files.read_metrics(store / run.run_id)])
+             for run in own.itertuples()],
+            index=own["seed"],
+        )
+        for arm, own in runs.groupby("arm")
+    }  # fmt: skip
+
+
+def confirmation_agrees(text: str, store: Path, confirm: pd.DataFrame) -> None:
+    """Each selected cell's test accuracy and its 95% interval over the fresh seeds, how many
+    of them diverged or stalled, and each paired difference against its base with its paired t
+    interval, computed here from the confirmation store's results with scipy's Student t."""
+    scores, ended = seed_scores(confirm), endings(store, confirm)
     for arm, own in scores.items():
         assert len(own) == 3, arm
         mean, std = 100 * own.mean(), 100 * own.std(ddof=1)
+        n = collections.Counter(ended[arm])
+        seeds = " and ".join(
+            [f"{n['diverged']} diverged (scored as chance)"] * bool(n["diverged"])
+            + [f"{n['stalled']} stalled (final training-subset loss at least 0.9x its initial)"]
+            * bool(n["stalled"])
+        )
         assert (f"test accuracy {mean:.2f}% (std {std:.2f}, 95% CI ±{100 * t_half(own):.2f} "
-                "points, 3 fresh seeds" in text), arm  # fmt: skip
+                f"points, 3 fresh seeds, {seeds or 'none diverged or stalled'})"
+                in text), arm  # fmt: skip
     contrasts = {("sgd_sam", "sgd (epochs=1)", "equal epochs"),
                  ("sgd_sam", "sgd (epochs=2)", "equal gradient evaluations")}  # fmt: skip
     for method, base, comparison in contrasts:
@@ -232,6 +252,30 @@ def holm_agrees(contrasts: pd.DataFrame, confirm: pd.DataFrame) -> None:
     assert contrasts["holm_p"].to_list() == pytest.approx(adjusted, nan_ok=True)
 
 
+def verdicts_agree(text: str, contrasts: pd.DataFrame, store: Path, confirm: pd.DataFrame) -> None:
+    """Each contrast's verdict by the report's rule, from its paired t interval computed here
+    and its bootstrap interval (a resampling, so read from the table, but checked to lie within
+    the range of the differences, as every resampled mean does), and the report's sentence
+    ending of each: the bootstrap interval, the pairs, those with a run that diverged or
+    stalled, the verdict."""
+    scores, ended = seed_scores(confirm), endings(store, confirm)
+    for r in contrasts.itertuples():
+        d = (scores[r.method] - scores[r.base]).dropna()
+        low, high = d.mean() - t_half(d.to_numpy()), d.mean() + t_half(d.to_numpy())
+        assert (r.t_low, r.t_high) == pytest.approx((low, high)), r.method
+        assert d.min() - 1e-12 <= r.boot_low <= r.boot_high <= d.max() + 1e-12, r.method
+        rule = ("higher" if low > 0 and r.boot_low > 0
+                else "lower" if high < 0 and r.boot_high < 0
+                else "no difference resolved")  # fmt: skip
+        assert r.verdict == rule, r.method
+        untrained = sum(bool({ended[r.method][seed], ended[r.base][seed]} & {"diverged", "stalled"})
+                        for seed in d.index)  # fmt: skip
+        pairs = f"{untrained} pair{'s' * (untrained > 1)}"
+        clause = f" ({pairs} with a run that diverged or stalled)" if untrained else ""
+        assert (f"[{100 * r.boot_low:+.2f}, {100 * r.boot_high:+.2f}] (bootstrap, 10000 "
+                f"resamples), {len(d)} seed pairs{clause}: {rule}." in text), r  # fmt: skip
+
+
 def study_agrees(text: str, runs: Path, tables: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
     failure count, its lr and radius windows, its near-best count, the selected cells and paired
@@ -246,8 +290,10 @@ def study_agrees(text: str, runs: Path, tables: Path) -> None:
     failures_agree(text, runs / "smoke", grid)
     windows_agree(text, runs / "smoke", grid)
     near_best_agrees(text, grid, confirm)
-    confirmation_agrees(text, confirm)
-    holm_agrees(pd.read_csv(tables / "budget_contrasts.csv"), confirm)
+    confirmation_agrees(text, runs / "smoke_confirm", confirm)
+    contrasts = pd.read_csv(tables / "budget_contrasts.csv")
+    holm_agrees(contrasts, confirm)
+    verdicts_agree(text, contrasts, runs / "smoke_confirm", confirm)
     tuning_agrees(text, grid)
     reruns = len(collect(runs / "smoke_recovery").runs)
     assert f"of those, {reruns} were rerun without the limit" in text
