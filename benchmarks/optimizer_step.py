@@ -3,8 +3,9 @@
 A sharpness-aware step is ``first_step()`` + ``second_step()`` (the two forward/backward passes
 are the training loop's cost, not the optimizer's). Each method runs interleaved with Adam on
 the same parameters (``benchmarks.timing``): Adam with ``foreach=True`` on CPU, ``fused=True`` on
-CUDA, each the fastest torch offers there. Two tables: each method on its default path against
-Adam, and its per-tensor path against its foreach path.
+CUDA, each the fastest torch offers there. The methods of a model take their rounds in turn,
+each round with new optimizers, so new state tensors. Two tables: each method on its default
+path against Adam, and its per-tensor path against its foreach path.
 
 Goals: SGD-SAM, LightSAM-I and -II at most 1.5x Adam's step, LightSAM-III at most 2.2x (each
 optimizer on its default path); the foreach path at least 2x faster than the per-tensor path on
@@ -16,6 +17,7 @@ own Adam gains about 1.5x); it is a CUDA goal, measured with ``--device cuda``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,7 +26,7 @@ import torchvision
 
 from benchmarks import cli, report
 from benchmarks.compare import Comparison, Goal
-from benchmarks.timing import interleaved_seconds
+from benchmarks.timing import interleaved_suite
 from lightsam import SharpnessAwareOptimizer, create_optimizer
 
 HPARAMS = {
@@ -133,16 +135,22 @@ def run(args: argparse.Namespace) -> list[dict]:
     vs_adam, foreach = [], []
     for model in args.models:
         params = make_params(MODELS[model](), device, cli.PRECISIONS[args.precision])
-        adam_label, adam = adam_baseline(params, device)
-        for name in args.methods:
-            arms = {
-                "adam": adam,
+        adam_label = adam_baseline(params, device)[0]
+
+        def arms(name: str, params: list[torch.Tensor] = params) -> dict[str, Callable[[], None]]:
+            """Adam and both paths of ``name``, new optimizers (and state) on the model's
+            tensors."""
+            return {
+                "adam": adam_baseline(params, device)[1],
                 "foreach": step_fn(name, params, True),
                 "per-tensor": step_fn(name, params, False),
             }
-            times = interleaved_seconds(
-                arms, device, rounds=size.rounds, calls=size.calls, warmup=size.warmup
-            )
+
+        suite = {name: functools.partial(arms, name) for name in args.methods}
+        measured = interleaved_suite(
+            suite, device, rounds=size.rounds, calls=size.calls, warmup=size.warmup
+        )
+        for name, times in measured.items():
             vs_adam.append(
                 Comparison(model, name, adam_label, times[default], times["adam"], GOALS.get(name))
             )

@@ -4,7 +4,8 @@ A method's base is the optimizer that takes its descent step: SGD with momentum 
 AdaGrad-Norm for LightSAM-I, AdaGrad for LightSAM-II, Adam for LightSAM-III, AMSGrad for AdaSAM
 (ALGORITHMS.md), the registry's ``base`` for the pairings. Measured through
 ``lightsam.step.TrainStep``, the step the training loop runs, on one fixed batch: the method,
-its base and the forward-backward pass alone interleaved (``benchmarks.timing``).
+its base and the forward-backward pass alone interleaved (``benchmarks.timing``), the methods of
+a model taking their rounds in turn.
 
 A sharpness-aware step runs two forward-backward passes, so 2.0x its base is the floor when the
 base's own update is free; with it, the floor is ``1 + pass / base``
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from benchmarks import cli, report
 from benchmarks.compare import Comparison, Goal, two_pass_floor
 from benchmarks.memory import held_bytes, peak_bytes
-from benchmarks.timing import interleaved_seconds
+from benchmarks.timing import interleaved_suite
 from lightsam import create_optimizer
 from lightsam.models import create_model
 from lightsam.optim import OPTIMIZERS
@@ -68,7 +69,7 @@ BATCH = {"cpu": {"lenet5": 128, "resnet18": 2}, "cuda": {"lenet5": 128, "resnet1
 # On CPU a round is the mean of several calls of each arm: with one call a round a single
 # disturbed call set a round's ratio and the min-max with it (SGD-SAM's LeNet-5 step against
 # SGD's spread over 1.39-2.42 at 24 rounds of one call, about 1.8-2.2 at 8 rounds of six, twice
-# the calls). ResNet-18 is rebuilt every round, so its rounds sample memory layouts too.
+# the calls). Every arm is rebuilt every round, so the rounds sample memory layouts too.
 SIZES = {
     "cpu": {"lenet5": cli.Sizes(rounds=8, calls=6), "resnet18": cli.Sizes(rounds=6, calls=3)},
     "cuda": {model: cli.Sizes(rounds=8, calls=3, warmup=3) for model in CASES},
@@ -195,24 +196,27 @@ def run(args: argparse.Namespace) -> list[dict]:
             precision=args.precision,
             channels_last=args.channels_last,
         )
+        labels, arms = {}, {}
         for name in args.methods:
-            base_label, base, base_hp = base_arm(name)
-            specs = {"arm": (name, HPARAMS[name]), "baseline": (base, base_hp)}
-            seconds = interleaved_seconds(
-                functools.partial(case.arms, specs),  # built afresh each round
-                device,
-                rounds=size[model].rounds,
-                calls=size[model].calls,
-                warmup=size[model].warmup,
-            )
-            pair = {"model": model, "arm": name, "baseline": base_label}
+            labels[name], base, base_hp = base_arm(name)
+            arms[name] = {"arm": (name, HPARAMS[name]), "baseline": (base, base_hp)}
+        seconds = interleaved_suite(
+            {name: functools.partial(case.arms, specs) for name, specs in arms.items()},
+            device,
+            rounds=size[model].rounds,
+            calls=size[model].calls,
+            warmup=size[model].warmup,
+        )
+        for name, specs in arms.items():
+            pair = {"model": model, "arm": name, "baseline": labels[name]}
+            measured = seconds[name]
             times.append(
                 Comparison(
                     **pair,
-                    arm_seconds=seconds["arm"],
-                    baseline_seconds=seconds["baseline"],
+                    arm_seconds=measured["arm"],
+                    baseline_seconds=measured["baseline"],
                     goal=GOAL,
-                    floor=two_pass_floor(seconds["pass"], seconds["baseline"]),
+                    floor=two_pass_floor(measured["pass"], measured["baseline"]),
                 )
             )
             steps = {key: case.step(*spec) for key, spec in specs.items()}

@@ -11,6 +11,7 @@ import os
 import statistics
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from benchmarks.compare import (
     two_pass_floor,
 )
 from benchmarks.memory import held_bytes, peak_bytes
-from benchmarks.timing import interleaved_seconds
+from benchmarks.timing import interleaved_seconds, interleaved_suite
 from lightsam.optim import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,6 +243,42 @@ def test_arms_given_as_a_builder_are_built_and_warmed_up_afresh_every_round():
     times = interleaved_seconds(build, CPU, rounds=2, calls=1, warmup=1)
     assert {name: len(values) for name, values in times.items()} == {"A": 2, "B": 2}
     assert log == ["build", "A", "B", "A", "B", "build", "A", "B", "B", "A"]
+
+
+def test_the_comparisons_of_a_suite_take_their_rounds_in_turn():
+    log = []
+
+    def arms(key):
+        return {f"{key}{arm}": (lambda arm=arm: log.append(f"{key}{arm}")) for arm in "ab"}
+
+    times = interleaved_suite({"X": arms("X"), "Y": arms("Y")}, CPU, rounds=3, calls=1, warmup=1)
+    assert {key: {arm: len(v) for arm, v in t.items()} for key, t in times.items()} == {
+        "X": {"Xa": 3, "Xb": 3},
+        "Y": {"Ya": 3, "Yb": 3},
+    }
+    # Warm-up of both, then round r of X and of Y before round r + 1 of either.
+    assert " ".join(log) == " ".join(["Xa Xb Ya Yb", "Xa Xb Ya Yb", "Xb Xa Yb Ya", "Xa Xb Ya Yb"])
+
+
+def test_a_suite_builds_one_comparison_at_a_time_and_drops_it_after_its_round():
+    alive = weakref.WeakSet()
+    seen = []
+
+    class Arm:
+        def __call__(self):
+            seen.append(len(alive))
+
+    def build(key):
+        def arms():
+            arm = Arm()
+            alive.add(arm)
+            return {key: arm}
+
+        return arms
+
+    interleaved_suite({"X": build("X"), "Y": build("Y")}, CPU, rounds=2, calls=2, warmup=1)
+    assert seen and max(seen) == 1  # the previous comparison's arms were gone
+    assert len(seen) == 2 * 2 * (2 + 1)
 
 
 def test_no_garbage_collection_lands_inside_a_round():
