@@ -210,15 +210,38 @@ def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
         both = [shown(window_of(list(np.log10(own["lr"])), at(own, e), best(own, e)), len(own))
                 for e in (epochs, 2 * epochs)]  # fmt: skip
         assert f"{common.label(arm)} {both[0]} and {both[1]}" in text, arm
-    widest = []
+    widest, full = {}, {}
     for arm in common.ordered(sam["arm"]):
         own = sam[sam["arm"].eq(arm)]
         x = {rho: math.log10(radius[level[(arm, rho)]]) for rho in own["rho"]}
-        widths = [(window_of([x[r] for r in cell["rho"]], at(cell, epochs), best(own, epochs))[0],
-                   -lr) for lr, cell in own.groupby("lr")]  # fmt: skip
-        width, lr = max(widths)  # the widest, the smallest lr among equals
-        widest.append(f"{common.label(arm)} {width:.1f} decades at lr {sci(-lr)}")
-    assert f"the widest over the lrs: {'; '.join(widest)}." in text, widest
+        found = {-lr: window_of([x[r] for r in cell["rho"]], at(cell, epochs), best(own, epochs))
+                 for lr, cell in own.groupby("lr")}  # fmt: skip
+        width, lr = max((w[0], lr) for lr, w in found.items())  # the smallest lr among equals
+        widest[arm], full[arm] = (width, -lr), found[lr][1] == len(levels)
+    said = "; ".join(f"{common.label(arm)} {w:.1f} decades at lr {sci(lr)}"
+                     for arm, (w, lr) in widest.items())  # fmt: skip
+    assert f"the widest over the lrs: {said}." in text, said
+    ascent_swap_agrees(text, {arm: w for arm, (w, _) in widest.items()}, full)
+
+
+def ascent_swap_agrees(text: str, widest: dict[str, float], full: dict[str, bool]) -> None:
+    """LightSAM-I's widest radius window against SGD-SAM's and against SAM + AdaGrad-Norm's (the
+    same descent with SAM's ascent), read as different only by a level step (1 decade: the
+    smoke grid's radii are 0.01 and 0.1) or more, and whether its ascent widens the window."""
+
+    def compared(width: float, other: float) -> str:
+        if width - other >= 1:
+            return "wider than"
+        return "narrower than" if other - width >= 1 else "about the same as"
+
+    own, control = widest["lightsam_i"], widest["adagrad_norm_sam"]
+    every = " (every level)" if full["lightsam_i"] else ""
+    assert (f"LightSAM-I {own:.1f}{every}, {compared(own, widest['sgd_sam'])} SGD-SAM's "
+            f"({widest['sgd_sam']:.1f}) and {compared(own, control)} SAM + AdaGrad-Norm's "
+            f"({control:.1f}), the same descent with SAM's ascent." in text)  # fmt: skip
+    widens = "in 1 of the 1 pairs (LightSAM-I)" if own - control >= 1 else "in none of the 1 pairs"
+    assert (f"LightSAM's ascent in place of SAM's, the descent unchanged, widens the radius "
+            f"window by a level step or more {widens}" in text)  # fmt: skip
 
 
 def near_best_agrees(text: str, grid: pd.DataFrame, confirm: pd.DataFrame) -> None:
@@ -307,17 +330,18 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     elsewhere.mkdir()
 
     first = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
-    assert "sweep smoke: 10 of 10 runs to launch" in first
-    # Fresh seeds 1-3 at each arm's selected cell: SGD-SAM, LightSAM-I, SGD at 1 and 2 epochs;
+    assert "sweep smoke: 14 of 14 runs to launch" in first
+    # Fresh seeds 1-3 at each arm's selected cell: SGD-SAM, LightSAM-I, SAM + AdaGrad-Norm, SGD
+    # at 1 and 2 epochs;
     # and SGD-SAM's runs at lr = 10 that the loss limit stopped (not a non-finite loss), without.
-    assert "sweep smoke (confirm): 12 of 12 runs to launch" in first
+    assert "sweep smoke (confirm): 15 of 15 runs to launch" in first
     grid = collect(runs / "smoke").runs
     stopped = int(grid["stopping_loss"].notna().sum())
     assert stopped >= 1 and f"sweep smoke (recovery): {stopped} of {stopped} runs" in first
     again = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
     for stage in (
-        "smoke: 0 of 10",
-        "smoke (confirm): 0 of 12",
+        "smoke: 0 of 14",
+        "smoke (confirm): 0 of 15",
         f"smoke (recovery): 0 of {stopped}",
     ):
         assert f"sweep {stage} runs to launch" in again  # a second call trains nothing
@@ -337,7 +361,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
 
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
-    assert "10 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
+    assert "14 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
     assert "SGD-SAM: reached 1e-2:" in text  # the theorem's problem
@@ -357,17 +381,17 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     text = text.replace("../experiments/", f"{ROOT}/experiments/").replace("epochs: 1", "epochs: 2")
     edited.write_text(text)
     rerun = lightsam("sweep", str(edited), "--out", str(runs / "smoke"), cwd=elsewhere)
-    assert "8 of 10 runs to launch" in rerun and "8 run(s) in" in rerun
+    assert "12 of 14 runs to launch" in rerun and "12 run(s) in" in rerun
     status = lightsam("status", str(edited), "--out", str(runs / "smoke"), cwd=elsewhere)
-    assert "8 run(s) outside the plan" in status
+    assert "12 run(s) outside the plan" in status
     lightsam("figures", "--runs", str(runs), "--out", str(figures), "--report", str(report),
              cwd=elsewhere)  # fmt: skip
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
-    assert "`2` epochs" in text and "10 runs planned" in text
-    assert "Outside the plan: 8 run directories" in text
+    assert "`2` epochs" in text and "14 runs planned" in text
+    assert "Outside the plan: 12 run directories" in text
     collection = collect(runs / "smoke")
-    assert len(collection.runs) == 10 and set(collection.runs["epochs"]) == {2.0}
+    assert len(collection.runs) == 14 and set(collection.runs["epochs"]) == {2.0}
     assert aggregate(collection.runs)["n"].max() == 1  # one seed a cell, as planned
 
 
