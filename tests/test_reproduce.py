@@ -98,10 +98,21 @@ def confirmation_agrees(text: str, store: Path, confirm: pd.DataFrame) -> None:
 
 
 def tuning_agrees(text: str, grid: pd.DataFrame) -> None:
-    """k = 1 of the tuning cost: the mean test score of the arm's grid cells (one seed each)."""
+    """The tuning cost of each arm at k = 1 and 3 (below its number of cells) and at all of
+    them: over every k-subset of its grid cells (one seed each, a diverged run at chance), the
+    test score of the subset's best cell on validation (the mean of those tied on it)."""
     for arm, own in grid.groupby("arm"):
-        expected = 100 * own.apply(score, axis=1).mean()
-        assert f"{common.label(arm)}: {expected:.1f}% at k = 1" in text, arm
+        cells = [
+            (0.1 if r.status == "diverged" else r.val_acc, score(r)) for _, r in own.iterrows()
+        ]
+        n, said = len(cells), []
+        for k in [k for k in (1, 3) if k < len(cells)] + [len(cells)]:
+            picked = []
+            for subset in itertools.combinations(cells, k):
+                top = max(val for val, _ in subset)
+                picked.append(np.mean([test for val, test in subset if val == top]))
+            said.append(f"{100 * np.mean(picked):.1f}% at k = {k}")
+        assert f"{common.label(arm)}: {', '.join(said)} (all {n} cells)" in text, arm
 
 
 def ending(status: str, initial: float, losses: list[float]) -> str:
@@ -299,11 +310,32 @@ def verdicts_agree(text: str, contrasts: pd.DataFrame, store: Path, confirm: pd.
                 f"resamples), {len(d)} seed pairs{clause}: {rule}." in text), r  # fmt: skip
 
 
+def recovery_agrees(text: str, store: Path, reruns: pd.DataFrame) -> None:
+    """Each arm's reruns without the loss limit by outcome, from their result and metrics files:
+    diverged (a non-finite loss), trained (final training-subset loss below 0.5x its initial
+    value), else ok but stalled; and the sentence on what the stop rule cut short."""
+    outcomes = {}
+    for run in reruns.itertuples():
+        final = [m["probe_loss"] for m in files.read_metrics(store / run.run_id)][-1:]
+        trained = bool(final) and final[0] < 0.5 * run.probe_loss_initial
+        outcomes.setdefault(run.arm, collections.Counter())[
+            "diverged" if run.status == "diverged" else "trained" if trained else "stalled"
+        ] += 1
+    for arm, n in outcomes.items():
+        assert (f"{common.label(arm)}: {n.total()} rerun(s), {n['trained']} trained (final "
+                f"training-subset loss below 0.5x its initial value), {n['stalled']} ok but "
+                f"stalled, {n['diverged']} diverged (non-finite)." in text), arm  # fmt: skip
+    trained = sum(n["trained"] for n in outcomes.values())
+    assert (f"So the stop rule cut short {trained} run(s) that would have trained" if trained
+            else "No rerun trained: the stop rule cut short no run") in text  # fmt: skip
+
+
 def study_agrees(text: str, runs: Path, tables: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
-    failure count, its lr and radius windows, its near-best count, the selected cells and paired
-    differences on the fresh seeds, their Holm-adjusted p-values (in ``tables``, the
-    contrasts' CSV), the tuning cost at one trial, and the recovery audit's size."""
+    failure count, its lr and radius windows and the one-change radius sentence, its near-best
+    count, the selected cells and paired differences on the fresh seeds with their verdicts and
+    Holm-adjusted p-values (in ``tables``, the contrasts' CSV), the tuning cost at each k the
+    report gives, and the recovery audit's size and outcomes."""
     headings = ("What the data support", "learning-rate windows against the budget",
                 "How each run ended", "Generalisation at the cells selected on validation",
                 "Near best, by the seed noise", "The recovery audit", "Tuning cost")  # fmt: skip
@@ -318,8 +350,9 @@ def study_agrees(text: str, runs: Path, tables: Path) -> None:
     holm_agrees(contrasts, confirm)
     verdicts_agree(text, contrasts, runs / "smoke_confirm", confirm)
     tuning_agrees(text, grid)
-    reruns = len(collect(runs / "smoke_recovery").runs)
-    assert f"of those, {reruns} were rerun without the limit" in text
+    reruns = collect(runs / "smoke_recovery").runs
+    assert f"of those, {len(reruns)} were rerun without the limit" in text
+    recovery_agrees(text, runs / "smoke_recovery", reruns)
 
 
 def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path):
