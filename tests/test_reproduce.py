@@ -330,6 +330,42 @@ def recovery_agrees(text: str, store: Path, reruns: pd.DataFrame) -> None:
             else "No rerun trained: the stop rule cut short no run") in text  # fmt: skip
 
 
+def theorem_agrees(text: str, directory: Path) -> None:
+    """The theorem's problem per arm, from its stored cells (``cells.csv``, a row per arm, lr,
+    rho and seed): the (lr, rho) cells in which every seed reached 1e-2 and 1e-3 of the start,
+    those in which some seed diverged; and each sharpness-aware arm's shares against its base's,
+    different only by more than one cell of the base's grid."""
+    cells = pd.read_csv(directory / "cells.csv")
+    shares = {}
+    for arm, own in cells.groupby("arm"):
+        per_cell = own.groupby(["lr", "rho"], dropna=False)
+        every = {t: int(per_cell[f"steps_to_{t}"].apply(lambda s: s.notna().all()).sum())
+                 for t in ("1e-2", "1e-3")}  # fmt: skip
+        n = per_cell.ngroups
+        diverged = int(per_cell["diverged"].apply(lambda s: s.gt(0).any()).sum())
+        shares[arm] = {t: (k, n) for t, k in every.items()}
+        assert (
+            f"{common.label(arm)}: reached 1e-2: {every['1e-2']} of {n} cells; 1e-3: "
+            f"{every['1e-3']} of {n} cells; some seed diverged in {diverged};" in text
+        ), arm
+    for method, base in common.BASE_OF.items():
+        if method not in shares or base not in shares:
+            continue
+        said = []
+        for t in ("1e-2", "1e-3"):
+            (a, n), (b, m) = shares[method][t], shares[base][t]
+            verdict = (
+                "wider than"
+                if a / n > b / m + 1 / m
+                else "narrower than"
+                if a / n < b / m - 1 / m
+                else "about the same as"
+            )
+            said.append(f"at {t}, {verdict} its base's ({a}/{n} against {b}/{m})")
+        assert (f"{common.label(method)} against {common.label(base)}, the share of the grid "
+                f"that reached each target: {'; '.join(said)}." in text), method  # fmt: skip
+
+
 def study_agrees(text: str, runs: Path, tables: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
     failure count, its lr and radius windows and the one-change radius sentence, its near-best
@@ -397,7 +433,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     assert "14 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
-    assert "SGD-SAM: reached 1e-2:" in text  # the theorem's problem
+    theorem_agrees(text, runs / "theorem")
     study_agrees(text, runs, figures / "smoke")
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
