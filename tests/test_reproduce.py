@@ -183,11 +183,13 @@ def shown(found: tuple[float, int, float, float], cells: int) -> str:
     return f"{width:.1f} decades ({ends}, {inside} of {cells} grid lrs)"
 
 
-def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
+def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> dict[str, float]:
     """Every lr window and radius window the report gives after the sharpness-aware arms'
     epochs E (a base's also after 2E), from each run's metrics: the arm's best over its whole
     grid at that budget, a cell's radius level the rank of its rho, a level's radius the median
-    realised first ascent of the runs at it."""
+    realised first ascent of the runs at it. Returns the lr windows' widths the statement
+    compares: each sharpness-aware arm's at the middle level after E epochs, each base's after E
+    and 2E (keys ``arm@E``)."""
     curves = {run.run_id: probe_curve(store, run) for run in grid.itertuples()}
     sam = grid[grid["rho"].notna()]
     # The level of a cell is the rank of its rho: for a grid whose sharpness-aware arms all run
@@ -207,6 +209,7 @@ def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
     def best(own: pd.DataFrame, epoch: int) -> float:
         return min(loss for loss in at(own, epoch) if math.isfinite(loss))
 
+    middle, widths = (max(levels) + 1) // 2, {}
     for lv in levels:
         parts = []
         for arm in common.ordered(sam["arm"]):
@@ -214,13 +217,17 @@ def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
             cells = own[[level[(arm, rho)] == lv for rho in own["rho"]]]
             found = window_of(list(np.log10(cells["lr"])), at(cells, epochs), best(own, epochs))
             parts.append(f"{common.label(arm)} {shown(found, len(cells))}")
+            if lv == middle:
+                widths[arm] = found[0]
         line = (f"Radius level {lv} (realised ‖e₁‖ ≈ {radius[lv]:.2g}), after {epochs} epochs: "
                 f"{'; '.join(parts)}.")  # fmt: skip
         assert line in text, line
     for arm, own in grid[grid["rho"].isna()].groupby("arm"):
-        both = [shown(window_of(list(np.log10(own["lr"])), at(own, e), best(own, e)), len(own))
-                for e in (epochs, 2 * epochs)]  # fmt: skip
+        found = [window_of(list(np.log10(own["lr"])), at(own, e), best(own, e))
+                 for e in (epochs, 2 * epochs)]  # fmt: skip
+        both = [shown(f, len(own)) for f in found]
         assert f"{common.label(arm)} {both[0]} and {both[1]}" in text, arm
+        widths |= {f"{arm}@{epochs}": found[0][0], f"{arm}@{2 * epochs}": found[1][0]}
     widest, full = {}, {}
     for arm in common.ordered(sam["arm"]):
         own = sam[sam["arm"].eq(arm)]
@@ -233,6 +240,48 @@ def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
                      for arm, (w, lr) in widest.items())  # fmt: skip
     assert f"the widest over the lrs: {said}." in text, said
     ascent_swap_agrees(text, {arm: w for arm, (w, _) in widest.items()}, full)
+    return widths
+
+
+def statement_agrees(text: str, widths: dict[str, float], contrasts: pd.DataFrame) -> None:
+    """The statement's lr windows of LightSAM-I (the smoke grid's one variant) after E = 1
+    epoch at the middle radius against SGD-SAM's and AdaGrad-Norm's after 1 and 2 epochs, a
+    difference under a grid step (1 decade: the smoke's lrs are decades) read as none; and the
+    bottom line: whether its window is wider than both SGD-SAM's and its base's by a grid step,
+    whether it generalises better than its base (a contrast at equal epochs or equal gradient
+    evaluations whose verdict, checked by :func:`verdicts_agree`, is "higher")."""
+
+    def compared(width: float, other: float) -> str:
+        if width - other >= 1:
+            return "wider than"
+        return "narrower than" if other - width >= 1 else "about the same as"
+
+    own, sgd_sam = widths["lightsam_i"], widths["sgd_sam"]
+    base = widths["adagrad_norm@1"], widths["adagrad_norm@2"]
+    windows = (
+        f"the learning-rate window where the training loss is within 2x of the best is "
+        f"{own:.1f} decades for LightSAM-I, {compared(own, sgd_sam)} SGD-SAM's ({sgd_sam:.1f}), "
+        f"{compared(own, base[0])} AdaGrad-Norm's at 1 epochs ({base[0]:.1f}) and "
+        f"{compared(own, base[1])} at 2 ({base[1]:.1f})."
+    )
+    assert windows in text, windows
+    wider = own - sgd_sam >= 1 and own - base[0] >= 1
+    robust = (
+        "the learning-rate window of LightSAM-I is wider than both SGD-SAM's and its base's by "
+        "a grid step or more"
+        if wider
+        else "no LightSAM variant's learning-rate window exceeds both SGD-SAM's and its base's "
+        "by a grid step"
+    )
+    against_base = contrasts["comparison"].isin(["equal epochs", "equal gradient evaluations"])
+    own_contrasts = contrasts[contrasts["method"].eq("lightsam_i") & against_base]
+    better = own_contrasts["verdict"].eq("higher").any()
+    general = ("LightSAM-I generalises better than its base beyond seed noise" if better
+               else "no variant generalises better than its base beyond seed noise")  # fmt: skip
+    bottom = next(line for line in text.splitlines() if line.startswith("- In short, at 1 epochs"))
+    assert bottom.startswith(f"- In short, at 1 epochs on this grid (LightSAM-I at the middle "
+                             f"radius): {robust}"), bottom  # fmt: skip
+    assert bottom.endswith(f"; and {general}."), bottom
 
 
 def ascent_swap_agrees(text: str, widest: dict[str, float], full: dict[str, bool]) -> None:
@@ -379,12 +428,13 @@ def study_agrees(text: str, runs: Path, tables: Path) -> None:
         assert heading in text, heading
     grid, confirm = collect(runs / "smoke").runs, collect(runs / "smoke_confirm").runs
     failures_agree(text, runs / "smoke", grid)
-    windows_agree(text, runs / "smoke", grid)
+    widths = windows_agree(text, runs / "smoke", grid)
     near_best_agrees(text, grid, confirm)
     confirmation_agrees(text, runs / "smoke_confirm", confirm)
     contrasts = pd.read_csv(tables / "budget_contrasts.csv")
     holm_agrees(contrasts, confirm)
     verdicts_agree(text, contrasts, runs / "smoke_confirm", confirm)
+    statement_agrees(text, widths, contrasts)
     tuning_agrees(text, grid)
     reruns = collect(runs / "smoke_recovery").runs
     assert f"of those, {len(reruns)} were rerun without the limit" in text
@@ -399,18 +449,18 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     elsewhere.mkdir()
 
     first = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
-    assert "sweep smoke: 14 of 14 runs to launch" in first
+    assert "sweep smoke: 16 of 16 runs to launch" in first
     # Fresh seeds 1-3 at each arm's selected cell: SGD-SAM, LightSAM-I, SAM + AdaGrad-Norm, SGD
-    # at 1 and 2 epochs;
+    # and AdaGrad-Norm at 1 and 2 epochs;
     # and SGD-SAM's runs at lr = 10 that the loss limit stopped (not a non-finite loss), without.
-    assert "sweep smoke (confirm): 15 of 15 runs to launch" in first
+    assert "sweep smoke (confirm): 21 of 21 runs to launch" in first
     grid = collect(runs / "smoke").runs
     stopped = int(grid["stopping_loss"].notna().sum())
     assert stopped >= 1 and f"sweep smoke (recovery): {stopped} of {stopped} runs" in first
     again = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
     for stage in (
-        "smoke: 0 of 14",
-        "smoke (confirm): 0 of 15",
+        "smoke: 0 of 16",
+        "smoke (confirm): 0 of 21",
         f"smoke (recovery): 0 of {stopped}",
     ):
         assert f"sweep {stage} runs to launch" in again  # a second call trains nothing
@@ -430,7 +480,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
 
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
-    assert "14 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
+    assert "16 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
     theorem_agrees(text, runs / "theorem")
@@ -450,17 +500,17 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     text = text.replace("../experiments/", f"{ROOT}/experiments/").replace("epochs: 1", "epochs: 2")
     edited.write_text(text)
     rerun = lightsam("sweep", str(edited), "--out", str(runs / "smoke"), cwd=elsewhere)
-    assert "12 of 14 runs to launch" in rerun and "12 run(s) in" in rerun
+    assert "12 of 16 runs to launch" in rerun and "12 run(s) in" in rerun
     status = lightsam("status", str(edited), "--out", str(runs / "smoke"), cwd=elsewhere)
     assert "12 run(s) outside the plan" in status
     lightsam("figures", "--runs", str(runs), "--out", str(figures), "--report", str(report),
              cwd=elsewhere)  # fmt: skip
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
-    assert "`2` epochs" in text and "14 runs planned" in text
+    assert "`2` epochs" in text and "16 runs planned" in text
     assert "Outside the plan: 12 run directories" in text
     collection = collect(runs / "smoke")
-    assert len(collection.runs) == 14 and set(collection.runs["epochs"]) == {2.0}
+    assert len(collection.runs) == 16 and set(collection.runs["epochs"]) == {2.0}
     assert aggregate(collection.runs)["n"].max() == 1  # one seed a cell, as planned
 
 

@@ -147,12 +147,14 @@ def totals(sweep: Path, out: Path) -> dict[str, int]:
 
 
 def test_queued_runs_are_never_resubmitted_and_cancel_ends_the_sweeps_jobs(tmp_path):
-    # Five runs of about a minute each, and the local profile lets two tasks run at once: three
-    # at least are still waiting when the relaunch and the cancel come.
+    # Five runs far longer than the test (1000 epochs: minutes each even on the fastest 2-core
+    # machine measured, where 40 epochs took seconds and had finished before the cancel came),
+    # and the local profile lets two tasks run at once: three at least are still waiting when the
+    # relaunch and the cancel come, and the cancel ends the two running ones.
     sweep = tmp_path / "q.yaml"
     sweep.write_text(
         f"base: {ROOT / 'experiments' / 'mnist5k_lenet.yaml'}\n"
-        "set: {epochs: 40, batch_size: 128}\n"
+        "set: {epochs: 1000, batch_size: 128}\n"
         "seeds: [0, 1, 2, 3, 4]\n"
         "optimizers:\n  sgd: {lr: [0.05], hparams: {momentum: 0.9}}\n"
     )
