@@ -787,9 +787,12 @@ def generalisation_sentences(t: StudyTables) -> list[str]:
 
 def _endings(r: Any) -> str:
     """How many of a selected cell's seeds diverged or stalled."""
-    said = [f"{r.diverged} diverged (scored as chance)"] * bool(r.diverged) + [
-        f"{r.stalled} stalled (final training-subset loss at least {STALLED:g}x its initial)"
-    ] * bool(r.stalled)
+    said = []
+    if r.diverged:
+        said.append(f"{r.diverged} diverged (scored as chance)")
+    if r.stalled:
+        said.append(f"{r.stalled} stalled (final training-subset loss at least {STALLED:g}x its "
+                    "initial)")  # fmt: skip
     return " and ".join(said) or "none diverged or stalled"
 
 
@@ -811,10 +814,8 @@ def _untrained_pairs(r: Any) -> str:
     """A contrast's pairs with a run that diverged or stalled, if any: at or near chance, one of
     them sets the interval's width, so an unresolved contrast there says little about seed
     noise."""
-    if not r.untrained_pairs:
-        return ""
     n = r.untrained_pairs
-    return f" ({n} pair{'s' * (n > 1)} with a run that diverged or stalled)"
+    return f" ({n} pair{'s' * (n > 1)} with a run that diverged or stalled)" if n else ""
 
 
 def near_best_sentences(t: StudyTables) -> list[str]:
