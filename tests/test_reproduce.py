@@ -415,6 +415,61 @@ def theorem_agrees(text: str, directory: Path) -> None:
                 f"that reached each target: {'; '.join(said)}." in text), method  # fmt: skip
 
 
+def convergence_agrees(text: str, store: Path, grid: pd.DataFrame) -> None:
+    """The arms whose best grid run (lowest final training-subset loss among those that did not
+    diverge) was still improving at its last epoch, by :func:`ending`."""
+    improving, arms = [], 0
+    for arm in common.ordered(grid["arm"]):
+        finals = {}
+        for run in grid[grid["arm"].eq(arm) & grid["status"].ne("diverged")].itertuples():
+            losses = [m["probe_loss"] for m in files.read_metrics(store / run.run_id)]
+            finals[run.run_id] = (losses[-1], ending(run.status, run.probe_loss_initial, losses))
+        if finals:
+            arms += 1
+            if min(finals.values())[1] == "still improving":
+                improving.append(common.label(arm))
+    said = (f"{len(improving)} of the {arms} arms ({', '.join(improving)}), so their budgets "
+            "stop short of convergence" if improving else f"none of the {arms} arms")  # fmt: skip
+    assert (f"was still improving at its last epoch (a loss drop of more than 10% over the last "
+            f"fifth) for {said}" in text), said  # fmt: skip
+
+
+def generalisation_statement_agrees(text: str, contrasts: pd.DataFrame) -> None:
+    """The statement's sentences on LightSAM-I against its base, and on every sharpness-aware
+    arm against its base at equal gradient evaluations, from the contrasts' verdicts (each
+    checked by :func:`verdicts_agree`): resolved or not, the range of differences, the contrasts
+    that only the bootstrap interval resolves, the arms that score lower or higher."""
+    base = contrasts["comparison"].isin(["equal epochs", "equal gradient evaluations"])
+    own = contrasts[contrasts["method"].eq("lightsam_i") & base]
+    unresolved = own["verdict"].eq("no difference resolved")
+    if unresolved.all():
+        assert (f"No LightSAM variant's test accuracy at its selected cell differs from its base's "
+                f"beyond seed noise (both the paired t and the bootstrap 95% interval clear of "
+                f"0): differences {100 * own['mean'].min():+.2f} to {100 * own['mean'].max():+.2f} "
+                f"points, {own['pairs'].max()} seed pairs" in text)  # fmt: skip
+    else:
+        assert "Beyond seed noise (both the paired t and the bootstrap 95% interval" in text
+    hint = own[unresolved & ((own["boot_low"] > 0) | (own["boot_high"] < 0))]
+    for r in hint.itertuples():
+        assert (
+            f"LightSAM-I against AdaGrad-Norm at {r.base_epochs:.0f} epochs ({100 * r.mean:+.2f} "
+            f"points, 95% CI [{100 * r.t_low:+.2f}, {100 * r.t_high:+.2f}] (t), "
+            f"[{100 * r.boot_low:+.2f}, {100 * r.boot_high:+.2f}] (bootstrap))" in text
+        ), r
+    assert ("The bootstrap interval alone" in text) == (len(hint) > 0)
+    matched = contrasts[contrasts["comparison"].eq("equal gradient evaluations")]
+
+    def listed(verdict: str) -> str:
+        rows = matched[matched["verdict"].eq(verdict)]
+        if rows.empty:
+            return f"none scores {verdict}"
+        said = ", ".join(f"{common.label(r.method)} {100 * r.mean:+.2f}" for r in rows.itertuples())
+        return f"{len(rows)} score{'s' * (len(rows) == 1)} {verdict} ({said} points)"
+
+    assert (f"of the {len(matched)} sharpness-aware arms {listed('lower')} than their base beyond "
+            f"seed noise and {listed('higher')}; the rest are not resolved." in text)  # fmt: skip
+
+
 def study_agrees(text: str, runs: Path, tables: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
     failure count, its lr and radius windows and the one-change radius sentence, its near-best
@@ -429,12 +484,14 @@ def study_agrees(text: str, runs: Path, tables: Path) -> None:
     grid, confirm = collect(runs / "smoke").runs, collect(runs / "smoke_confirm").runs
     failures_agree(text, runs / "smoke", grid)
     widths = windows_agree(text, runs / "smoke", grid)
+    convergence_agrees(text, runs / "smoke", grid)
     near_best_agrees(text, grid, confirm)
     confirmation_agrees(text, runs / "smoke_confirm", confirm)
     contrasts = pd.read_csv(tables / "budget_contrasts.csv")
     holm_agrees(contrasts, confirm)
     verdicts_agree(text, contrasts, runs / "smoke_confirm", confirm)
     statement_agrees(text, widths, contrasts)
+    generalisation_statement_agrees(text, contrasts)
     tuning_agrees(text, grid)
     reruns = collect(runs / "smoke_recovery").runs
     assert f"of those, {len(reruns)} were rerun without the limit" in text
