@@ -102,10 +102,15 @@ def step_fn(name: str, params: list[torch.Tensor], foreach: bool | None) -> Call
     return opt.step
 
 
-def adam_baseline(params: list[torch.Tensor], device: torch.device) -> tuple[str, Callable]:
+def adam_label(device: torch.device) -> str:
+    return "Adam(fused)" if device.type == "cuda" else "Adam(foreach)"
+
+
+def adam_baseline(params: list[torch.Tensor], device: torch.device) -> Callable[[], object]:
+    """The step of a new ``torch.optim.Adam`` on ``params``, fused on CUDA, foreach on CPU."""
     if device.type == "cuda":
-        return "Adam(fused)", torch.optim.Adam(params, lr=1e-3, fused=True).step
-    return "Adam(foreach)", torch.optim.Adam(params, lr=1e-3, foreach=True).step
+        return torch.optim.Adam(params, lr=1e-3, fused=True).step
+    return torch.optim.Adam(params, lr=1e-3, foreach=True).step
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -135,13 +140,13 @@ def run(args: argparse.Namespace) -> list[dict]:
     vs_adam, foreach = [], []
     for model in args.models:
         params = make_params(MODELS[model](), device, cli.PRECISIONS[args.precision])
-        adam_label = adam_baseline(params, device)[0]
+        label = adam_label(device)
 
         def arms(name: str, params: list[torch.Tensor] = params) -> dict[str, Callable[[], None]]:
             """Adam and both paths of ``name``, new optimizers (and state) on the model's
             tensors."""
             return {
-                "adam": adam_baseline(params, device)[1],
+                "adam": adam_baseline(params, device),
                 "foreach": step_fn(name, params, True),
                 "per-tensor": step_fn(name, params, False),
             }
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         )
         for name, times in measured.items():
             vs_adam.append(
-                Comparison(model, name, adam_label, times[default], times["adam"], GOALS.get(name))
+                Comparison(model, name, label, times[default], times["adam"], GOALS.get(name))
             )
             goal = FOREACH_GOAL if model == FOREACH_GOAL_MODEL else None
             foreach.append(
@@ -176,7 +181,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     return [
         report.table(
             f"optimizer_step/{args.precision}/vs_adam",
-            f"Optimizer step / {adam_label} ({args.precision})",
+            f"Optimizer step / {adam_label(device)} ({args.precision})",
             "ratio",
             [c.record(device.type) for c in vs_adam],
             notes=[
