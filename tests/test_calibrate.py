@@ -172,11 +172,11 @@ def test_make_reproduce_passes_the_calibration_to_its_dry_run(tmp_path):
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     lines = done.stdout.splitlines()
-    # The smoke sweep: 8 two-pass run-epochs of each of its 3 sharpness-aware arms, 4 of each of
-    # its 2 bases, at 0.25 each.
-    total = "  total: 8.0 GPU-hours (measured: mnist5k/lenet5 by lightsam calibrate on Test GPU"
+    # The smoke sweep: 16 two-pass run-epochs of each of its 3 sharpness-aware arms (4 runs of 2
+    # epochs), 8 of each of its 2 bases (2 runs of 4), at 0.25 each.
+    total = "  total: 16.0 GPU-hours (measured: mnist5k/lenet5 by lightsam calibrate on Test GPU"
     assert sum(line.startswith(total) for line in lines) == 1
-    assert "preset smoke: 8.0 GPU-hours in all, before any stage it adds" in lines
+    assert "preset smoke: 16.0 GPU-hours in all, before any stage it adds" in lines
 
 
 @pytest.mark.parametrize(

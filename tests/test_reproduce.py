@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import math
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from study_reference import (
+    ENDINGS,
+    ending,
+    endings,
+    probe_curve,
+    radius_levels,
+    score,
+    seed_scores,
+    t_half,
+    window_of,
+)
 
 from analysis import common
 from analysis.results import aggregate, best_settings, collect
@@ -24,7 +35,6 @@ from lightsam import store as files
 
 ROOT = Path(__file__).parents[1]
 FIGURES = ("heatmaps", "sensitivity", "robustness", "training_curves")
-ENDINGS = ("diverged", "stalled", "still improving", "trained")
 
 
 def lightsam(*args: str, cwd: Path) -> str:
@@ -43,40 +53,72 @@ def best_rows_agree(text: str, store: Path) -> None:
         assert f"{100 * row.test_acc_mean:.2f} ± {std} ({row.n_seeds})" in text, row.arm
 
 
-def score(run: pd.Series) -> float:
-    """A run's test accuracy, a diverged one at chance (10 classes)."""
-    return run["test_acc"] if run["status"] == "ok" else 0.1
+def store_header_agrees(text: str, store: Path) -> None:
+    """What the grid's store section says was run, from each run directory's config, result
+    and environment files and the store's launch records (its stages' beside it): the data and
+    model settings, seeds and statuses, each arm's grid, the environment and provenance, and
+    the wall times."""
+    dirs = sorted(d for d in store.iterdir() if (d / "config.json").exists())
+    configs = [files.read_config(d) for d in dirs]
+    results = [files.read_result(d) for d in dirs]
+    segments = [files.read_environment(d) for d in dirs]
 
+    def values(key: str) -> str:
+        return " / ".join(f"`{v}`" for v in sorted({str(c[key]) for c in configs}))
 
-def seed_scores(confirm: pd.DataFrame) -> dict[str, pd.Series]:
-    """Each confirmation arm's test scores, by seed."""
-    return {arm: own.set_index("seed").apply(score, axis=1) for arm, own in confirm.groupby("arm")}
+    assert (f"- Data and model: {values('dataset')} with {values('model')}, {values('epochs')} "
+            f"epochs, batch size {values('batch_size')}, {values('val_size')} training images "
+            f"held out for validation, LR schedule {values('lr_schedule')}, augmentation "
+            f"{values('augment')}." in text)  # fmt: skip
+    status = collections.Counter(r["status"] for r in results)
+    seeds = ", ".join(sorted({str(c["seed"]) for c in configs}))
+    assert (f"- Seeds: {seeds}; {len(dirs)} runs planned, {status['ok']} ok, {status['diverged']} "
+            f"diverged, {status['failed']} failed, 0 missing." in text)  # fmt: skip
+    cells = collections.defaultdict(lambda: (set(), set()))
+    for c in configs:
+        lrs, rhos = cells[c["optimizer"]["name"]]
+        lrs.add(c["optimizer"]["lr"])
+        rhos.update({c["optimizer"].get("rho")} - {None})
+    for arm, (lrs, rhos) in cells.items():
+        grid = f"lr {', '.join(sci(v) for v in sorted(lrs))}"
+        grid += f"; rho {', '.join(sci(v) for v in sorted(rhos))}" if rhos else ""
+        assert f"  - {common.label(arm)}: {grid}\n" in text, arm
 
+    def every(key: str) -> str:
+        return ", ".join(sorted({str(seg[key]) for run in segments for seg in run}))
 
-def t_half(values: np.ndarray) -> float:
-    return scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-
-
-def endings(store: Path, runs: pd.DataFrame) -> dict[str, pd.Series]:
-    """Each arm's runs' endings (:func:`ending`), by seed, from their result and metrics files."""
-    return {
-        arm: pd.Series(
-            [ending(run.status, run.probe_loss_initial,
-                    [m["probe_loss"] for m in files.read_metrics(store / run.run_id)])
-             for run in own.itertuples()],
-            index=own["seed"],
-        )
-        for arm, own in runs.groupby("arm")
-    }  # fmt: skip
+    assert (f"- Environment: git commit {every('git_commit')}, Python {every('python')}, torch "
+            f"{every('torch')}, device {every('device_name')}, {every('cpu_threads')} thread(s) "
+            "per run." in text)  # fmt: skip
+    several = sum(len({seg["git_commit"] for seg in run}) > 1 for run in segments)
+    dirty = sum(any(seg["git_dirty"] for seg in run) for run in segments)
+    resumed = sum(len(run) > 1 for run in segments)
+    assert (f"- Provenance: {several} of {len(dirs)} runs trained across more than one git "
+            f"commit, {dirty} from a tree with uncommitted changes" in text)  # fmt: skip
+    assert f"changes (its `git diff` kept in the run directory), {resumed} resumed at least" in text
+    launches = files.read_launches(store)
+    stages = [sum(x["wall_s"] for x in files.read_launches(store.with_name(f"smoke_{stage}")))
+              for stage in ("confirm", "recovery")]  # fmt: skip
+    wall = sum(x["wall_s"] for x in launches)
+    cores = ", ".join(sorted({str(x["cores"]) for x in launches}))
+    training = sum(r["wall_s"] for r in results)
+    assert (f"- Wall time: {wall / 60:.1f} minutes for the grid's runs ({len(launches)} "
+            f"launch(es), {cores} cores), {stages[0] / 60:.1f} for its confirm stage, "
+            f"{stages[1] / 60:.1f} for its recovery stage: {(wall + sum(stages)) / 60:.1f} in all; "
+            f"{training / 60:.1f} minutes of training summed over the grid's runs."
+            in text)  # fmt: skip
 
 
 def confirmation_agrees(text: str, store: Path, confirm: pd.DataFrame) -> None:
-    """Each selected cell's test accuracy and its 95% interval over the fresh seeds, how many
-    of them diverged or stalled, and each paired difference against its base with its paired t
-    interval, computed here from the confirmation store's results with scipy's Student t."""
+    """Each selected cell, as its fresh seeds ran it (epochs, lr, rho), its test accuracy and
+    95% interval over them (scipy's Student t), and how many of them diverged or stalled."""
     scores, ended = seed_scores(confirm), endings(store, confirm)
     for arm, own in scores.items():
         assert len(own) == 3, arm
+        cells = confirm.loc[confirm["arm"].eq(arm), ["epochs", "lr", "rho"]].drop_duplicates()
+        assert len(cells) == 1, arm  # every fresh seed at the one selected cell
+        cell = cells.iloc[0]
+        radius = "" if math.isnan(cell.rho) else f", rho {cell.rho:g}"
         mean, std = 100 * own.mean(), 100 * own.std(ddof=1)
         n = collections.Counter(ended[arm])
         seeds = " and ".join(
@@ -84,90 +126,67 @@ def confirmation_agrees(text: str, store: Path, confirm: pd.DataFrame) -> None:
             + [f"{n['stalled']} stalled (final training-subset loss at least 0.9x its initial)"]
             * bool(n["stalled"])
         )
-        assert (f"test accuracy {mean:.2f}% (std {std:.2f}, 95% CI ±{100 * t_half(own):.2f} "
-                f"points, 3 fresh seeds, {seeds or 'none diverged or stalled'})"
-                in text), arm  # fmt: skip
-    contrasts = {("sgd_sam", "sgd (epochs=1)", "equal epochs"),
-                 ("sgd_sam", "sgd (epochs=2)", "equal gradient evaluations")}  # fmt: skip
-    for method, base, comparison in contrasts:
-        d = (scores[method] - scores[base]).to_numpy()
-        low, high = 100 * (d.mean() - t_half(d)), 100 * (d.mean() + t_half(d))
-        assert (f"SGD-SAM (1 epochs) minus SGD at {base[-2]} epochs ({comparison}), test "
-                f"accuracy: {100 * d.mean():+.2f} points, 95% CI [{low:+.2f}, {high:+.2f}] "
-                "(paired t)" in text), comparison  # fmt: skip
+        assert (f"- {common.label(arm)} at its cell selected on validation ({cell.epochs:.0f} "
+                f"epochs, lr {sci(cell.lr)}{radius}): test accuracy {mean:.2f}% (std {std:.2f}, "
+                f"95% CI ±{100 * t_half(own):.2f} points, 3 fresh seeds, "
+                f"{seeds or 'none diverged or stalled'})." in text), arm  # fmt: skip
 
 
 def tuning_agrees(text: str, grid: pd.DataFrame) -> None:
     """The tuning cost of each arm at k = 1 and 3 (below its number of cells) and at all of
     them: over every k-subset of its grid cells (one seed each, a diverged run at chance), the
-    test score of the subset's best cell on validation (the mean of those tied on it)."""
+    test score of the subset's best cell on validation (the mean of those tied on it), to the
+    report's 0.1 point (a mean of scores in tenths of a point can fall on a rounding tie, which
+    either summation order may break); and what a trial costs."""
     for arm, own in grid.groupby("arm"):
         cells = [
             (0.1 if r.status == "diverged" else r.val_acc, score(r)) for _, r in own.iterrows()
         ]
-        n, said = len(cells), []
+        expected = {}
         for k in [k for k in (1, 3) if k < len(cells)] + [len(cells)]:
             picked = []
             for subset in itertools.combinations(cells, k):
                 top = max(val for val, _ in subset)
                 picked.append(np.mean([test for val, test in subset if val == top]))
-            said.append(f"{100 * np.mean(picked):.1f}% at k = {k}")
-        assert f"{common.label(arm)}: {', '.join(said)} (all {n} cells)" in text, arm
-
-
-def ending(status: str, initial: float, losses: list[float]) -> str:
-    """How a run ended, by the report's stated definitions: diverged; stalled at 0.9 x its
-    initial probe loss or above; still improving when its loss fell by more than 10% over the
-    last fifth of its epochs (at least the last one); else trained."""
-    if status == "diverged":
-        return "diverged"
-    curve = [initial, *losses]
-    if curve[-1] >= 0.9 * initial:
-        return "stalled"
-    earlier = curve[-1 - max(1, len(losses) // 5)]
-    return "still improving" if curve[-1] < 0.9 * earlier else "trained"
+            expected[k] = 100 * np.mean(picked)
+        # A trial's cost: its gradient evaluations in one-pass epochs, and the arm's mean
+        # measured training time a grid run (those that did not fail to run).
+        epochs = int(own["epochs"].iloc[0]) * (2 if own["rho"].notna().all() else 1)
+        minutes = own.loc[own["status"].isin(["ok", "diverged"]), "wall_s"].mean() / 60
+        ks = r"(?:\d+\.\d% at k = \d+, )*\d+\.\d% at k = \d+"
+        line = re.search(rf"- {re.escape(common.label(arm))}: ({ks}) \(all {len(cells)} cells\); "
+                         rf"a trial costs {epochs} epochs of gradients, {minutes:.2f} min "
+                         r"measured\.", text)  # fmt: skip
+        assert line, arm
+        said = {int(k): float(v) for v, k in re.findall(r"(\d+\.\d)% at k = (\d+)", line[1])}
+        assert said.keys() == expected.keys(), (arm, said)
+        for k, value in expected.items():
+            assert abs(said[k] - value) <= 0.05 + 1e-9, (arm, k, said[k], value)
 
 
 def failures_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
-    """Each arm's count of every ending, from each run's result and metrics files."""
+    """The endings' stated definitions, those :func:`study_reference.ending` applies, with the
+    loss limit the runs' configs set; each arm's count of every ending, from each run's result
+    and metrics files, and the lrs at which its runs ended each way but trained."""
+    (limit,) = {files.read_config(store / run_id)["divergence_loss"] for run_id in grid["run_id"]}
+    assert (f"- How each grid run ended, at its last epoch: diverged (a loss above {limit:g} or a "
+            f"non-finite one), stalled (training-subset loss at least 0.9x its value at "
+            f"initialisation), still improving (its loss fell by more than 10% over the last "
+            f"fifth of its epochs, at least the last one), trained (the rest). Counts of runs, one "
+            f"seed a cell." in text)  # fmt: skip
     for arm, own in grid.groupby("arm"):
-        counts = collections.Counter(
-            ending(run.status, run.probe_loss_initial,
-                   [m["probe_loss"] for m in files.read_metrics(store / run.run_id)])
-            for run in own.itertuples()
-        )  # fmt: skip
+        ended = endings(store, own)[arm].to_numpy()
+        counts = collections.Counter(ended)
         said = ", ".join(f"{counts[k]} {k}" for k in ENDINGS)
+        where = "".join(
+            f"; {kind} at lr {', '.join(sci(lr) for lr in sorted(set(own['lr'][ended == kind])))}"
+            for kind in ENDINGS[:-1]
+            if counts[kind]
+        )
         epochs = int(own["epochs"].max())
-        assert f"{common.label(arm)} ({len(own)} runs, {epochs} epochs): {said}" in text, arm
-
-
-def probe_curve(store: Path, run: Any) -> list[float]:
-    """A run's training-subset loss at the end of each epoch, infinite from the epoch it
-    diverged in."""
-    logged = {m["epoch"]: m["probe_loss"] for m in files.read_metrics(store / run.run_id)}
-    stop = run.diverged_epoch if run.status == "diverged" else math.inf
-    return [math.inf if e >= stop else logged[e] for e in range(1, int(run.epochs) + 1)]
-
-
-def window_of(x: list[float], losses: list[float], best: float) -> tuple[float, int, float, float]:
-    """The report's stated window: the x (log10 of lr or radius) where the loss is at most 2x
-    ``best``, log-loss linear between neighbouring finite grid points, nothing across an
-    infinite one: (width, grid points inside, lowest x, highest x)."""
-    points = sorted(zip(x, losses, strict=True))
-    limit = math.log(2 * best)
-    ends = [xi for xi, loss in points if loss <= 2 * best]
-    inside, width = len(ends), 0.0
-    for (x0, l0), (x1, l1) in itertools.pairwise(points):
-        if not (math.isfinite(l0) and math.isfinite(l1)):
-            continue
-        a, b = math.log(l0) - limit, math.log(l1) - limit
-        if a > 0 and b > 0:
-            continue
-        crossing = x0 + (x1 - x0) * a / (a - b) if a != b else x0
-        low, high = (x0 if a <= 0 else crossing), (x1 if b <= 0 else crossing)
-        width += high - low
-        ends += [low, high]
-    return width, inside, min(ends, default=math.nan), max(ends, default=math.nan)
+        assert f"{common.label(arm)} ({len(own)} runs, {epochs} epochs): {said}{where}." in text, (
+            arm
+        )
 
 
 def sci(value: float) -> str:
@@ -183,25 +202,25 @@ def shown(found: tuple[float, int, float, float], cells: int) -> str:
     return f"{width:.1f} decades ({ends}, {inside} of {cells} grid lrs)"
 
 
-def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> dict[str, float]:
+Window = tuple[float, int, float, float]  # window_of's (width, grid points, lowest, highest)
+
+
+def windows_agree(
+    text: str, store: Path, grid: pd.DataFrame
+) -> tuple[dict[str, float], dict[str, tuple[Window, Window]], str]:
     """Every lr window and radius window the report gives after the sharpness-aware arms'
     epochs E (a base's also after 2E), from each run's metrics: the arm's best over its whole
     grid at that budget, a cell's radius level the rank of its rho, a level's radius the median
     realised first ascent of the runs at it. Returns the lr windows' widths the statement
     compares: each sharpness-aware arm's at the middle level after E epochs, each base's after E
-    and 2E (keys ``arm@E``)."""
+    and 2E (keys ``arm@E``); and SGD-SAM's and LightSAM-I's windows at the middle level after
+    E // 2 and after E epochs, which the report compares (:func:`window_changes_agree`); and
+    the verdict on LightSAM's ascent (:func:`ascent_swap_agrees`)."""
     curves = {run.run_id: probe_curve(store, run) for run in grid.itertuples()}
     sam = grid[grid["rho"].notna()]
-    # The level of a cell is the rank of its rho: for a grid whose sharpness-aware arms all run
-    # over the same number of rhos, as the smoke grid's do (a single-rho arm would sit at the
-    # middle level, and a level's line would leave it out of the others).
-    assert sam.groupby("arm")["rho"].nunique().nunique() == 1
     epochs = int(sam["epochs"].max())
-    level = {(run.arm, run.rho): sorted(set(own["rho"])).index(run.rho)
-             for arm, own in sam.groupby("arm") for run in own.itertuples()}  # fmt: skip
-    levels = sorted(set(level.values()))
-    radius = {lv: float(np.median([r.perturbation_norm_first for r in sam.itertuples()
-                                   if level[(r.arm, r.rho)] == lv])) for lv in levels}  # fmt: skip
+    level, radius = radius_levels(sam)
+    levels = sorted(radius)
 
     def at(own: pd.DataFrame, epoch: int) -> list[float]:
         return [curves[run_id][epoch - 1] for run_id in own["run_id"]]
@@ -209,24 +228,29 @@ def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> dict[str, float
     def best(own: pd.DataFrame, epoch: int) -> float:
         return min(loss for loss in at(own, epoch) if math.isfinite(loss))
 
-    middle, widths = (max(levels) + 1) // 2, {}
+    middle, widths, changes = (max(levels) + 1) // 2, {}, {}
     for lv in levels:
         parts = []
         for arm in common.ordered(sam["arm"]):
             own = sam[sam["arm"].eq(arm)]
             cells = own[[level[(arm, rho)] == lv for rho in own["rho"]]]
-            found = window_of(list(np.log10(cells["lr"])), at(cells, epochs), best(own, epochs))
-            parts.append(f"{common.label(arm)} {shown(found, len(cells))}")
+            found = [window_of(list(np.log10(cells["lr"])), at(cells, e), best(own, e))
+                     for e in (max(1, epochs // 2), epochs)]  # fmt: skip
+            parts.append(f"{common.label(arm)} {shown(found[1], len(cells))}")
             if lv == middle:
-                widths[arm] = found[0]
-        line = (f"Radius level {lv} (realised ‖e₁‖ ≈ {radius[lv]:.2g}), after {epochs} epochs: "
+                widths[arm] = found[1][0]
+                if arm in ("sgd_sam", "lightsam_i"):
+                    changes[arm] = (found[0], found[1])
+        line = (f"- Radius level {lv} (realised ‖e₁‖ ≈ {radius[lv]:.2g}), after {epochs} epochs: "
                 f"{'; '.join(parts)}.")  # fmt: skip
         assert line in text, line
-    for arm, own in grid[grid["rho"].isna()].groupby("arm"):
+    bases = []
+    for arm in common.ordered(grid.loc[grid["rho"].isna(), "arm"]):
+        own = grid[grid["arm"].eq(arm)]
         found = [window_of(list(np.log10(own["lr"])), at(own, e), best(own, e))
                  for e in (epochs, 2 * epochs)]  # fmt: skip
         both = [shown(f, len(own)) for f in found]
-        assert f"{common.label(arm)} {both[0]} and {both[1]}" in text, arm
+        bases.append(f"{common.label(arm)} {both[0]} and {both[1]}")
         widths |= {f"{arm}@{epochs}": found[0][0], f"{arm}@{2 * epochs}": found[1][0]}
     widest, full = {}, {}
     for arm in common.ordered(sam["arm"]):
@@ -238,26 +262,79 @@ def windows_agree(text: str, store: Path, grid: pd.DataFrame) -> dict[str, float
         widest[arm], full[arm] = (width, -lr), found[lr][1] == len(levels)
     said = "; ".join(f"{common.label(arm)} {w:.1f} decades at lr {sci(lr)}"
                      for arm, (w, lr) in widest.items())  # fmt: skip
-    assert f"the widest over the lrs: {said}." in text, said
-    ascent_swap_agrees(text, {arm: w for arm, (w, _) in widest.items()}, full)
-    return widths
+    assert (f"- Base optimizers after {epochs} epochs (equal epochs) and after {2 * epochs} (equal "
+            f"gradient evaluations): {'; '.join(bases)}." in text), bases  # fmt: skip
+    span = f"{min(radius.values()):.2g} to {max(radius.values()):.2g}"
+    assert (f"- Radius windows after {epochs} epochs (the range of realised radius, {span}, within "
+            f"2x of the arm's best loss at that budget), the widest over the lrs: {said}."
+            in text), said  # fmt: skip
+    lrs = sorted(set(grid["lr"]))
+    decades = f"{len(lrs)} lrs over {math.log10(lrs[-1] / lrs[0]):.0f} decades"
+    assert np.median(np.diff(np.log10(lrs))) == pytest.approx(1)  # compared()'s grid step
+    assert (f"- Learning-rate windows: the range of lr, in decades, over which the training-subset "
+            f"loss after a budget of epochs is within 2x of the arm's best at that budget (over "
+            f"all its radii), log-loss interpolated between the grid's {decades} and never beyond "
+            f"a diverged or missing run. One seed a cell: a window is known to about a grid step "
+            f"(1 decade), and two differ only by a grid step or more." in text)  # fmt: skip
+    assert (f"- The windows come from one seed a cell on a grid of {decades}, so a difference "
+            f"under a grid step (1 decade) is read as none." in text)  # fmt: skip
+    radii = f"decades of realised radius, {span} over {len(levels)} levels"
+    swap = ascent_swap_agrees(text, {arm: w for arm, (w, _) in widest.items()}, full, epochs, radii)
+    return widths, changes, swap
 
 
-def statement_agrees(text: str, widths: dict[str, float], contrasts: pd.DataFrame) -> None:
-    """The statement's lr windows of LightSAM-I (the smoke grid's one variant) after E = 1
-    epoch at the middle radius against SGD-SAM's and AdaGrad-Norm's after 1 and 2 epochs, a
+def window_changes_agree(text: str, changes: dict[str, tuple[Window, Window]], epochs: int) -> None:
+    """SGD-SAM's and LightSAM-I's lr windows at the middle level from E // 2 to E epochs, and
+    the statement's verdict: whose lower end moves down by a grid step (1 decade) or more, an
+    empty window's lower end counting as +inf; were none to move, the grid could not see it, for
+    2x the epochs would move it by log10(2) = 0.3 decade, under the step."""
+    early = epochs // 2
+    assert early >= 1, "the smoke grid runs at least 2 epochs: the report compares budgets"
+
+    def lower(found: Window) -> str:
+        return sci(10 ** found[2]) if found[1] else "none"
+
+    moves = "; ".join(f"{common.label(arm)} {a[0]:.1f} → {b[0]:.1f} decades (lower end "
+                      f"{lower(a)} → {lower(b)})" for arm, (a, b) in changes.items())  # fmt: skip
+    assert f"From epoch {early} to {epochs} at the middle radius: {moves}." in text, moves
+    moved = [arm for arm, (a, b) in changes.items()
+             if b[1] and (a[2] if a[1] else math.inf) - b[2] >= 1]  # fmt: skip
+    names = ", ".join(common.label(arm) for arm in (moved or changes))
+    verdict = (
+        f"every method ({names}), so the failures at small learning rates are under-training: "
+        "more epochs bring those rates within reach"
+        if len(moved) == len(changes)
+        else f"{names} only, so more epochs rescue small learning rates for them and not for the "
+        "others"
+        if moved
+        else f"none of the methods ({names}); but were progress a matter of lr x steps, "
+        f"{epochs / early:g}x the epochs would move it by {math.log10(epochs / early):.1f} "
+        "decade, under the grid step, so this grid cannot tell failure at small learning rates "
+        "from under-training"
+    )
+    assert (f"From epoch {early} to {epochs}, at the middle radius, the window's lower end moves "
+            f"down by a grid step or more for {verdict}." in text), verdict  # fmt: skip
+
+
+def statement_agrees(
+    text: str, widths: dict[str, float], contrasts: pd.DataFrame, epochs: int, swap: str
+) -> None:
+    """The statement's lr windows of LightSAM-I (the smoke grid's one variant) after E =
+    ``epochs`` at the middle radius against SGD-SAM's and AdaGrad-Norm's after E and 2E, a
     difference under a grid step (1 decade: the smoke's lrs are decades) read as none; and the
     bottom line: whether its window is wider than both SGD-SAM's and its base's by a grid step,
     whether it generalises better than its base (a contrast at equal epochs or equal gradient
     evaluations whose verdict, checked by :func:`verdicts_agree`, is "higher")."""
 
     own, sgd_sam = widths["lightsam_i"], widths["sgd_sam"]
-    base = widths["adagrad_norm@1"], widths["adagrad_norm@2"]
+    base = widths[f"adagrad_norm@{epochs}"], widths[f"adagrad_norm@{2 * epochs}"]
     windows = (
-        f"the learning-rate window where the training loss is within 2x of the best is "
+        f"- After {epochs} epochs at the middle radius (a base also after {2 * epochs}: the same "
+        f"gradient evaluations), the learning-rate window where the training loss is within 2x of "
+        f"the best is "
         f"{own:.1f} decades for LightSAM-I, {compared(own, sgd_sam)} SGD-SAM's ({sgd_sam:.1f}), "
-        f"{compared(own, base[0])} AdaGrad-Norm's at 1 epochs ({base[0]:.1f}) and "
-        f"{compared(own, base[1])} at 2 ({base[1]:.1f})."
+        f"{compared(own, base[0])} AdaGrad-Norm's at {epochs} epochs ({base[0]:.1f}) and "
+        f"{compared(own, base[1])} at {2 * epochs} ({base[1]:.1f})."
     )
     assert windows in text, windows
     wider = own - sgd_sam >= 1 and own - base[0] >= 1
@@ -273,10 +350,15 @@ def statement_agrees(text: str, widths: dict[str, float], contrasts: pd.DataFram
     better = own_contrasts["verdict"].eq("higher").any()
     general = ("LightSAM-I generalises better than its base beyond seed noise" if better
                else "no variant generalises better than its base beyond seed noise")  # fmt: skip
-    bottom = next(line for line in text.splitlines() if line.startswith("- In short, at 1 epochs"))
-    assert bottom.startswith(f"- In short, at 1 epochs on this grid (LightSAM-I at the middle "
-                             f"radius): {robust}"), bottom  # fmt: skip
-    assert bottom.endswith(f"; and {general}."), bottom
+    start = f"- In short, at {epochs} epochs on this grid (LightSAM-I at the middle radius): "
+    bottom = next(line for line in text.splitlines() if line.startswith(start))
+    ascent = f"LightSAM's ascent in place of SAM's, the descent unchanged, {swap}"
+    claim = (
+        "as the claim of insensitivity predicts"
+        if wider
+        else "as the claim of insensitivity would predict"
+    )
+    assert bottom == f"{start}{robust}, {claim}; {ascent}; and {general}.", bottom
 
 
 def compared(width: float, other: float) -> str:
@@ -287,25 +369,39 @@ def compared(width: float, other: float) -> str:
     return "narrower than" if other - width >= 1 else "about the same as"
 
 
-def ascent_swap_agrees(text: str, widest: dict[str, float], full: dict[str, bool]) -> None:
-    """LightSAM-I's widest radius window against SGD-SAM's and against SAM + AdaGrad-Norm's (the
-    same descent with SAM's ascent), read as different only by a level step (1 decade: the
-    smoke grid's radii are 0.01 and 0.1) or more, and whether its ascent widens the window."""
-
+def ascent_swap_agrees(
+    text: str, widest: dict[str, float], full: dict[str, bool], epochs: int, radii: str
+) -> str:
+    """LightSAM-I's widest radius window after ``epochs`` against SGD-SAM's and against SAM +
+    AdaGrad-Norm's (the same descent with SAM's ascent), over the ``radii`` the grid realised,
+    read as different only by a level step (1 decade: the smoke grid's radii are 0.01 and 0.1)
+    or more; whether its ascent widens the window, and whether the grid can show by how much
+    (not when the window takes in every level). Returns that verdict, which the bottom line
+    repeats."""
     own, control = widest["lightsam_i"], widest["adagrad_norm_sam"]
     every = " (every level)" if full["lightsam_i"] else ""
-    assert (f"LightSAM-I {own:.1f}{every}, {compared(own, widest['sgd_sam'])} SGD-SAM's "
-            f"({widest['sgd_sam']:.1f}) and {compared(own, control)} SAM + AdaGrad-Norm's "
-            f"({control:.1f}), the same descent with SAM's ascent." in text)  # fmt: skip
-    widens = "in 1 of the 1 pairs (LightSAM-I)" if own - control >= 1 else "in none of the 1 pairs"
-    assert (f"LightSAM's ascent in place of SAM's, the descent unchanged, widens the radius "
-            f"window by a level step or more {widens}" in text)  # fmt: skip
+    wider = own - control >= 1
+    widens = "in 1 of the 1 pairs (LightSAM-I)" if wider else "in none of the 1 pairs"
+    capped = (", though with it LightSAM-I trains at every radius tried, so this grid cannot "
+              "show how much wider") if full["lightsam_i"] and not wider else ""  # fmt: skip
+    assert (f"- Radius windows after {epochs} epochs ({radii}, where the training loss is within "
+            f"2x of the arm's best; the widest over the lrs; a difference under a level step, 1 "
+            f"decade, is read as none): LightSAM-I {own:.1f}{every}, "
+            f"{compared(own, widest['sgd_sam'])} SGD-SAM's ({widest['sgd_sam']:.1f}) and "
+            f"{compared(own, control)} SAM + AdaGrad-Norm's ({control:.1f}), the same descent "
+            f"with SAM's ascent. So LightSAM's ascent in place of SAM's, the descent unchanged, "
+            f"widens the radius window by a level step or more {widens}{capped}."
+            in text)  # fmt: skip
+    return f"widens the radius window by a level step or more {widens}{capped}"
 
 
 def near_best_agrees(text: str, grid: pd.DataFrame, confirm: pd.DataFrame) -> None:
     """Each arm's count of grid cells within 2 sqrt(2) sigma of its best validation accuracy
     (a diverged cell at chance), sigma the std of validation accuracy over the confirmation's
     ok seeds at the arm's own optimizer and epochs."""
+    assert ("a grid cell (one seed) is near best when its validation accuracy is within "
+            f"{2 * math.sqrt(2):.2f}σ (2√2σ: two single runs differ with std √2σ, two standard "
+            "errors) of its arm's best cell" in text)  # fmt: skip
     for arm, own in grid.groupby("arm"):
         seeds = confirm[confirm["optimizer"].eq(own["optimizer"].iloc[0])
                         & confirm["epochs"].eq(own["epochs"].iloc[0])
@@ -333,16 +429,19 @@ def holm_agrees(contrasts: pd.DataFrame, confirm: pd.DataFrame) -> None:
     assert contrasts["holm_p"].to_list() == pytest.approx(adjusted, nan_ok=True)
 
 
-def verdicts_agree(text: str, contrasts: pd.DataFrame, store: Path, confirm: pd.DataFrame) -> None:
-    """Each contrast's verdict by the report's rule, from its paired t interval computed here
-    and its bootstrap interval (a resampling, so read from the table, but checked to lie within
-    the range of the differences, as every resampled mean does), and the report's sentence
-    ending of each: the bootstrap interval, the pairs, those with a run that diverged or
-    stalled, the verdict."""
-    scores, ended = seed_scores(confirm), endings(store, confirm)
+def verdicts_agree(
+    text: str, contrasts: pd.DataFrame, store: Path, confirm: pd.DataFrame
+) -> dict[tuple[str, str], int]:
+    """Each contrast's mean and verdict by the report's rule, from its paired t interval
+    computed here and its bootstrap interval (a resampling, so read from the table, but checked
+    to lie within the range of the differences, as every resampled mean does), and the report's
+    sentence ending of each: the bootstrap interval, the pairs, those with a run that diverged
+    or stalled, the verdict. Returns the count of those pairs by (method, base)."""
+    scores, ended, untrained_pairs = seed_scores(confirm), endings(store, confirm), {}
     for r in contrasts.itertuples():
         d = (scores[r.method] - scores[r.base]).dropna()
         low, high = d.mean() - t_half(d.to_numpy()), d.mean() + t_half(d.to_numpy())
+        assert r.mean == pytest.approx(d.mean()), r.method
         assert (r.t_low, r.t_high) == pytest.approx((low, high)), r.method
         assert d.min() - 1e-12 <= r.boot_low <= r.boot_high <= d.max() + 1e-12, r.method
         rule = ("higher" if low > 0 and r.boot_low > 0
@@ -353,14 +452,109 @@ def verdicts_agree(text: str, contrasts: pd.DataFrame, store: Path, confirm: pd.
                         for seed in d.index)  # fmt: skip
         pairs = f"{untrained} pair{'s' * (untrained > 1)}"
         clause = f" ({pairs} with a run that diverged or stalled)" if untrained else ""
-        assert (f"[{100 * r.boot_low:+.2f}, {100 * r.boot_high:+.2f}] (bootstrap, 10000 "
+        (method, epochs), (base, base_epochs) = (
+            confirm.loc[confirm["arm"].eq(arm), ["optimizer", "epochs"]].iloc[0]
+            for arm in (r.method, r.base)
+        )
+        assert (f"- {common.label(method)} ({epochs:.0f} epochs) minus {common.label(base)} at "
+                f"{base_epochs:.0f} epochs ({r.comparison}), test accuracy: {100 * d.mean():+.2f} "
+                f"points, 95% CI [{100 * low:+.2f}, {100 * high:+.2f}] (paired t) and "
+                f"[{100 * r.boot_low:+.2f}, {100 * r.boot_high:+.2f}] (bootstrap, 10000 "
                 f"resamples), {len(d)} seed pairs{clause}: {rule}." in text), r  # fmt: skip
+        untrained_pairs[(r.method, r.base)] = untrained
+    return untrained_pairs
 
 
-def recovery_agrees(text: str, store: Path, reruns: pd.DataFrame) -> None:
-    """Each arm's reruns without the loss limit by outcome, from their result and metrics files:
-    diverged (a non-finite loss), trained (final training-subset loss below 0.5x its initial
-    value), else ok but stalled; and the sentence on what the stop rule cut short."""
+def leader_agrees(text: str, confirm: pd.DataFrame) -> None:
+    """The sharpness-aware arm with the highest mean test score over its fresh seeds, and who
+    ties with it (95% t intervals overlapping its) or is below it (clear of it); a leader only
+    when no interval overlaps its."""
+    scores = seed_scores(confirm)
+    sam = sorted(confirm.loc[confirm["rho"].notna(), "arm"].unique())
+    mean = {arm: scores[arm].mean() for arm in sam}
+    half = {arm: t_half(scores[arm].to_numpy()) for arm in sam}
+    top = max(sam, key=mean.get)
+    tied = [a for a in sam if a != top and mean[a] + half[a] >= mean[top] - half[top]]
+    below = [a for a in sam if a != top and a not in tied]
+    name = f"{common.label(top)} ({100 * mean[top]:.2f}%)"
+
+    def listed(arms: list[str]) -> str:
+        return ", ".join(common.label(a) for a in common.ordered(arms))
+
+    if not tied:
+        said = (f"{name} has the highest test accuracy among the sharpness-aware arms, its 95% "
+                "interval clear of every other's.")  # fmt: skip
+    else:
+        lower = (f", and {listed(below)} {'is' if len(below) == 1 else 'are'} below it "
+                 "(intervals clear of its)") if below else ""  # fmt: skip
+        said = (f"No sharpness-aware arm leads: the highest mean is {name}; {listed(tied)} tie "
+                f"with it (95% intervals overlapping its){lower}.")  # fmt: skip
+    assert said in text, said
+
+
+def one_change_agrees(
+    text: str, contrasts: pd.DataFrame, untrained: dict[tuple[str, str], int]
+) -> None:
+    """The one-change sentence: each contrast of two arms that differ only in the ascent or only
+    in the descent, by the numbers of the contrasts table (checked by :func:`verdicts_agree`),
+    with its pairs holding a run that diverged or stalled (``untrained``, by method and base,
+    from :func:`verdicts_agree`), and how
+    many of them move test accuracy beyond seed noise."""
+    own = contrasts[contrasts["comparison"].str.startswith("only the")]
+    assert len(own), "the smoke grid has a one-change pair: LightSAM-I and SAM + AdaGrad-Norm"
+    said = []
+    for r in own.itertuples():
+        n = untrained[(r.method, r.base)]
+        pairs = f" ({n} pair{'s' * (n > 1)} with a run that diverged or stalled)" if n else ""
+        said.append(f"{common.label(r.method)} minus {common.label(r.base)} ({r.comparison}): "
+                    f"{100 * r.mean:+.2f} points, 95% CI [{100 * r.t_low:+.2f}, "
+                    f"{100 * r.t_high:+.2f}]{pairs}, {r.verdict}")  # fmt: skip
+    resolved = int(own["verdict"].ne("no difference resolved").sum())
+    verdict = (
+        f"{resolved} of the {len(own)} single changes move it beyond seed noise"
+        if resolved
+        else "no change of the ascent or the descent alone moves test accuracy beyond seed noise"
+    )
+    assert (f"One change at a time, each arm at its own cell selected on validation (so each is "
+            f"tuned over the same grid, not run at one lr and radius): {'; '.join(said)}; so "
+            f"{verdict}" in text), said  # fmt: skip
+
+
+def multiplicity_agrees(text: str, contrasts: pd.DataFrame) -> None:
+    """The Holm sentence: how many of the resolved contrasts keep a family-wise 5% level, by
+    the Holm-adjusted p-values that :func:`holm_agrees` recomputes; no sentence when none is
+    resolved."""
+    tested = contrasts.dropna(subset=["p"])
+    resolved = tested[tested["verdict"].ne("no difference resolved")]
+    if resolved.empty:
+        assert "Tested together" not in text
+        return
+    kept = resolved[resolved["holm_p"].lt(0.05)]
+    names = "; ".join(f"{common.label(r.method)} against "
+                      f"{common.label(common.optimizer_of(r.base))} at {r.base_epochs:.0f} epochs "
+                      "(Holm p "
+                      + ("< 0.001" if r.holm_p < 0.001 else f"= {r.holm_p:.3f}") + ")"
+                      for r in kept.itertuples())  # fmt: skip
+    assert (f"- Tested together, {len(kept)} of the {len(resolved)} resolved contrasts keep a "
+            f"family-wise 5% level (Holm over all {len(tested)} paired t-tests): "
+            f"{names or 'none'}." in text)  # fmt: skip
+
+
+def recovery_agrees(text: str, grid_store: Path, store: Path, reruns: pd.DataFrame) -> None:
+    """The audit's size: the grid's diverged runs, those of them the loss limit stopped (their
+    stopping loss recorded; the limit read from their configs), those rerun without it. Each
+    arm's reruns by outcome, from their result and metrics files: diverged (a non-finite loss),
+    trained (final training-subset loss below 0.5x its initial value), else ok but stalled; and
+    the sentence on what the stop rule cut short."""
+    grid = collect(grid_store).runs
+    diverged = grid[grid["status"].eq("diverged")]
+    stopped = diverged[diverged["stopping_loss"].notna()]
+    (limit,) = {files.read_config(grid_store / run_id)["divergence_loss"]
+                for run_id in stopped["run_id"]}  # fmt: skip
+    assert (f"Of the {len(diverged)} grid runs that diverged, {len(stopped)} were stopped by a "
+            f"loss above {limit:g} (the others by a non-finite loss, which cannot recover); of "
+            f"those, {len(reruns)} were rerun without the limit, so that only a non-finite loss "
+            "ends a run." in text)  # fmt: skip
     outcomes = {}
     for run in reruns.itertuples():
         final = [m["probe_loss"] for m in files.read_metrics(store / run.run_id)][-1:]
@@ -377,12 +571,62 @@ def recovery_agrees(text: str, store: Path, reruns: pd.DataFrame) -> None:
             else "No rerun trained: the stop rule cut short no run") in text  # fmt: skip
 
 
+def half_window(cells: pd.DataFrame) -> str:
+    """The lrs at which, in at least half of an arm's radii, every seed reached 1e-2."""
+    every = cells.groupby(["lr", "rho"], dropna=False)["steps_to_1e-2"].apply(
+        lambda s: s.notna().all()
+    )
+    share = every.groupby(level="lr").mean()
+    return ", ".join(sci(lr) for lr in share.index[share >= 0.5]) or "none"
+
+
+def best_cell(cells: pd.DataFrame, curves: pd.DataFrame, steps: int) -> str:
+    """An arm's best cell, the lowest median over seeds of the mean squared gradient norm up to
+    T (the first in (lr, rho) order among equals), with that median and the median slope of
+    log(mean up to T) against log(T) over horizons T >= steps / 100, fitted here from the
+    curves by least squares, not read from the cells."""
+    median = cells.groupby(["lr", "rho"], dropna=False)["avg_sq_grad"].median()
+    lr, rho = median.fillna(math.inf).idxmin()
+    at = (curves["lr"] == lr) & (curves["rho"].isna() if math.isnan(rho) else curves["rho"] == rho)
+    late = curves[at & (curves["T"] >= steps / 100)]
+    slopes = []
+    for _, seed in late.groupby("seed"):
+        y = np.log(seed["avg_sq_grad"].to_numpy())
+        finite = np.isfinite(y).all() and len(y) > 1
+        slopes.append(np.polyfit(np.log(seed["T"].to_numpy()), y, 1)[0] if finite else math.nan)
+    where = f"lr {sci(lr)}" + ("" if math.isnan(rho) else f", rho {sci(rho)}")
+    value = median.fillna(math.inf).min()
+    return (f"best cell ({where}): mean squared gradient norm {value:.2g} of the "
+            f"start, slope against T over the last two decades {pd.Series(slopes).median():.2f} "
+            "(the theorem's rate is -0.5).")  # fmt: skip
+
+
 def theorem_agrees(text: str, directory: Path) -> None:
     """The theorem's problem per arm, from its stored cells (``cells.csv``, a row per arm, lr,
-    rho and seed): the (lr, rho) cells in which every seed reached 1e-2 and 1e-3 of the start,
-    those in which some seed diverged; and each sharpness-aware arm's shares against its base's,
+    rho and seed) and curves (``curves.csv``, a row per cell, seed and horizon T): the runs that
+    ever came to 1e-4; the (lr, rho) cells in which every seed reached 1e-2 and 1e-3 of the
+    start, those in which some seed diverged, the lrs where most radii reached 1e-2, the best
+    cell (:func:`best_cell`); and each sharpness-aware arm's shares against its base's,
     different only by more than one cell of the base's grid."""
-    cells = pd.read_csv(directory / "cells.csv")
+    cells, curves = pd.read_csv(directory / "cells.csv"), pd.read_csv(directory / "curves.csv")
+    meta = json.loads((directory / "meta.json").read_text())
+    setting, lrs, rhos = (
+        meta["settings"],
+        sorted(set(cells["lr"])),
+        sorted(set(cells["rho"].dropna())),
+    )
+    smoothness = meta["smoothness"]
+    assert meta["cells"] == len(cells) and sorted(set(cells["seed"])) == sorted(setting["seeds"])
+    reached = int((cells["min_sq_grad"] <= 1e-4).sum())
+    assert (f"- Problem: {meta['description']}; n = {setting['n']}, d = {setting['dim']}, L <= "
+            f"{smoothness:.3g} (so 2/L = {2 / smoothness:.3g}), batch {setting['batch']}, D0 = "
+            f"{setting['d0']:g}, D1 = {setting['d1']:g}; T = {setting['steps']} steps; lr from "
+            f"{sci(lrs[0])} to {sci(lrs[-1])} ({math.log10(lrs[-1] / lrs[0]):.0f} decades), rho "
+            f"from {sci(rhos[0])} to {sci(rhos[-1])} ({math.log10(rhos[-1] / rhos[0]):.0f}); "
+            f"{len(setting['seeds'])} seeds; {len(cells)} runs in {meta['wall_s']:.0f} s. Targets: "
+            f"the squared gradient norm at 1e-2 and at 1e-3 of its start, within T, with every "
+            f"seed; {reached} of the {len(cells)} runs ever came to 1e-4 (their smallest squared "
+            "gradient norm)." in text)  # fmt: skip
     shares = {}
     for arm, own in cells.groupby("arm"):
         per_cell = own.groupby(["lr", "rho"], dropna=False)
@@ -393,7 +637,9 @@ def theorem_agrees(text: str, directory: Path) -> None:
         shares[arm] = {t: (k, n) for t, k in every.items()}
         assert (
             f"{common.label(arm)}: reached 1e-2: {every['1e-2']} of {n} cells; 1e-3: "
-            f"{every['1e-3']} of {n} cells; some seed diverged in {diverged};" in text
+            f"{every['1e-3']} of {n} cells; some seed diverged in {diverged}; learning rates at "
+            f"which at least half of the radii reached 1e-2: {half_window(own)}; "
+            f"{best_cell(own, curves[curves['arm'].eq(arm)], setting['steps'])}" in text
         ), arm
     for method, base in common.BASE_OF.items():
         if method not in shares or base not in shares:
@@ -446,7 +692,18 @@ def generalisation_statement_agrees(text: str, contrasts: pd.DataFrame) -> None:
                 f"0): differences {100 * own['mean'].min():+.2f} to {100 * own['mean'].max():+.2f} "
                 f"points, {own['pairs'].max()} seed pairs" in text)  # fmt: skip
     else:
-        assert "Beyond seed noise (both the paired t and the bootstrap 95% interval" in text
+        said = " and ".join(
+            f"{r.verdict} than AdaGrad-Norm at {r.base_epochs:.0f} epochs ({100 * r.mean:+.2f} "
+            f"points, 95% CI [{100 * r.t_low:+.2f}, {100 * r.t_high:+.2f}] (t), "
+            f"[{100 * r.boot_low:+.2f}, {100 * r.boot_high:+.2f}] (bootstrap))"
+            for r in own[~unresolved].itertuples()
+        )
+        rest = int(unresolved.sum())
+        others = (f"; the variants' other {rest} contrast(s) with their bases are not resolved"
+                  if rest else "")  # fmt: skip
+        assert (f"- Beyond seed noise (both the paired t and the bootstrap 95% interval clear of "
+                f"0), in test accuracy at the selected cells, LightSAM-I scores {said}{others}."
+                in text), said  # fmt: skip
     hint = own[unresolved & ((own["boot_low"] > 0) | (own["boot_high"] < 0))]
     for r in hint.itertuples():
         assert (
@@ -467,30 +724,35 @@ def generalisation_statement_agrees(text: str, contrasts: pd.DataFrame) -> None:
 
 def study_agrees(text: str, runs: Path, tables: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
-    failure count, its lr and radius windows and the one-change radius sentence, its near-best
-    count, the selected cells and paired differences on the fresh seeds with their verdicts and
-    Holm-adjusted p-values (in ``tables``, the contrasts' CSV), the tuning cost at each k the
-    report gives, and the recovery audit's size and outcomes."""
+    endings and where they fall, its lr and radius windows, their change from E // 2 to E
+    epochs and the one-change radius sentence, its near-best count, the selected cells, the
+    leader (if any) and the paired differences on the fresh seeds with their verdicts and
+    Holm-adjusted p-values (in ``tables``, the contrasts' CSV), the statement, the tuning cost
+    at each k the report gives, and the recovery audit's size and outcomes."""
     headings = ("What the data support", "learning-rate windows against the budget",
                 "How each run ended", "Generalisation at the cells selected on validation",
                 "Near best, by the seed noise", "The recovery audit", "Tuning cost")  # fmt: skip
     for heading in headings:
         assert heading in text, heading
     grid, confirm = collect(runs / "smoke").runs, collect(runs / "smoke_confirm").runs
+    epochs = int(grid.loc[grid["rho"].notna(), "epochs"].max())
     failures_agree(text, runs / "smoke", grid)
-    widths = windows_agree(text, runs / "smoke", grid)
+    widths, changes, swap = windows_agree(text, runs / "smoke", grid)
+    window_changes_agree(text, changes, epochs)
     convergence_agrees(text, runs / "smoke", grid)
     near_best_agrees(text, grid, confirm)
     confirmation_agrees(text, runs / "smoke_confirm", confirm)
+    leader_agrees(text, confirm)
     contrasts = pd.read_csv(tables / "budget_contrasts.csv")
     holm_agrees(contrasts, confirm)
-    verdicts_agree(text, contrasts, runs / "smoke_confirm", confirm)
-    statement_agrees(text, widths, contrasts)
+    untrained = verdicts_agree(text, contrasts, runs / "smoke_confirm", confirm)
+    one_change_agrees(text, contrasts, untrained)
+    multiplicity_agrees(text, contrasts)
+    statement_agrees(text, widths, contrasts, epochs, swap)
     generalisation_statement_agrees(text, contrasts)
     tuning_agrees(text, grid)
     reruns = collect(runs / "smoke_recovery").runs
-    assert f"of those, {len(reruns)} were rerun without the limit" in text
-    recovery_agrees(text, runs / "smoke_recovery", reruns)
+    recovery_agrees(text, runs / "smoke", runs / "smoke_recovery", reruns)
 
 
 def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path):
@@ -503,7 +765,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     first = lightsam("reproduce", "--preset", "smoke", "--out", str(runs), cwd=elsewhere)
     assert "sweep smoke: 16 of 16 runs to launch" in first
     # Fresh seeds 1-3 at each arm's selected cell: SGD-SAM, LightSAM-I, SAM + AdaGrad-Norm, SGD
-    # and AdaGrad-Norm at 1 and 2 epochs;
+    # and AdaGrad-Norm at 2 and 4 epochs;
     # and SGD-SAM's runs at lr = 10 that the loss limit stopped (not a non-finite loss), without.
     assert "sweep smoke (confirm): 21 of 21 runs to launch" in first
     grid = collect(runs / "smoke").runs
@@ -532,7 +794,8 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
 
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
-    assert "16 runs planned" in text and "0 missing" in text and "Outside the plan" not in text
+    store_header_agrees(text, runs / "smoke")
+    assert "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
     theorem_agrees(text, runs / "theorem")
@@ -540,16 +803,18 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
     assert "budget_windows.png" in block and "| SGD-SAM |" in block
-    assert "After 1 epochs at the middle radius" in block  # the plain statement
+    assert "After 2 epochs at the middle radius" in block  # the plain statement
     assert "theorem_steps.png" in block and "LightSAM-I against" in block
     assert (ROOT / "README.md").read_text() != readme.read_text()
 
-    # The sweep file edited (epochs 1 -> 2) and rerun into the same store: the old runs are
-    # outside the new plan, listed, and pooled into nothing; SGD's runs, at 2 epochs already,
-    # are the same computations and are not run again.
+    # The sweep file edited (epochs 2 -> 3) and rerun into the same store: the old runs are
+    # outside the new plan, listed, and pooled into nothing; the bases' runs, at 4 epochs of
+    # their own, are the same computations and are not run again.
     edited = elsewhere / "smoke.yaml"
     text = (ROOT / "sweeps" / "smoke.yaml").read_text()
-    text = text.replace("../experiments/", f"{ROOT}/experiments/").replace("epochs: 1", "epochs: 2")
+    text = text.replace("../experiments/", f"{ROOT}/experiments/").replace(
+        "epochs: 2\n", "epochs: 3\n"
+    )
     edited.write_text(text)
     rerun = lightsam("sweep", str(edited), "--out", str(runs / "smoke"), cwd=elsewhere)
     assert "12 of 16 runs to launch" in rerun and "12 run(s) in" in rerun
@@ -559,10 +824,10 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
              cwd=elsewhere)  # fmt: skip
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
-    assert "`2` epochs" in text and "16 runs planned" in text
+    assert "`3` / `4` epochs" in text and "16 runs planned" in text
     assert "Outside the plan: 12 run directories" in text
     collection = collect(runs / "smoke")
-    assert len(collection.runs) == 16 and set(collection.runs["epochs"]) == {2.0}
+    assert len(collection.runs) == 16 and set(collection.runs["epochs"]) == {3.0, 4.0}
     assert aggregate(collection.runs)["n"].max() == 1  # one seed a cell, as planned
 
 

@@ -1,0 +1,101 @@
+"""Hand computations of what the study reports, from a store's result and metrics files, written
+from the report's stated definitions: nothing here shares code with ``analysis``. The miniature
+(``test_reproduce``) and its figure checks judge the report and the figures against them."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from lightsam import store as files
+
+ENDINGS = ("diverged", "stalled", "still improving", "trained")
+
+
+def score(run: pd.Series) -> float:
+    """A run's test accuracy, a diverged one at chance (10 classes)."""
+    return run["test_acc"] if run["status"] == "ok" else 0.1
+
+
+def seed_scores(confirm: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each confirmation arm's test scores, by seed."""
+    return {arm: own.set_index("seed").apply(score, axis=1) for arm, own in confirm.groupby("arm")}
+
+
+def t_half(values: np.ndarray) -> float:
+    return scipy.stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+
+
+def ending(status: str, initial: float, losses: list[float]) -> str:
+    """How a run ended, by the report's stated definitions: diverged; stalled at 0.9 x its
+    initial probe loss or above; still improving when its loss fell by more than 10% over the
+    last fifth of its epochs (at least the last one); else trained."""
+    if status == "diverged":
+        return "diverged"
+    curve = [initial, *losses]
+    if curve[-1] >= 0.9 * initial:
+        return "stalled"
+    earlier = curve[-1 - max(1, len(losses) // 5)]
+    return "still improving" if curve[-1] < 0.9 * earlier else "trained"
+
+
+def endings(store: Path, runs: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each arm's runs' endings (:func:`ending`), by seed, from their result and metrics files."""
+    return {
+        arm: pd.Series(
+            [ending(run.status, run.probe_loss_initial,
+                    [m["probe_loss"] for m in files.read_metrics(store / run.run_id)])
+             for run in own.itertuples()],
+            index=own["seed"],
+        )
+        for arm, own in runs.groupby("arm")
+    }  # fmt: skip
+
+
+def probe_curve(store: Path, run: Any) -> list[float]:
+    """A run's training-subset loss at the end of each epoch, infinite from the epoch it
+    diverged in."""
+    logged = {m["epoch"]: m["probe_loss"] for m in files.read_metrics(store / run.run_id)}
+    stop = run.diverged_epoch if run.status == "diverged" else math.inf
+    return [math.inf if e >= stop else logged[e] for e in range(1, int(run.epochs) + 1)]
+
+
+def window_of(x: list[float], losses: list[float], best: float) -> tuple[float, int, float, float]:
+    """The report's stated window: the x (log10 of lr or radius) where the loss is at most 2x
+    ``best``, log-loss linear between neighbouring finite grid points, nothing across an
+    infinite one: (width, grid points inside, lowest x, highest x)."""
+    points = sorted(zip(x, losses, strict=True))
+    limit = math.log(2 * best)
+    ends = [xi for xi, loss in points if loss <= 2 * best]
+    inside, width = len(ends), 0.0
+    for (x0, l0), (x1, l1) in itertools.pairwise(points):
+        if not (math.isfinite(l0) and math.isfinite(l1)):
+            continue
+        a, b = math.log(l0) - limit, math.log(l1) - limit
+        if a > 0 and b > 0:
+            continue
+        crossing = x0 + (x1 - x0) * a / (a - b) if a != b else x0
+        low, high = (x0 if a <= 0 else crossing), (x1 if b <= 0 else crossing)
+        width += high - low
+        ends += [low, high]
+    return width, inside, min(ends, default=math.nan), max(ends, default=math.nan)
+
+
+def radius_levels(sam: pd.DataFrame) -> tuple[dict[tuple[str, float], int], dict[int, float]]:
+    """The radius level of each sharpness-aware (arm, rho), the rank of its rho, and each level's
+    radius, the median realised first ascent of the runs at it: for a grid whose arms all run
+    over the same number of rhos, as the smoke grid's do (a single-rho arm would sit at the
+    middle level, and a level's line would leave it out of the others)."""
+    assert sam.groupby("arm")["rho"].nunique().nunique() == 1
+    level = {(run.arm, run.rho): sorted(set(own["rho"])).index(run.rho)
+             for arm, own in sam.groupby("arm") for run in own.itertuples()}  # fmt: skip
+    radius = {lv: float(np.median([r.perturbation_norm_first for r in sam.itertuples()
+                                   if level[(r.arm, r.rho)] == lv]))
+              for lv in sorted(set(level.values()))}  # fmt: skip
+    return level, radius
