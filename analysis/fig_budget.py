@@ -37,6 +37,7 @@ OUTCOMES = {
     "still improving": {"color": common.OKABE_ITO["sky blue"]},
     "trained": {"color": common.OKABE_ITO["bluish green"]},
 }
+GRID_ENDINGS = "How each grid run ended, at its last epoch (training-subset loss)"
 
 
 def _line(ax: Axes, x: pd.Series, y: pd.Series, arm: str, **extra: object) -> None:
@@ -45,7 +46,8 @@ def _line(ax: Axes, x: pd.Series, y: pd.Series, arm: str, **extra: object) -> No
     )
 
 
-def windows_figure(t: StudyTables, out: Path) -> list[Path]:
+def windows(t: StudyTables) -> Figure:
+    """``budget_windows`` (see the module docstring)."""
     w = t.windows
     sam, bases = w[w["level"].notna()], w[w["level"].isna()]
     epochs = int((sam if len(sam) else w)["epoch"].max())
@@ -89,7 +91,7 @@ def windows_figure(t: StudyTables, out: Path) -> list[Path]:
         "best, against the budget\n(bases dashed; dotted: a base at 2× the epochs, the same "
         "gradient evaluations)"
     )
-    return common.save(fig, out, "budget_windows")
+    return fig
 
 
 def _windows_panel(
@@ -128,13 +130,10 @@ def _windows_panel(
             )
 
 
-def failures_figure(
-    counts: pd.DataFrame,
-    meanings: Mapping[str, str],
-    out: Path,
-    title: str = "How each grid run ended, at its last epoch (training-subset loss)",
-    name: str = "budget_failures",
-) -> list[Path]:
+def failures(
+    counts: pd.DataFrame, meanings: Mapping[str, str], title: str = GRID_ENDINGS
+) -> Figure:
+    """Per arm (a row of ``counts``), its runs in each class of ``meanings``, stacked."""
     fig = Figure(figsize=(11, 0.45 * len(counts) + 2.8), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(counts))[::-1]
@@ -167,10 +166,11 @@ def failures_figure(
     ax.set_xlabel("grid runs (count)")
     fig.legend(loc="outside lower center", ncols=2, frameon=False)
     ax.set_title(title)
-    return common.save(fig, out, name)
+    return fig
 
 
-def contrasts_figure(c: pd.DataFrame, out: Path) -> list[Path]:
+def contrasts(c: pd.DataFrame) -> Figure:
+    """``budget_contrasts`` of the contrasts' table ``c``."""
     fig = Figure(figsize=(12, 0.5 * len(c) + 3.4), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(c))[::-1]
@@ -211,10 +211,11 @@ def contrasts_figure(c: pd.DataFrame, out: Path) -> list[Path]:
         "Test accuracy, sharpness-aware minus its base or its one-change control, at the cells "
         f"selected on validation\n(paired by seed; each method at {epochs} epochs)"
     )
-    return common.save(fig, out, "budget_contrasts")
+    return fig
 
 
-def tuning_figure(curves: pd.DataFrame, out: Path) -> list[Path]:
+def tuning(curves: pd.DataFrame) -> Figure:
+    """``budget_tuning`` of the tuning-cost table ``curves``."""
     fig = Figure(figsize=(15, 5.6), layout="constrained")
     by_k, by_cost = fig.subplots(1, 2, sharey=True)
     for arm in common.ordered(curves[ARM]):
@@ -243,7 +244,7 @@ def tuning_figure(curves: pd.DataFrame, out: Path) -> list[Path]:
     by_k.set_title(f"Expected best of k random grid cells ({seeds})")
     by_cost.set_title("The same against measured compute (a SAM step takes 2 passes)")
     by_cost.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return common.save(fig, out, "budget_tuning")
+    return fig
 
 
 @common.styled
@@ -251,11 +252,11 @@ def make(t: StudyTables, out: Path) -> list[Path]:
     """The study's figures of what ``t`` holds (a figure whose table is absent is not drawn)."""
     paths = []
     if t.windows is not None and not t.windows.empty:
-        paths += windows_figure(t, out)
+        paths += common.save(windows(t), out, "budget_windows")
     if t.failures is not None and not t.failures.empty:
-        paths += failures_figure(t.failure_counts, t.failure_meanings, out)
+        paths += common.save(failures(t.failure_counts, t.failure_meanings), out, "budget_failures")
     if t.contrasts is not None and not t.contrasts.empty:
-        paths += contrasts_figure(t.contrasts, out)
+        paths += common.save(contrasts(t.contrasts), out, "budget_contrasts")
     if t.tuning is not None and not t.tuning.empty:
-        paths += tuning_figure(t.tuning, out)
+        paths += common.save(tuning(t.tuning), out, "budget_tuning")
     return paths

@@ -85,11 +85,12 @@ def panels(count: int, height: float) -> tuple[Figure, np.ndarray]:
     return fig, axes
 
 
-def steps_figure(cells: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+def steps(cells: pd.DataFrame, meta: dict[str, Any]) -> Figure:
+    """``theorem_steps`` of the stored ``cells`` (see the module docstring)."""
     table = per_cell(cells)
     arms = common.ordered(table["arm"].unique())
-    steps = meta["settings"]["steps"]
-    norm = LogNorm(vmin=meta["settings"]["record_every"], vmax=steps)
+    horizon = meta["settings"]["steps"]
+    norm = LogNorm(vmin=meta["settings"]["record_every"], vmax=horizon)
     fig, axes = panels(len(arms), 4.2)
     for ax, arm in zip(axes, arms, strict=False):
         rhos, lrs, values, marks, texts = cell_grid(table[table["arm"].eq(arm)])
@@ -103,7 +104,7 @@ def steps_figure(cells: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[P
         stability_bound(ax, lrs, meta["smoothness"])
         ax.set_xlabel("learning rate η")
         ax.set_title(common.label(arm), fontweight="bold")
-    fig.colorbar(image, ax=axes, label=f"steps until ‖∇f‖² ≤ 0.01 ‖∇f(x₀)‖² (of T = {steps})",
+    fig.colorbar(image, ax=axes, label=f"steps until ‖∇f‖² ≤ 0.01 ‖∇f(x₀)‖² (of T = {horizon})",
                  shrink=0.8, aspect=40)  # fmt: skip
     handles = common.heatmap_legend(
         partial=True,
@@ -114,10 +115,11 @@ def steps_figure(cells: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[P
     handles += axes[0].get_legend_handles_labels()[0]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
     fig.suptitle(title(meta, "Steps to a hundredth of the initial squared gradient norm"))
-    return common.save(fig, out, "theorem_steps")
+    return fig
 
 
-def rates_figure(curves: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+def rates(curves: pd.DataFrame, meta: dict[str, Any]) -> Figure:
+    """``theorem_rates`` of the stored ``curves`` (see the module docstring)."""
     arms = common.ordered(curves["arm"].unique())
     lrs = sorted(curves["lr"].unique())
     colors = colormaps["viridis"](np.linspace(0, 0.9, len(lrs)))
@@ -150,7 +152,7 @@ def rates_figure(curves: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     fig.suptitle(title(meta, "Mean squared gradient norm up to T, median over seeds"))
-    return common.save(fig, out, "theorem_rates")
+    return fig
 
 
 def title(meta: dict[str, Any], what: str) -> str:
@@ -165,7 +167,8 @@ def title(meta: dict[str, Any], what: str) -> str:
 @common.styled
 def make(directory: Path, out: Path) -> list[Path]:
     cells, curves, meta = read(directory)
-    return steps_figure(cells, meta, out) + rates_figure(curves, meta, out)
+    figures = {"theorem_steps": steps(cells, meta), "theorem_rates": rates(curves, meta)}
+    return [path for name, fig in figures.items() for path in common.save(fig, out, name)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -175,11 +175,9 @@ def make(grid: Path, out: Path) -> list[Path]:
         write_csv(f, out, "screening_failures"),
     ]
     if not f.empty:
-        paths += fig_budget.failures_figure(
-            failure_counts(f), FAILURES, out,
-            title="How each run ended, at the last epoch it trained (its rung; training loss)",
-            name="screening_failures",
-        )  # fmt: skip
+        title = "How each run ended, at the last epoch it trained (its rung; training loss)"
+        fig = fig_budget.failures(failure_counts(f), FAILURES, title)
+        paths += common.save(fig, out, "screening_failures")
 
     fig = Figure(figsize=(15, 5.6), layout="constrained")
     by_epoch, by_cost = fig.subplots(1, 2)

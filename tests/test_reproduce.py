@@ -1,5 +1,7 @@
-"""A miniature `make reproduce`, end to end: experiments, figures, tables, REPORT.md, README; then
-the sweep file edited and rerun, whose old runs must stay out of every number."""
+"""A miniature `make reproduce`, end to end: experiments, figures, tables, REPORT.md, README, each
+sentence and figure checked against hand computations from the stores (``study_reference``,
+``figure_checks``); then the sweep file edited and rerun, whose old runs must stay out of every
+number."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from figure_checks import budget_figures_agree, theorem_figures_agree
 from study_reference import (
     ENDINGS,
     ending,
@@ -800,6 +803,8 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
         assert (report.parent / image).exists(), image
     theorem_agrees(text, runs / "theorem")
     study_agrees(text, runs, figures / "smoke")
+    theorem_figures_agree(runs / "theorem")
+    budget_figures_agree(runs / "smoke", runs / "smoke_confirm", runs / "smoke_recovery")
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
     assert "budget_windows.png" in block and "| SGD-SAM |" in block

@@ -1,0 +1,374 @@
+"""Checks that the study's figures draw what the stores hold: each figure is built by the
+production code (``analysis.fig_budget``, ``analysis.fig_theorem``) from the stores, what it
+draws is read back from its artists (line data, bar patches, image values, tick labels), and
+compared with the hand computations of ``study_reference`` from the same stores' result,
+metrics and theorem files. Every figure is also checked to be readable: each panel titled and
+labelled, and a legend or a colour bar."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from study_reference import (
+    ENDINGS,
+    ending,
+    probe_curve,
+    radius_levels,
+    score,
+    seed_scores,
+    t_half,
+    window_of,
+)
+
+from analysis import common, fig_budget, fig_theorem
+from analysis.results import collect
+from analysis.study import read_tables
+from lightsam import store as files
+
+SHIFT = 0.12  # the windows figure's largest sideways shift of a line off its epoch
+MATCHED = " at 2× the epochs"  # a base's line at twice the epochs, labelled so
+TARGET = "steps_to_1e-2"
+
+
+def budget_figures_agree(grid: Path, confirm: Path, recovery: Path) -> None:
+    """The budget study's four figures, built from the grid, confirmation and recovery stores,
+    against the hand computations from the grid's and the confirmation's runs."""
+    tables = read_tables(grid, confirm, recovery)
+    runs = complete(collect(grid).runs)
+    windows_drawn(fig_budget.windows(tables), grid, runs)
+    failures_drawn(fig_budget.failures(tables.failure_counts, tables.failure_meanings), grid, runs)
+    contrasts_drawn(fig_budget.contrasts(tables.contrasts), tables.contrasts, collect(confirm).runs)
+    tuning_drawn(fig_budget.tuning(tables.tuning), runs)
+
+
+def theorem_figures_agree(directory: Path) -> None:
+    """The theorem's two figures, built from its directory, against its ``cells.csv``,
+    ``curves.csv`` and ``meta.json``."""
+    cells, curves, meta = fig_theorem.read(directory)
+    steps_drawn(fig_theorem.steps(cells, meta), directory)
+    rates_drawn(fig_theorem.rates(curves, meta), directory)
+
+
+def complete(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that say something about the optimizer: those that finished or diverged."""
+    return runs[runs["status"].isin(["ok", "diverged"])]
+
+
+# -- readable at a glance -------------------------------------------------------------------------
+
+
+def colorbars(fig: Figure) -> set[Axes]:
+    return {im.colorbar.ax for ax in fig.axes for im in ax.images if im.colorbar is not None}
+
+
+def panels(fig: Figure) -> list[Axes]:
+    """The figure's drawn axes, its colour bars left out."""
+    return [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax not in colorbars(fig)]
+
+
+def named(ax: Axes) -> bool:
+    """Whether the y ticks are labelled with names (each row says what it is), or absent."""
+    texts = [label.get_text() for label in ax.get_yticklabels()]
+    return not texts or not all(is_number(text) for text in texts)
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text.replace("−", "-"))
+    except ValueError:
+        return False
+    return True
+
+
+def readable(fig: Figure) -> None:
+    """Every panel has a title and an x label, and a y label unless its y ticks name its rows
+    or are absent, or a panel earlier in its row (the same quantity) has one; the figure has a
+    legend with entries or a colour bar."""
+    fig.draw_without_rendering()  # the tick labels are formatted when drawn
+    labelled_rows = set()
+    for ax in panels(fig):
+        assert ax.get_title(), "a panel without a title"
+        assert ax.get_xlabel(), ax.get_title()
+        row = ax.get_subplotspec().rowspan.start
+        if ax.get_ylabel():
+            labelled_rows.add(row)
+        assert row in labelled_rows or named(ax), ax.get_title()
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    assert any(legend.get_texts() for legend in legends) or colorbars(fig), "no legend"
+
+
+def lines_by_label(ax: Axes) -> dict[str, np.ndarray]:
+    """Each line's data, by its label (each label checked to be drawn once)."""
+    labels = [line.get_label() for line in ax.lines]
+    assert len(set(labels)) == len(labels), f"a line drawn twice in {ax.get_title()}: {labels}"
+    return {line.get_label(): line.get_xydata() for line in ax.lines}
+
+
+# -- budget_windows -------------------------------------------------------------------------------
+
+
+def hand_windows(store: Path, runs: pd.DataFrame) -> dict[tuple[str, int | None], list[float]]:
+    """Each lr window's width in decades after epochs 1, 2, ... of the arm's run, keyed by arm
+    and radius level (None for a base): at the cells of that level, against the arm's best
+    finite loss over its whole grid at that epoch (no window without one)."""
+    assert not runs.duplicated(["arm", "lr", "rho"]).any(), "one seed a grid cell"
+    curves = {run.run_id: probe_curve(store, run) for run in runs.itertuples()}
+    level, _ = radius_levels(runs[runs["rho"].notna()])
+    widths = {}
+    for arm, own in runs.groupby("arm"):
+        levels = np.array([level.get((arm, rho)) for rho in own["rho"]])
+        x = np.log10(own["lr"].to_numpy())
+        for epoch in range(1, int(own["epochs"].max()) + 1):
+            losses = np.array([curves[run_id][epoch - 1] for run_id in own["run_id"]])
+            best = losses[np.isfinite(losses)].min(initial=math.inf)
+            for lv in set(levels):
+                at = levels == lv
+                found = window_of(list(x[at]), list(losses[at]), best) if best < math.inf else [0]
+                widths.setdefault((arm, lv), []).append(found[0])
+    return widths
+
+
+def epochs_of(xy: np.ndarray) -> np.ndarray:
+    """The epochs a windows line is drawn at, checked to be shifted by one offset of at most
+    ``SHIFT``."""
+    epochs = np.round(xy[:, 0])
+    offset = xy[:, 0] - epochs
+    assert np.abs(offset).max() <= SHIFT + 1e-9 and np.ptp(offset) < 1e-9, xy[:, 0]
+    return epochs
+
+
+def windows_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
+    """``budget_windows``: column j holds radius level j, its realised radius in each title;
+    every sharpness-aware arm's widths at each level (:func:`hand_windows`) drawn once over its
+    column's panels; every base's in every panel, and in the first row also at twice the
+    epochs (see :func:`panel_lines`)."""
+    readable(fig)
+    widths = hand_windows(store, runs)
+    sam = runs[runs["rho"].notna()]
+    _, radius = radius_levels(sam)
+    bases = {arm for arm, level in widths if level is None}
+    found = []
+    for ax in panels(fig):
+        column, row = ax.get_subplotspec().colspan.start, ax.get_subplotspec().rowspan.start
+        assert f"realised ‖e₁‖ ≈ {radius[column]:.2g}" in ax.get_title(), ax.get_title()
+        drawn = panel_lines(ax, widths, column, int(sam["epochs"].max()))
+        # The first row, the methods', also has each base at equal gradient evaluations.
+        twice = [False, True] if row == 0 else [False]
+        own = {(base, matched) for base in bases for matched in twice}
+        assert {key for key in drawn if key[0] in bases} == own, (column, row)
+        found += [key for key in drawn if key[0] not in bases]
+    assert sorted(found) == sorted(key for key in widths if key[1] is not None), found
+
+
+def panel_lines(
+    ax: Axes, widths: dict[tuple[str, int | None], list[float]], level: int, epochs: int
+) -> list[tuple[str, int | bool]]:
+    """Each line of a windows panel at radius ``level`` against the sharpness-aware arms'
+    ``epochs``: an arm's widths at the level after each epoch, a base's after each epoch, or
+    after 2, 4, .., 2 ``epochs`` (labelled so) at half of them, each at its epoch shifted
+    sideways by at most ``SHIFT``, within the y-limits. Returns the lines' (arm, level) or, a
+    base's, (arm, whether at twice the epochs)."""
+    arm_of = {common.label(arm): arm for arm, _ in widths}
+    low, high = ax.get_ylim()
+    drawn = []
+    for label, xy in lines_by_label(ax).items():
+        twice = label.endswith(MATCHED)
+        arm = arm_of[label.removesuffix(MATCHED)]
+        base = (arm, None) in widths
+        own = widths[(arm, None if base else level)]
+        want = own[1::2] if twice else own
+        assert list(epochs_of(xy)) == list(range(1, epochs + 1)), (label, level)
+        assert list(xy[:, 1]) == pytest.approx(want[:epochs]), (label, level)
+        assert low <= xy[:, 1].min() and xy[:, 1].max() <= high, (label, ax.get_ylim())
+        drawn.append((arm, twice if base else level))
+    return drawn
+
+
+# -- budget_failures ------------------------------------------------------------------------------
+
+
+def failures_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
+    """``budget_failures``: per arm, named by the tick label at its bar, the segment of each
+    ending (the legend entry it starts with) as long as the arm's runs that ended so, by
+    :func:`study_reference.ending` from each run's metrics, stacked from 0 in turn."""
+    readable(fig)
+    (ax,) = panels(fig)
+    arm_at = {round(y): label.get_text()
+              for y, label in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)}  # fmt: skip
+    drawn = collections.defaultdict(dict)
+    for bars in ax.containers:
+        kind = next(e for e in ENDINGS if bars.get_label().startswith(e))
+        for patch in bars.patches:
+            arm = arm_at[round(patch.get_y() + patch.get_height() / 2)]
+            assert patch.get_x() == sum(drawn[arm].values()), (arm, kind)  # stacked in turn
+            drawn[arm][kind] = patch.get_width()
+    for arm, own in runs.groupby("arm"):
+        counts = collections.Counter(
+            ending(run.status, run.probe_loss_initial,
+                   [m["probe_loss"] for m in files.read_metrics(store / run.run_id)])
+            for run in own.itertuples()
+        )  # fmt: skip
+        assert drawn.pop(common.label(arm)) == {e: counts[e] for e in ENDINGS}, arm
+    assert not drawn, f"bars of arms the store does not hold: {list(drawn)}"
+
+
+# -- budget_contrasts -----------------------------------------------------------------------------
+
+
+def contrasts_drawn(fig: Figure, contrasts: pd.DataFrame, confirm: pd.DataFrame) -> None:
+    """``budget_contrasts``: one row per contrast of the table, named by its y tick label;
+    the thin line its paired t 95% interval and the point its mean, of the test-score
+    differences paired by seed (a diverged run at chance), in points; the thick line the
+    table's bootstrap interval, within the differences' range; a line at 0."""
+    readable(fig)
+    (ax,) = panels(fig)
+    names = [label.get_text() for label in ax.get_yticklabels()]
+    assert len(names) == len(contrasts), names
+    at = dict(zip(names, ax.get_yticks(), strict=True))
+    scores = seed_scores(confirm)
+    drawn = rows_of(ax)
+    for r in contrasts.itertuples():
+        name = (f"{common.label(r.method)} − {common.label(common.optimizer_of(r.base))} at "
+                f"{r.base_epochs:.0f} epochs")  # fmt: skip
+        (mean,), t, boot = drawn[at[name]]
+        d = 100 * (scores[r.method] - scores[r.base]).dropna().to_numpy()
+        assert mean == pytest.approx(d.mean()), name
+        assert t == pytest.approx([d.mean() - t_half(d), d.mean() + t_half(d)]), name
+        assert boot == pytest.approx([100 * r.boot_low, 100 * r.boot_high]), name
+        assert d.min() - 1e-9 <= boot[0] <= boot[1] <= d.max() + 1e-9, name
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.lines), "no line at 0"
+
+
+def rows_of(ax: Axes) -> dict[float, tuple[list[float], list[float], list[float]]]:
+    """Per row of a contrasts panel: the x of its point, then of its intervals by increasing
+    line width."""
+    rows = collections.defaultdict(list)
+    for line in ax.lines:
+        xy = line.get_xydata()
+        if np.ptp(xy[:, 1]) == 0:  # horizontal: the point and the intervals, not the line at 0
+            rows[xy[0, 1]].append((len(xy), line.get_linewidth(), list(xy[:, 0])))
+    return {y: tuple(x for *_, x in sorted(row)) for y, row in rows.items()}
+
+
+# -- budget_tuning --------------------------------------------------------------------------------
+
+
+def hand_best_of_k(own: pd.DataFrame) -> list[float]:
+    """At k = 1 .. the arm's cells, the mean over every k-subset of its grid cells (one seed
+    each, a diverged run at chance) of the test score of the subset's best on validation (the
+    mean of those tied on it)."""
+    cells = [(0.1 if r.status == "diverged" else r.val_acc, score(r)) for _, r in own.iterrows()]
+    expected = []
+    for k in range(1, len(cells) + 1):
+        picked = []
+        for subset in itertools.combinations(cells, k):
+            top = max(val for val, _ in subset)
+            picked.append(np.mean([test for val, test in subset if val == top]))
+        expected.append(float(np.mean(picked)))
+    return expected
+
+
+def tuning_drawn(fig: Figure, runs: pd.DataFrame) -> None:
+    """``budget_tuning``: per arm, against k = 1 .. its cells, the expected test accuracy (%)
+    of the validation-best of k random cells, :func:`hand_best_of_k`; against measured compute
+    the same, at k times the arm's mean wall minutes a grid run."""
+    readable(fig)
+    by_k, by_cost = (lines_by_label(ax) for ax in panels(fig))
+    assert by_k.keys() == by_cost.keys() == {common.label(arm) for arm in runs["arm"]}
+    for arm, own in runs.groupby("arm"):
+        name, expected = common.label(arm), hand_best_of_k(own)
+        k = np.arange(1, len(expected) + 1)
+        assert list(by_k[name][:, 0]) == list(k), name
+        for drawn in (by_k[name], by_cost[name]):
+            assert list(drawn[:, 1]) == pytest.approx([100 * e for e in expected]), name
+        minutes = own["wall_s"].mean() / 60
+        assert minutes > 0 and list(by_cost[name][:, 0] / k) == pytest.approx([minutes] * len(k))
+
+
+# -- the theorem ----------------------------------------------------------------------------------
+
+
+def by_title(fig: Figure) -> Iterator[tuple[str, Axes]]:
+    """Each panel with the arm its title names (its label, before any ``, ρ = ...``)."""
+    for ax in panels(fig):
+        yield ax.get_title().split(", ρ = ")[0], ax
+
+
+def tick_values(labels: list[Text]) -> list[float]:
+    """The values the tick labels give (drawn, so formatted: see :func:`readable`)."""
+    return [float(label.get_text().replace("−", "-")) for label in labels]
+
+
+def steps_drawn(fig: Figure, directory: Path) -> None:
+    """``theorem_steps``: per arm, the heatmap's (rho, lr) cell holds the median over seeds of
+    the steps to 1e-2 of those that got there, NaN where none did or every seed diverged, and
+    those that all diverged are hatched; rows are the sorted rhos and columns the sorted lrs,
+    as the ticks say (one row and no ticks for an arm without rho); the dashed 2/L lines sit at
+    2/L on the columns' log-lr scale."""
+    readable(fig)
+    cells = pd.read_csv(directory / "cells.csv")
+    smoothness = json.loads((directory / "meta.json").read_text())["smoothness"]
+    arm_of = {common.label(arm): arm for arm in cells["arm"]}
+    drawn = dict(by_title(fig))
+    assert sorted(arm_of[title] for title in drawn) == sorted(set(cells["arm"]))
+    for title, ax in drawn.items():
+        own = cells[cells["arm"].eq(arm_of[title])]
+        rhos, lrs = sorted(own["rho"].dropna().unique()), sorted(own["lr"].unique())
+        assert tick_values(ax.get_xticklabels()) == pytest.approx(lrs), title
+        assert tick_values(ax.get_yticklabels()) == pytest.approx(rhos), title
+        expected, hatched = np.full((max(len(rhos), 1), len(lrs)), math.nan), set()
+        for (lr, rho), cell in own.groupby(["lr", "rho"], dropna=False):
+            i, j = 0 if math.isnan(rho) else rhos.index(rho), lrs.index(lr)
+            if cell["diverged"].astype(bool).all():
+                hatched.add((i, j))
+            elif cell[TARGET].notna().any():
+                expected[i, j] = cell[TARGET].dropna().median()
+        image = ax.images[0].get_array()
+        assert np.ma.filled(image.astype(float), math.nan) == pytest.approx(expected, nan_ok=True)
+        marks = {(round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches
+                 if p.get_hatch()}  # fmt: skip
+        assert marks == hatched, title
+        bound = np.interp(math.log10(2 / smoothness), np.log10(lrs), np.arange(len(lrs)))
+        assert ax.lines and all(line.get_xdata() == pytest.approx([bound] * 2) for line in ax.lines)
+
+
+def rates_drawn(fig: Figure, directory: Path) -> None:
+    """``theorem_rates``: per arm, a line per lr of the median over seeds of the mean squared
+    gradient norm up to T against T, at the arm's middle rho (the sorted rhos' element
+    len // 2, the one its title gives; every row for an arm without rho); and the guide
+    T^(-1/2), 1 at the first T."""
+    readable(fig)
+    curves = pd.read_csv(directory / "curves.csv")
+    arm_of = {common.label(arm): arm for arm in curves["arm"]}
+    drawn = list(by_title(fig))
+    assert sorted(arm_of[title] for title, _ in drawn) == sorted(set(curves["arm"]))
+    for title, ax in drawn:
+        own = curves[curves["arm"].eq(arm_of[title])]
+        rhos = sorted(own["rho"].dropna().unique())
+        if rhos:
+            middle = rhos[len(rhos) // 2]
+            assert float(ax.get_title().rsplit(" = ", 1)[1]) == pytest.approx(middle), title
+            own = own[own["rho"].eq(middle)]
+        lines = lines_by_label(ax)
+        guide = lines.pop("T^(-1/2)")
+        assert guide[0, 0] == own["T"].min(), title
+        assert list(guide[:, 1]) == pytest.approx(list((guide[:, 0] / guide[0, 0]) ** -0.5))
+        assert sorted(float(label.removeprefix("η = ")) for label in lines) == pytest.approx(
+            sorted(curves["lr"].unique())
+        )
+        for label, xy in lines.items():
+            at = own[np.isclose(own["lr"], float(label.removeprefix("η = ")))]
+            median = at.groupby("T")["avg_sq_grad"].median()
+            assert list(xy[:, 0]) == list(median.index), (title, label)
+            assert list(xy[:, 1]) == pytest.approx(list(median), nan_ok=True), (title, label)
