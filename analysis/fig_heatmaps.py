@@ -62,8 +62,8 @@ def panel(
     return image
 
 
-@common.styled
-def make(collection: Collection, out: Path) -> list[Path]:
+def heatmaps(collection: Collection) -> Figure:
+    """``heatmaps`` of what ``collection`` holds (see the module docstring)."""
     agg = aggregate(collection.runs, collection.missing)
     coloured = agg.loc[agg["status"].isin(["ok", "partial"]), "test_acc_mean"] * 100
     norm = common.value_range(coloured, default=(0, 100))
@@ -103,7 +103,12 @@ def make(collection: Collection, out: Path) -> list[Path]:
         ncols=3,
         frameon=False,
     )
-    return common.save(fig, out, "heatmaps")
+    return fig
+
+
+@common.styled
+def make(collection: Collection, out: Path) -> list[Path]:
+    return common.save(heatmaps(collection), out, "heatmaps")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

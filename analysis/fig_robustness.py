@@ -91,8 +91,8 @@ def tuning_cost(ax: Axes, curves: pd.DataFrame, arms: Sequence[str]) -> None:
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
 
 
-@common.styled
-def make(collection: Collection, out: Path) -> list[Path]:
+def robustness(collection: Collection) -> Figure:
+    """``robustness`` of what ``collection`` holds (see the module docstring)."""
     agg = aggregate(collection.runs, collection.missing)
     summary = best_settings(agg).dropna(subset=["lr"]).set_index("arm")
     arms = common.ordered(summary.index)
@@ -111,7 +111,12 @@ def make(collection: Collection, out: Path) -> list[Path]:
         frameon=False,
     )
     fig.suptitle("Robustness over each method's whole grid (diverged runs count as chance)")
-    return common.save(fig, out, "robustness")
+    return fig
+
+
+@common.styled
+def make(collection: Collection, out: Path) -> list[Path]:
+    return common.save(robustness(collection), out, "robustness")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

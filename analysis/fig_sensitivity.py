@@ -89,8 +89,8 @@ def lr_panel(ax: Axes, agg: pd.DataFrame, best: pd.DataFrame, pair: common.Pair)
     ax.set_title(f"{common.label(method)}{at}")
 
 
-@common.styled
-def make(collection: Collection, out: Path) -> list[Path]:
+def sensitivity(collection: Collection) -> Figure:
+    """``sensitivity`` of what ``collection`` holds (see the module docstring)."""
     agg = aggregate(collection.runs, collection.missing)
     best = best_settings(agg).dropna(subset=["lr"]).set_index("arm")
     best["chance"] = agg.groupby("arm")["chance"].max()
@@ -112,7 +112,12 @@ def make(collection: Collection, out: Path) -> list[Path]:
         "top: against ρ at each method's best η, each on its own ρ axis;"
         " bottom: against η at its best ρ, base optimizer dashed"
     )
-    return common.save(fig, out, "sensitivity")
+    return fig
+
+
+@common.styled
+def make(collection: Collection, out: Path) -> list[Path]:
+    return common.save(sensitivity(collection), out, "sensitivity")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -44,8 +44,8 @@ def band(ax: Axes, metrics: pd.DataFrame, column: str, arm: str, name: str) -> N
     )
 
 
-@common.styled
-def make(collection: Collection, out: Path) -> list[Path]:
+def training_curves(collection: Collection) -> Figure:
+    """``training_curves`` of what ``collection`` holds (see the module docstring)."""
     best = best_settings(aggregate(collection.runs)).dropna(subset=["lr"])
     chosen = best_runs(collection, best)
     metrics = read_metrics(collection.store, chosen["run_id"]).merge(chosen, on="run_id")
@@ -74,7 +74,12 @@ def make(collection: Collection, out: Path) -> list[Path]:
     seeds = int(chosen.groupby("arm").size().max()) if len(chosen) else 0
     fig.suptitle("Training at each method's best setting: "
                  + common.spread_over(seeds > 1, "mean over seeds, band = min to max"))  # fmt: skip
-    return common.save(fig, out, "training_curves")
+    return fig
+
+
+@common.styled
+def make(collection: Collection, out: Path) -> list[Path]:
+    return common.save(training_curves(collection), out, "training_curves")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,9 +1,10 @@
 """Checks that the study's figures draw what the stores hold: each figure is built by the
-production code (``analysis.fig_budget``, ``analysis.fig_theorem``) from the stores, what it
-draws is read back from its artists (line data, bar patches, image values, tick labels), and
-compared with the hand computations of ``study_reference`` from the same stores' result,
-metrics and theorem files. Every figure is also checked to be readable: each panel titled and
-labelled, and a legend or a colour bar."""
+production code (``analysis.fig_budget``, ``analysis.fig_theorem``, and a sweep store's
+``fig_heatmaps``, ``fig_sensitivity``, ``fig_robustness``, ``fig_training_curves``) from the
+stores, what it draws is read back from its artists (line data, bar patches, points, image
+values, cell texts, tick labels), and compared with hand computations (here and in
+``study_reference``) from the same stores' result, metrics and theorem files. Every figure is
+also checked to be readable: each panel titled and labelled, and a legend or a colour bar."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from study_reference import (
@@ -31,7 +33,15 @@ from study_reference import (
     window_of,
 )
 
-from analysis import common, fig_budget, fig_theorem
+from analysis import (
+    common,
+    fig_budget,
+    fig_heatmaps,
+    fig_robustness,
+    fig_sensitivity,
+    fig_theorem,
+    fig_training_curves,
+)
 from analysis.results import collect
 from analysis.study import read_tables
 from lightsam import store as files
@@ -92,15 +102,23 @@ def is_number(text: str) -> bool:
 
 
 def readable(fig: Figure) -> None:
-    """Every panel has a title and an x label, and a y label unless its y ticks name its rows
-    or are absent, or a panel earlier in its row (the same quantity) has one; the figure has a
-    legend with entries or a colour bar."""
+    """Every panel has a title; an x label unless a panel below it in its column (the same
+    quantity) has one; and a y label unless its y ticks name its rows or are absent, or a
+    panel earlier in its row has one; the figure has a legend with entries or a colour bar."""
     fig.draw_without_rendering()  # the tick labels are formatted when drawn
     labelled_rows = set()
+    labelled_below = collections.defaultdict(lambda: -1)  # the lowest x-labelled row a column
+    for ax in panels(fig):
+        if ax.get_xlabel():
+            spec = ax.get_subplotspec()
+            labelled_below[spec.colspan.start] = max(labelled_below[spec.colspan.start],
+                                                     spec.rowspan.start)  # fmt: skip
     for ax in panels(fig):
         assert ax.get_title(), "a panel without a title"
-        assert ax.get_xlabel(), ax.get_title()
         row = ax.get_subplotspec().rowspan.start
+        assert ax.get_xlabel() or labelled_below[ax.get_subplotspec().colspan.start] > row, (
+            ax.get_title()
+        )
         if ax.get_ylabel():
             labelled_rows.add(row)
         assert row in labelled_rows or named(ax), ax.get_title()
@@ -268,7 +286,13 @@ def hand_best_of_k(own: pd.DataFrame) -> list[float]:
     """At k = 1 .. the arm's cells, the mean over every k-subset of its grid cells (one seed
     each, a diverged run at chance) of the test score of the subset's best on validation (the
     mean of those tied on it)."""
-    cells = [(0.1 if r.status == "diverged" else r.val_acc, score(r)) for _, r in own.iterrows()]
+    return best_of_k([(0.1 if r.status == "diverged" else r.val_acc, score(r))
+                      for _, r in own.iterrows()])  # fmt: skip
+
+
+def best_of_k(cells: list[tuple[float, float]]) -> list[float]:
+    """At k = 1 .. len(cells), the mean over every k-subset of the (validation, test) scores
+    ``cells`` of the test score of the subset's best on validation (the mean of those tied)."""
     expected = []
     for k in range(1, len(cells) + 1):
         picked = []
@@ -372,3 +396,241 @@ def rates_drawn(fig: Figure, directory: Path) -> None:
             median = at.groupby("T")["avg_sq_grad"].median()
             assert list(xy[:, 0]) == list(median.index), (title, label)
             assert list(xy[:, 1]) == pytest.approx(list(median), nan_ok=True), (title, label)
+
+
+# -- a sweep store's figures: heatmaps, sensitivity, robustness, training curves ------------------
+
+
+def store_figures_agree(store: Path) -> None:
+    """A sweep store's four figures (``heatmaps``, ``sensitivity``, ``robustness``,
+    ``training_curves``), built from the store, against the hand computations from its runs'
+    results and metrics."""
+    collection = collect(store)
+    runs, cells = collection.runs, hand_cells(collection.runs)
+    heatmaps_drawn(fig_heatmaps.heatmaps(collection), cells, collection.missing)
+    sensitivity_drawn(fig_sensitivity.sensitivity(collection), cells)
+    robustness_drawn(fig_robustness.robustness(collection), cells)
+    training_drawn(fig_training_curves.training_curves(collection), store, runs, cells)
+
+
+def hand_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (arm, lr, rho) cell with a finished or diverged run: ``val`` and ``test``,
+    the means over those runs of their accuracies, a diverged one at chance (one over its
+    dataset's classes); ``ok_test``, the mean test accuracy of the finished ones (NaN without);
+    ``n_ok`` and ``n_diverged``; and ``chance``. A failed run scores nothing."""
+    chance = 1 / runs.groupby("dataset")["num_classes"].transform("max")
+    done = runs.assign(chance=chance)[runs["status"].isin(["ok", "diverged"])]
+    ok = done["status"].eq("ok")
+    done = done.assign(val=done["val_acc"].where(ok, done["chance"]),
+                       test=done["test_acc"].where(ok, done["chance"]),
+                       ok_test=done["test_acc"].where(ok), n_ok=ok, n_diverged=~ok)  # fmt: skip
+    return (
+        done.groupby(["arm", "lr", "rho"], dropna=False)
+        .agg(val=("val", "mean"), test=("test", "mean"), ok_test=("ok_test", "mean"),
+             n_ok=("n_ok", "sum"), n_diverged=("n_diverged", "sum"), chance=("chance", "max"))
+        .reset_index()
+    )  # fmt: skip
+
+
+def hand_best(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per arm (the index), its cell of the highest mean validation score, ties to the smaller
+    lr, then the smaller rho: the report's 'Best settings'."""
+    ranked = cells.sort_values(["arm", "val", "lr", "rho"], ascending=[True, False, True, True])
+    return ranked.groupby("arm").head(1).set_index("arm")
+
+
+def arm_of_label(arms: pd.Series) -> dict[str, str]:
+    return {common.label(arm): arm for arm in arms}
+
+
+def points(ax: Axes) -> np.ndarray:
+    """Every scatter point of a panel, (x, y) rows."""
+    drawn = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+    return np.concatenate(drawn) if drawn else np.empty((0, 2))
+
+
+def rows_named(ax: Axes) -> dict[int, str]:
+    """The y tick labels, by the (rounded) y they name."""
+    return {round(y): label.get_text()
+            for y, label in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)}  # fmt: skip
+
+
+# -- heatmaps -------------------------------------------------------------------------------------
+
+
+def heatmaps_drawn(fig: Figure, cells: pd.DataFrame, missing: pd.DataFrame) -> None:
+    """``heatmaps``: one panel per arm, titled by it. Rows are the arm's sorted rhos and columns
+    its sorted lrs, as the ticks say, counting the planned cells without a result (one row and
+    no y ticks for an arm without rho). A cell with a finished run is coloured by the mean test
+    accuracy (%) of its finished runs and prints it (.1f); where some runs diverged too it is
+    outlined and adds 'd/n div.'; a cell whose every run diverged is hatched, uncoloured, with
+    a ×; any other cell is blank. Every panel shares one colour scale, from the lowest to the
+    highest coloured value."""
+    readable(fig)
+    grid = pd.concat([cells[["arm", "lr", "rho"]], missing[["arm", "lr", "rho"]]])
+    arm_of = arm_of_label(grid["arm"])
+    drawn = {ax.get_title(): ax for ax in panels(fig)}
+    assert sorted(arm_of[title] for title in drawn) == sorted(set(grid["arm"])), list(drawn)
+    coloured = 100 * cells.loc[cells["n_ok"] > 0, "ok_test"]
+    for title, ax in drawn.items():
+        arm = arm_of[title]
+        own = grid[grid["arm"].eq(arm)]
+        rhos, lrs = sorted(own["rho"].dropna().unique()), sorted(own["lr"].unique())
+        assert tick_values(ax.get_xticklabels()) == pytest.approx(lrs), title
+        assert tick_values(ax.get_yticklabels()) == pytest.approx(rhos), title
+        expected = np.full((max(len(rhos), 1), len(lrs)), math.nan)
+        hatched, outlined, texts = set(), set(), {}
+        for cell in cells[cells["arm"].eq(arm)].itertuples():
+            at = (0 if math.isnan(cell.rho) else rhos.index(cell.rho), lrs.index(cell.lr))
+            if cell.n_ok == 0:
+                hatched.add(at)
+                texts[at] = "×"
+                continue
+            expected[at] = 100 * cell.ok_test
+            texts[at] = f"{expected[at]:.1f}"
+            if cell.n_diverged:
+                outlined.add(at)
+                texts[at] += f"\n{cell.n_diverged}/{cell.n_ok + cell.n_diverged} div."
+        (image,) = ax.images
+        shown = np.ma.filled(image.get_array().astype(float), math.nan)
+        assert shown == pytest.approx(expected, nan_ok=True), title
+        assert (image.norm.vmin, image.norm.vmax) == pytest.approx(
+            (coloured.min(), coloured.max())
+        ), title
+        at = {(round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches if p.get_hatch()}
+        assert at == hatched, title
+        edges = {(round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches
+                 if not p.get_fill()}  # fmt: skip
+        assert edges == outlined, title
+        printed = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+                   for t in ax.texts}  # fmt: skip
+        assert printed == texts, title
+
+
+# -- sensitivity ----------------------------------------------------------------------------------
+
+
+def sensitivity_drawn(fig: Figure, cells: pd.DataFrame) -> None:
+    """``sensitivity``: per sharpness-aware arm, a top panel titled with its best lr (see
+    :func:`hand_best`) drawing its cells' mean test score (%, :func:`hand_cells`) at that lr
+    against rho; below, panels of the mean test score against lr of such an arm at its best rho
+    (the title gives it) and of base optimizers, every arm in one at least. Every line has a
+    point at each of its cells, and a chance line at 100 / classes."""
+    readable(fig)
+    best = hand_best(cells)
+    arm_of = arm_of_label(cells["arm"])
+    sam = set(cells.loc[cells["rho"].notna(), "arm"])
+    along_rho, along_lr = [], set()
+    for ax in panels(fig):
+        lines = lines_by_label(ax)
+        (chance,) = [xy for label, xy in lines.items() if label.startswith("_")]
+        assert list(chance[:, 1]) == pytest.approx([100 * cells["chance"].max()] * 2)
+        drawn = {label: xy for label, xy in lines.items() if not label.startswith("_")}
+        if ax.get_subplotspec().rowspan.start == 0:
+            name, lr = ax.get_title().rsplit(" at η = ", 1)
+            arm = arm_of[name]
+            assert float(lr) == pytest.approx(best.loc[arm, "lr"]), name
+            assert list(drawn) == [name], name
+            own = cells[cells["arm"].eq(arm) & cells["lr"].eq(best.loc[arm, "lr"])]
+            curve_drawn(drawn[name], own, "rho", ax)
+            along_rho.append(arm)
+            continue
+        name, _, rho = ax.get_title().partition(" (ρ = ")
+        assert (arm_of[name] in sam) == bool(rho), ax.get_title()
+        if rho:
+            assert float(rho.removesuffix(")")) == pytest.approx(best.loc[arm_of[name], "rho"])
+        assert name in drawn, ax.get_title()
+        for label, xy in drawn.items():
+            arm = arm_of[label]
+            own = cells[cells["arm"].eq(arm)]
+            if arm in sam:
+                own = own[own["rho"].eq(best.loc[arm, "rho"])]
+            curve_drawn(xy, own, "lr", ax)
+            along_lr.add(arm)
+    assert sorted(along_rho) == sorted(sam), along_rho
+    assert along_lr == set(cells["arm"]), along_lr
+
+
+def curve_drawn(xy: np.ndarray, own: pd.DataFrame, x: str, ax: Axes) -> None:
+    """The line ``xy`` is 100 x the cells' test score against their sorted ``x``, each with a
+    point."""
+    own = own.sort_values(x)
+    assert list(xy[:, 0]) == pytest.approx(list(own[x])), (ax.get_title(), x)
+    assert list(xy[:, 1]) == pytest.approx(list(100 * own["test"])), (ax.get_title(), x)
+    marked = {tuple(point) for point in np.round(points(ax), 9)}
+    assert {tuple(point) for point in np.round(xy, 9)} <= marked, ax.get_title()
+
+
+# -- robustness -----------------------------------------------------------------------------------
+
+
+def robustness_drawn(fig: Figure, cells: pd.DataFrame) -> None:
+    """``robustness``: one row per arm, named by its y tick label. Left, a bar from the worst
+    to the best cell's test score (%, :func:`hand_cells`; the best chosen on validation,
+    :func:`hand_best`) and points at the best, the median and the worst; middle, a bar of the
+    fraction (%) of the arm's cells whose test score is within 1 point of the best's, labelled
+    'count/cells'; right, per arm against k = 1 .. its cells, the expected test score (%) of
+    the validation-best of k random cells (:func:`best_of_k` over the cells' mean scores)."""
+    readable(fig)
+    spread, near, tuning = panels(fig)
+    best = hand_best(cells)
+    arm_of = arm_of_label(cells["arm"])
+    named_at = rows_named(spread)
+    assert sorted(arm_of[name] for name in named_at.values()) == sorted(best.index), named_at
+    (bars,) = [c for c in spread.collections if isinstance(c, LineCollection)]
+    segments = {round(seg[0, 1]): sorted(seg[:, 0]) for seg in bars.get_segments()}
+    marked = collections.defaultdict(list)
+    for x, y in points(spread):
+        marked[round(y)].append(x)
+    widths = {round(p.get_y() + p.get_height() / 2): p.get_width() for p in near.patches}
+    counts = {round(t.get_position()[1]): t.get_text() for t in near.texts}
+    curves = lines_by_label(tuning)
+    assert set(curves) == set(named_at.values()), list(curves)
+    for y, name in named_at.items():
+        arm = arm_of[name]
+        own = cells[cells["arm"].eq(arm)]
+        top, scores = 100 * best.loc[arm, "test"], 100 * own["test"]
+        assert segments[y] == pytest.approx(sorted([scores.min(), top])), name
+        statistics = sorted([top, scores.median(), scores.min()])
+        assert sorted(marked[y]) == pytest.approx(statistics), name
+        within = int((scores >= top - 1).sum())
+        assert widths[y] == pytest.approx(100 * within / len(own)), name
+        assert counts[y] == f"{within}/{len(own)}", name
+        expected = best_of_k(list(zip(own["val"], own["test"], strict=True)))
+        assert list(curves[name][:, 0]) == list(range(1, len(own) + 1)), name
+        assert list(curves[name][:, 1]) == pytest.approx([100 * e for e in expected]), name
+
+
+# -- training curves ------------------------------------------------------------------------------
+
+
+def training_drawn(fig: Figure, store: Path, runs: pd.DataFrame, cells: pd.DataFrame) -> None:
+    """``training_curves``: per arm whose best cell (:func:`hand_best`) has a finished run with
+    metrics, one line in each panel, labelled with the arm and that cell's lr and rho: the
+    training loss and the validation accuracy (%) after each epoch, the mean over the cell's
+    finished runs that logged it."""
+    readable(fig)
+    best = hand_best(cells)
+    arm_of = arm_of_label(cells["arm"])
+    by_panel = {ax.get_title(): lines_by_label(ax) for ax in panels(fig)}
+    assert list(by_panel) == ["Training loss (log scale)", "Validation accuracy"], list(by_panel)
+    expected = {}
+    for arm, cell in best.iterrows():
+        chosen = runs[runs["arm"].eq(arm) & runs["lr"].eq(cell["lr"]) & runs["status"].eq("ok")]
+        if not math.isnan(cell["rho"]):
+            chosen = chosen[chosen["rho"].eq(cell["rho"])]
+        logged = [row for run_id in chosen["run_id"] for row in files.read_metrics(store / run_id)]
+        if logged:
+            expected[arm] = pd.DataFrame(logged)
+    for (column, scale), lines in zip((("train_loss", 1), ("val_acc", 100)), by_panel.values(),
+                                      strict=True):  # fmt: skip
+        assert len(lines) == len(expected), (column, list(lines))
+        for label, xy in lines.items():
+            name, setting = label.removesuffix(")").rsplit(" (η=", 1)
+            arm = arm_of[name]
+            lr, _, rho = setting.partition(", ρ=")
+            assert float(lr) == pytest.approx(best.loc[arm, "lr"]), label
+            assert float(rho or "nan") == pytest.approx(best.loc[arm, "rho"], nan_ok=True), label
+            mean = expected[arm].dropna(subset=[column]).groupby("epoch")[column].mean()
+            assert list(xy[:, 0]) == list(mean.index), (column, label)
+            assert list(xy[:, 1]) == pytest.approx(list(scale * mean)), (column, label)

@@ -13,14 +13,27 @@ from figure_checks import (
     complete,
     contrasts_drawn,
     failures_drawn,
+    hand_cells,
+    heatmaps_drawn,
     rates_drawn,
+    robustness_drawn,
+    sensitivity_drawn,
     steps_drawn,
+    store_figures_agree,
     theorem_figures_agree,
+    training_drawn,
     tuning_drawn,
     windows_drawn,
 )
 
-from analysis import fig_budget, fig_theorem
+from analysis import (
+    fig_budget,
+    fig_heatmaps,
+    fig_robustness,
+    fig_sensitivity,
+    fig_theorem,
+    fig_training_curves,
+)
 from analysis.results import collect
 from analysis.study import read_tables
 from lightsam import store as files
@@ -46,7 +59,8 @@ def write_store(path: Path, runs: list[tuple[dict[str, Any], list[float], float]
         diverged = not np.isfinite(losses[-1])
         logged = losses[:-1] if diverged else losses
         files.write_config(path / run_id, c)
-        files.write_metrics(path / run_id, [{"epoch": e, "probe_loss": loss}
+        files.write_metrics(path / run_id, [{"epoch": e, "probe_loss": loss, "train_loss": loss,
+                                             "val_acc": test + 0.01 * e}
                                             for e, loss in enumerate(logged, 1)])  # fmt: skip
         files.write_result(path / run_id, {
             "run_id": run_id, "status": "diverged" if diverged else "ok", "num_classes": 10,
@@ -124,3 +138,49 @@ def test_the_theorem_checks_pass_and_fail_on_an_altered_value(tmp_path):
     line.set_ydata(line.get_ydata() * 1.01)
     with pytest.raises(AssertionError):
         rates_drawn(figure, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """SGD-SAM over two lrs by two rhos on two seeds (at lr 1, both seeds diverged at rho
+    0.01 and one at rho 0.1), and SGD over three lrs on two seeds, its runs at lr 1 without a
+    result (a planned cell left blank)."""
+    runs = [(config("sgd_sam", lr, rho, seed, 2),
+             [2.0, np.inf if lr == 1 and (rho == 0.01 or seed) else 1.0],
+             0.4 + rho + 0.05 * seed + 0.02 * lr)
+            for lr in (0.1, 1.0) for rho in (0.01, 0.1) for seed in (0, 1)]  # fmt: skip
+    runs += [(config("sgd", lr, None, seed, 2), [2.0, 1.5 - lr], 0.6 - lr / 10 + 0.03 * seed)
+             for lr in (0.01, 0.1, 1.0) for seed in (0, 1)]  # fmt: skip
+    store = write_store(tmp_path_factory.mktemp("sweep") / "sweep", runs)
+    for run_id in (f"r{len(runs) - 2}", f"r{len(runs) - 1}"):
+        (store / run_id / files.RESULT).unlink()
+    return store
+
+
+def test_the_store_checks_pass_and_fail_on_an_altered_figure(sweep):
+    store_figures_agree(sweep)
+    collection = collect(sweep)
+    cells = hand_cells(collection.runs)
+
+    figure = fig_heatmaps.heatmaps(collection)
+    image = figure.axes[0].images[0]
+    image.set_data(image.get_array() + 0.1)
+    with pytest.raises(AssertionError):
+        heatmaps_drawn(figure, cells, collection.missing)
+
+    figure = fig_sensitivity.sensitivity(collection)
+    line = figure.axes[0].lines[0]
+    line.set_ydata(line.get_ydata() + 0.1)
+    with pytest.raises(AssertionError):
+        sensitivity_drawn(figure, cells)
+
+    figure = fig_robustness.robustness(collection)
+    bar = figure.axes[1].patches[0]
+    bar.set_width(bar.get_width() + 1)
+    with pytest.raises(AssertionError):
+        robustness_drawn(figure, cells)
+
+    figure = fig_training_curves.training_curves(collection)
+    figure.axes[1].lines[0].remove()  # an arm dropped from one panel
+    with pytest.raises(AssertionError):
+        training_drawn(figure, sweep, collection.runs, cells)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from figure_checks import budget_figures_agree, theorem_figures_agree
+from figure_checks import budget_figures_agree, store_figures_agree, theorem_figures_agree
 from study_reference import (
     ENDINGS,
     ending,
@@ -803,6 +803,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
         assert (report.parent / image).exists(), image
     theorem_agrees(text, runs / "theorem")
     study_agrees(text, runs, figures / "smoke")
+    store_figures_agree(runs / "smoke")
     theorem_figures_agree(runs / "theorem")
     budget_figures_agree(runs / "smoke", runs / "smoke_confirm", runs / "smoke_recovery")
 
