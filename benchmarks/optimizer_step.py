@@ -28,6 +28,7 @@ from benchmarks import cli, report
 from benchmarks.compare import Comparison, Goal
 from benchmarks.timing import interleaved_suite
 from lightsam import SharpnessAwareOptimizer, create_optimizer
+from lightsam.optim.base import resolve_foreach
 
 HPARAMS = {
     "sgd": {"lr": 0.1, "momentum": 0.9},
@@ -135,12 +136,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     """The two tables: each method against Adam, its per-tensor path against its foreach path."""
     device = cli.setup(args)
     size = cli.sizes(args, SIZES[device.type])
-    # Both lightsam's and torch's optimizers take the foreach path by default on CUDA only.
-    default = "foreach" if device.type == "cuda" else "per-tensor"
-    vs_adam, foreach = [], []
+    vs_adam, foreach, defaults = [], [], {}
     for model in args.models:
         params = make_params(MODELS[model](), device, cli.PRECISIONS[args.precision])
         label = adam_label(device)
+        # The path lightsam's optimizers take when not told (resolve_foreach: by device and size).
+        default = defaults[model] = "foreach" if resolve_foreach(None, params) else "per-tensor"
 
         def arms(name: str, params: list[torch.Tensor] = params) -> dict[str, Callable[[], None]]:
             """Adam and both paths of ``name``, new optimizers (and state) on the model's
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         "precision": args.precision,
         "timing": str(size),
     }
-    models = ", ".join(f"{m} ({len(MODELS[m]())} tensors)" for m in args.models)
+    models = ", ".join(f"{m} ({len(MODELS[m]())} tensors, {defaults[m]})" for m in args.models)
     return [
         report.table(
             f"optimizer_step/{args.precision}/vs_adam",
@@ -185,7 +186,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             "ratio",
             [c.record(device.type) for c in vs_adam],
             notes=[
-                f"Each method on its default path ({default} on {device.type}); models: {models}. "
+                f"Each method on its default path on {device.type}; models (and that path): "
+                f"{models}. "
                 "Goals: SGD-SAM, LightSAM-I and -II at most 1.5x Adam's step, LightSAM-III at "
                 "most 2.2x."
             ],

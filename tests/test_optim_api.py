@@ -394,3 +394,30 @@ def test_a_closure_that_computes_no_gradient_is_an_error():
         opt.step(lambda: nn.functional.cross_entropy(model(x), y))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert not opt.is_perturbed
+
+
+def test_the_default_path_on_cpu_is_multi_tensor_only_for_groups_of_small_tensors():
+    limit = lightsam.optim.base.CPU_FOREACH_MAX_NUMEL
+    small, large = torch.zeros(limit), torch.zeros(limit + 1)
+    resolve = lightsam.optim.base.resolve_foreach
+    assert resolve(None, [small, small]) is True
+    assert resolve(None, [small, large]) is False
+    assert resolve(None, []) is False
+    assert resolve(False, [small]) is False and resolve(True, [large]) is True
+
+
+@pytest.mark.parametrize("name", sorted(HPARAMS))
+def test_on_cpu_both_paths_give_the_same_floats(name):
+    """On CPU torch's multi-tensor kernels loop over its per-tensor ones: the default path of a
+    group of small tensors (multi-tensor) trains float32 weights bit for bit as the per-tensor
+    path does, so the size rule of ``resolve_foreach`` changes no result."""
+    assert lightsam.optim.base.resolve_foreach(None, list(make_model().parameters()))
+    weights = []
+    for foreach in (None, False):
+        model = make_model()
+        take_steps(model, create_optimizer(name, model.parameters(), foreach=foreach,
+                                           **HPARAMS[name]), range(8))  # fmt: skip
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
+    initial = make_model().parameters()
+    assert not all(torch.equal(a, b) for a, b in zip(weights[0], initial, strict=True))

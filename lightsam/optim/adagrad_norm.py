@@ -39,7 +39,8 @@ class AdaGradNorm(Optimizer):
         eps: ``v_0 = eps^2 > 0``, one value for the optimizer (the statistic is global).
         weight_decay: ``>= 0``, L2 added to the gradient (``g + wd * x``) before it is used.
         decoupled_weight_decay: instead shrink ``x <- x - lr * wd * x`` (AdamW style).
-        foreach: use the multi-tensor path (default: when on CUDA).
+        foreach: use the multi-tensor path (default: on CUDA, and on CPU for small tensors,
+            see ``resolve_foreach``).
     """
 
     def __init__(

@@ -36,7 +36,8 @@ class AdaSAM(SharpnessAwareOptimizer):
         betas: ``(b1, b2)`` in ``[0, 1)``.
         eps: ``v_hat_0 = eps^2 > 0``.
         weight_decay: ``>= 0``, L2 added to the descent gradient.
-        foreach: use the multi-tensor path (default: when on CUDA).
+        foreach: use the multi-tensor path (default: on CUDA, and on CPU for small tensors,
+            see ``resolve_foreach``).
 
     Reference: Sun, Shen, Chen, Ding, Tao, "AdaSAM: Boosting sharpness-aware minimization with
     adaptive learning rate and momentum for training deep neural networks", Neural Networks 2024

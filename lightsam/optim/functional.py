@@ -11,7 +11,8 @@ Every function has two paths, picked by ``foreach``:
 
 * the multi-tensor path (``torch._foreach_*``), the default on CUDA, where one kernel launch
   serves many tensors and the caching allocator makes temporaries cheap;
-* the per-tensor loop, the readable reference and the default on CPU. There torch's foreach
+* the per-tensor loop, the readable reference and the default on CPU for a group with a tensor
+  larger than ``base.CPU_FOREACH_MAX_NUMEL`` elements. There torch's foreach
   kernels are loops over per-tensor kernels anyway, with no ``out=`` forms, and every fresh
   parameter-sized buffer costs page faults; so this path writes its intermediate roots into
   buffers a sharpness-aware optimizer has spare: the parameters during the ascent (their

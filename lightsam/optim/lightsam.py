@@ -72,7 +72,8 @@ class LightSAM(SharpnessAwareOptimizer):
             by ``1 - b2^t``, ``t`` counting each parameter's own ascent or descent steps.
         weight_decay: ``>= 0``, L2 added to the descent gradient (``g + wd * x``, fed to ``v``).
         decoupled_weight_decay: instead shrink ``x <- x - lr * wd * x`` before the descent.
-        foreach: use the multi-tensor ``torch._foreach_*`` path (default: when on CUDA).
+        foreach: use the multi-tensor ``torch._foreach_*`` path (default: on CUDA, and on CPU
+            for small tensors, see ``resolve_foreach``).
 
     The effective radius and step of LightSAM-I and -II shrink like ``1/sqrt(t)``: that is the
     method, and why it converges for any ``lr`` and ``rho`` (the paper's parameter-agnostic
