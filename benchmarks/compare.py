@@ -14,8 +14,8 @@ With the rounds of the comparisons interleaved (``benchmarks.timing``), two pair
 runs agreed on 28 and 29 of 32 verdicts, none "ok" in one run and "miss" in the other, each
 disagreement such a step; the typical ratios moved by a median 1.5% and 1.7% within the pairs.
 
-A floor is a ratio below which no correct measurement can fall (two forward-backward passes
-cannot cost less than one pass and a step that has one pass). An interval wholly below the floor
+A floor is a ratio below which no correct measurement can fall (a sharpness-aware step cannot
+cost less than the two forward-backward passes it contains). An interval wholly below the floor
 is a measurement problem, never a result: no verdict is given. An interval that reaches the
 floor is a step measured at its floor (SGD-SAM on LeNet-5 on a CPU, whose update is a few per
 cent of its step): its single rounds below the floor are counted and shown as noise.
@@ -118,17 +118,19 @@ def ratios(arm: Sequence[float], baseline: Sequence[float]) -> list[float]:
     return [a / b for a, b in zip(arm, baseline, strict=True)]
 
 
-def two_pass_floor(pass_seconds: Sequence[float], base_seconds: Sequence[float]) -> float:
-    """The least a sharpness-aware step can cost relative to its base's, from the rounds of the
-    forward-backward pass timed alone and of the base's step.
+def two_pass_floor(passes_seconds: Sequence[float], base_seconds: Sequence[float]) -> float:
+    """The least a sharpness-aware step can cost relative to its base's, from the rounds of its
+    two forward-backward passes timed alone (one after the other on the step's batch, no update)
+    and of the base's step: the method's step is those two passes and more (its ascent and its
+    update, whatever they cost), so no correct ratio falls below theirs. It is 2.0 when the
+    base's update is free, less when that update is a share of the base's step.
 
-    With ``P`` one forward-backward pass and ``u`` the base's update, the base's step is
-    ``P + u`` and the method's at least ``2 P + u`` (two passes, and a descent that is the base's
-    update or as much work), so the ratio is at least ``1 + P / (P + u)``: 2.0 when the update is
-    free, less when it is a share of the step. ``P / (P + u)`` is the median of its per-round
-    values, and the floor never above 2.0: a pass timed slower than the step that contains it is
-    noise, not a higher floor."""
-    return min(2.0, 1.0 + Spread.of(ratios(pass_seconds, base_seconds)).median)
+    Not ``1 + P / (P + u)`` from one pass ``P`` timed alone: the second of two passes on one
+    batch finds it and the weights in cache and costs less than the first, and a method's
+    update may cost less than its base's (AdaSAM's AMSGrad against torch's), so a correct step
+    can fall below that bound. The median of the per-round ratios, and never above 2.0: passes
+    timed slower than the step that contains them are noise, not a higher floor."""
+    return min(2.0, Spread.of(ratios(passes_seconds, base_seconds)).median)
 
 
 @dataclass(frozen=True)

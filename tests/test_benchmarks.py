@@ -192,11 +192,11 @@ def test_single_rounds_below_the_floor_are_shown_as_noise_and_decide_nothing():
     assert across.verdict("cpu") == WITHIN_NOISE
 
 
-def test_the_two_pass_floor_is_one_plus_the_pass_share_and_never_above_two():
-    # base step = pass + update: an update a fifth of the step gives 1.8 ...
-    assert two_pass_floor([0.8, 0.7, 0.9], [1.0, 1.0, 1.0]) == pytest.approx(1.8)
-    # ... a free one 2.0, and a pass timed slower than the step is noise, not a higher floor.
-    assert two_pass_floor([1.0, 1.1, 1.2], [1.0, 1.0, 1.0]) == 2.0
+def test_the_two_pass_floor_is_the_two_passes_against_the_base_and_never_above_two():
+    # Two passes timed alone at 1.8 base steps (the median round) ...
+    assert two_pass_floor([1.6, 1.8, 1.9], [1.0, 1.0, 1.0]) == pytest.approx(1.8)
+    # ... and passes timed slower than twice the step are noise, not a higher floor.
+    assert two_pass_floor([2.0, 2.2, 2.4], [1.0, 1.0, 1.0]) == 2.0
 
 
 # -- the interleaved loop -------------------------------------------------------------------------

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-from figure_checks import budget_figures_agree, store_figures_agree, theorem_figures_agree
+from figure_checks import (
+    budget_figures_agree,
+    hand_best,
+    hand_cells,
+    store_figures_agree,
+    theorem_figures_agree,
+)
 from study_reference import (
     ENDINGS,
     ending,
@@ -33,7 +39,7 @@ from study_reference import (
 )
 
 from analysis import common
-from analysis.results import aggregate, best_settings, collect
+from analysis.results import aggregate, collect
 from lightsam import store as files
 
 ROOT = Path(__file__).parents[1]
@@ -49,11 +55,29 @@ def lightsam(*args: str, cwd: Path) -> str:
 
 
 def best_rows_agree(text: str, store: Path) -> None:
+    """Every row of the 'Best settings' table, in the report and in the store's ``best.md``
+    beside its figures, from the store's runs by hand (``figure_checks.hand_cells`` and
+    ``hand_best``): each arm's cell of the best mean validation score, its test accuracy mean
+    and std over the seeds that finished, the median and worst cell score over the grid and the
+    share of cells within one point of the chosen one's (a diverged run at chance), and the
+    arm's diverged, failed and missing runs."""
     collection = collect(store)
-    best = best_settings(aggregate(collection.runs, collection.missing))
-    for row in best.itertuples():
-        std = "–" if math.isnan(row.test_acc_std) else f"{100 * row.test_acc_std:.2f}"
-        assert f"{100 * row.test_acc_mean:.2f} ± {std} ({row.n_seeds})" in text, row.arm
+    runs, planned = collection.runs, collection.missing
+    cells = hand_cells(runs)
+    for arm, best in hand_best(cells).iterrows():
+        own, scores = runs[runs["arm"].eq(arm)], 100 * cells.loc[cells["arm"].eq(arm), "test"]
+        at = own[own["lr"].eq(best.lr) & (own["rho"].isna() if math.isnan(best.rho)
+                                           else own["rho"].eq(best.rho))]  # fmt: skip
+        finished = 100 * at.loc[at["status"].eq("ok"), "test_acc"]
+        std = f"{finished.std(ddof=1):.2f}" if len(finished) > 1 else "–"
+        top = 100 * best.test
+        status = collections.Counter(own["status"])
+        rho = "–" if math.isnan(best.rho) else sci(best.rho)
+        row = (f"| {common.label(arm)} | {sci(best.lr)} | {rho} | {finished.mean():.2f} ± {std} "
+               f"({len(finished)}) | {scores.median():.2f} | {scores.min():.2f} | "
+               f"{(scores >= top - 1).mean():.0%} | {status['diverged']} | {status['failed']} | "
+               f"{int(planned['arm'].eq(arm).sum()) if len(planned) else 0} |")  # fmt: skip
+        assert row in text, row
 
 
 def store_header_agrees(text: str, store: Path) -> None:
@@ -797,6 +821,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
 
     text = report.read_text()
     best_rows_agree(text, runs / "smoke")
+    best_rows_agree((figures / "smoke" / "best.md").read_text(), runs / "smoke")
     store_header_agrees(text, runs / "smoke")
     assert "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
