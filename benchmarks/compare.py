@@ -13,6 +13,10 @@ interval's half-width of its goal is "ok" or "miss" in one run and "within noise
 With the rounds of the comparisons interleaved (``benchmarks.timing``), two pairs of consecutive
 runs agreed on 28 and 29 of 32 verdicts, none "ok" in one run and "miss" in the other, each
 disagreement such a step; the typical ratios moved by a median 1.5% and 1.7% within the pairs.
+With the allocator's thresholds fixed as well (``cpu.sh``), a pair agreed on 30 of 32, the
+ratios moving by a median 1.1%: the two others were ResNet-18 training steps at the same typical
+ratio in both runs (2.07x and 2.17x against the 2.1x goal), decided in one and within noise in
+the other.
 
 A floor is a ratio below which no correct measurement can fall (a sharpness-aware step cannot
 cost less than the two forward-backward passes it contains). An interval wholly below the floor

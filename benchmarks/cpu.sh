@@ -26,6 +26,15 @@ if [[ -z ${PYTHON:-} && -x .venv/bin/python ]]; then
     python=.venv/bin/python
 fi
 
+# glibc hands freed blocks above its mmap threshold back to the system and maps fresh, faulting
+# pages on the next allocation; its thresholds rise as blocks are freed, so whether a step pays
+# those faults depends on what ran before it (the arm beside it, the previous round's optimizers):
+# the same torch.optim.Adam step on ResNet-18 measured from 47 to 63 ms as the baseline of the
+# comparisons of one run. Fixed thresholds keep every freed block in the heap (the largest
+# parameter, 9.4 MB, is under the 32 MB threshold), the steady state a long training run
+# reaches, the same for every arm: 39 to 42 ms in the next run.
+export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=0
+
 parts=$(mktemp -d)
 trap 'rm -rf -- "$parts"' EXIT
 "$python" -m benchmarks.optimizer_step --device cpu --threads 1 --out "$parts/optimizer.json"
