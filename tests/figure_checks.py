@@ -9,7 +9,6 @@ also checked to be readable: each panel titled and labelled, and a legend or a c
 from __future__ import annotations
 
 import collections
-import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -24,10 +23,11 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from study_reference import (
     ENDINGS,
+    best_of_k,
     ending,
+    hand_best_of_k,
     probe_curve,
     radius_levels,
-    score,
     seed_scores,
     t_half,
     window_of,
@@ -72,7 +72,7 @@ def theorem_figures_agree(directory: Path) -> None:
 
 def complete(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that say something about the optimizer: those that finished or diverged."""
-    return runs[runs["status"].isin(["ok", "diverged"])]
+    return runs[runs["status"].isin(files.COMPLETE)]
 
 
 # -- readable at a glance -------------------------------------------------------------------------
@@ -282,27 +282,6 @@ def rows_of(ax: Axes) -> dict[float, tuple[list[float], list[float], list[float]
 # -- budget_tuning --------------------------------------------------------------------------------
 
 
-def hand_best_of_k(own: pd.DataFrame) -> list[float]:
-    """At k = 1 .. the arm's cells, the mean over every k-subset of its grid cells (one seed
-    each, a diverged run at chance) of the test score of the subset's best on validation (the
-    mean of those tied on it)."""
-    return best_of_k([(0.1 if r.status == "diverged" else r.val_acc, score(r))
-                      for _, r in own.iterrows()])  # fmt: skip
-
-
-def best_of_k(cells: list[tuple[float, float]]) -> list[float]:
-    """At k = 1 .. len(cells), the mean over every k-subset of the (validation, test) scores
-    ``cells`` of the test score of the subset's best on validation (the mean of those tied)."""
-    expected = []
-    for k in range(1, len(cells) + 1):
-        picked = []
-        for subset in itertools.combinations(cells, k):
-            top = max(val for val, _ in subset)
-            picked.append(np.mean([test for val, test in subset if val == top]))
-        expected.append(float(np.mean(picked)))
-    return expected
-
-
 def tuning_drawn(fig: Figure, runs: pd.DataFrame) -> None:
     """``budget_tuning``: per arm, against k = 1 .. its cells, the expected test accuracy (%)
     of the validation-best of k random cells, :func:`hand_best_of_k`; against measured compute
@@ -419,7 +398,7 @@ def hand_cells(runs: pd.DataFrame) -> pd.DataFrame:
     dataset's classes); ``ok_test``, the mean test accuracy of the finished ones (NaN without);
     ``n_ok`` and ``n_diverged``; and ``chance``. A failed run scores nothing."""
     chance = 1 / runs.groupby("dataset")["num_classes"].transform("max")
-    done = runs.assign(chance=chance)[runs["status"].isin(["ok", "diverged"])]
+    done = runs.assign(chance=chance)[runs["status"].isin(files.COMPLETE)]
     ok = done["status"].eq("ok")
     done = done.assign(val=done["val_acc"].where(ok, done["chance"]),
                        test=done["test_acc"].where(ok, done["chance"]),

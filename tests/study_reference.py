@@ -99,3 +99,31 @@ def radius_levels(sam: pd.DataFrame) -> tuple[dict[tuple[str, float], int], dict
                                    if level[(r.arm, r.rho)] == lv]))
               for lv in sorted(set(level.values()))}  # fmt: skip
     return level, radius
+
+
+def hand_best_of_k(own: pd.DataFrame) -> list[float]:
+    """At k = 1 .. the arm's cells, the mean over every k-subset of its grid cells (one seed
+    each, a diverged run at chance) of the test score of the subset's best on validation (the
+    mean of those tied on it)."""
+    return best_of_k([(0.1 if r.status == "diverged" else r.val_acc, score(r))
+                      for _, r in own.iterrows()])  # fmt: skip
+
+
+def best_of_k(cells: list[tuple[float, float]]) -> list[float]:
+    """At k = 1 .. len(cells), the mean over every k-subset of the (validation, test) scores
+    ``cells`` of the test score of the subset's best on validation (the mean of those tied)."""
+    expected = []
+    for k in range(1, len(cells) + 1):
+        picked = []
+        for subset in itertools.combinations(cells, k):
+            top = max(val for val, _ in subset)
+            picked.append(np.mean([test for val, test in subset if val == top]))
+        expected.append(float(np.mean(picked)))
+    return expected
+
+
+def loss_limit(store: Path, run_ids: pd.Series) -> float:
+    """The loss above which the runs ``run_ids`` of ``store`` stop as diverged, from their
+    configs (one value for all of them)."""
+    (limit,) = {files.read_config(store / run_id)["divergence_loss"] for run_id in run_ids}
+    return limit

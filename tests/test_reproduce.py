@@ -6,7 +6,6 @@ number."""
 from __future__ import annotations
 
 import collections
-import itertools
 import json
 import math
 import re
@@ -30,9 +29,10 @@ from study_reference import (
     ENDINGS,
     ending,
     endings,
+    hand_best_of_k,
+    loss_limit,
     probe_curve,
     radius_levels,
-    score,
     seed_scores,
     t_half,
     window_of,
@@ -124,7 +124,7 @@ def store_header_agrees(text: str, store: Path) -> None:
             f"commit, {dirty} from a tree with uncommitted changes" in text)  # fmt: skip
     assert f"changes (its `git diff` kept in the run directory), {resumed} resumed at least" in text
     launches = files.read_launches(store)
-    stages = [sum(x["wall_s"] for x in files.read_launches(store.with_name(f"smoke_{stage}")))
+    stages = [sum(x["wall_s"] for x in files.read_launches(files.stage_store(store, stage)))
               for stage in ("confirm", "recovery")]  # fmt: skip
     wall = sum(x["wall_s"] for x in launches)
     cores = ", ".join(sorted({str(x["cores"]) for x in launches}))
@@ -186,22 +186,15 @@ def tuning_agrees(text: str, grid: pd.DataFrame) -> None:
     report's 0.1 point (a mean of scores in tenths of a point can fall on a rounding tie, which
     either summation order may break); and what a trial costs."""
     for arm, own in grid.groupby("arm"):
-        cells = [
-            (0.1 if r.status == "diverged" else r.val_acc, score(r)) for _, r in own.iterrows()
-        ]
-        expected = {}
-        for k in [k for k in (1, 3) if k < len(cells)] + [len(cells)]:
-            picked = []
-            for subset in itertools.combinations(cells, k):
-                top = max(val for val, _ in subset)
-                picked.append(np.mean([test for val, test in subset if val == top]))
-            expected[k] = 100 * np.mean(picked)
+        every = hand_best_of_k(own)
+        ks = [k for k in (1, 3) if k < len(own)] + [len(own)]
+        expected = {k: 100 * every[k - 1] for k in ks}
         # A trial's cost: its gradient evaluations in one-pass epochs, and the arm's mean
         # measured training time a grid run (those that did not fail to run).
         epochs = int(own["epochs"].iloc[0]) * (2 if own["rho"].notna().all() else 1)
-        minutes = own.loc[own["status"].isin(["ok", "diverged"]), "wall_s"].mean() / 60
-        ks = r"(?:\d+\.\d% at k = \d+, )*\d+\.\d% at k = \d+"
-        line = re.search(rf"- {re.escape(common.label(arm))}: ({ks}) \(all {len(cells)} cells\); "
+        minutes = own.loc[own["status"].isin(files.COMPLETE), "wall_s"].mean() / 60
+        listed = r"(?:\d+\.\d% at k = \d+, )*\d+\.\d% at k = \d+"
+        line = re.search(rf"- {re.escape(common.label(arm))}: ({listed}) \(all {len(own)} cells\); "
                          rf"a trial costs {epochs} epochs of gradients, {minutes:.2f} min "
                          r"measured\.", text)  # fmt: skip
         assert line, arm
@@ -215,7 +208,7 @@ def failures_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
     """The endings' stated definitions, those :func:`study_reference.ending` applies, with the
     loss limit the runs' configs set; each arm's count of every ending, from each run's result
     and metrics files, and the lrs at which its runs ended each way but trained."""
-    (limit,) = {files.read_config(store / run_id)["divergence_loss"] for run_id in grid["run_id"]}
+    limit = loss_limit(store, grid["run_id"])
     assert (f"- How each grid run ended, at its last epoch: diverged (a loss above {limit:g} or a "
             f"non-finite one), stalled (training-subset loss at least 0.9x its value at "
             f"initialisation), still improving (its loss fell by more than 10% over the last "
@@ -596,8 +589,7 @@ def recovery_agrees(text: str, grid_store: Path, store: Path, reruns: pd.DataFra
     grid = collect(grid_store).runs
     diverged = grid[grid["status"].eq("diverged")]
     stopped = diverged[diverged["stopping_loss"].notna()]
-    (limit,) = {files.read_config(grid_store / run_id)["divergence_loss"]
-                for run_id in stopped["run_id"]}  # fmt: skip
+    limit = loss_limit(grid_store, stopped["run_id"])
     assert (f"Of the {len(diverged)} grid runs that diverged, {len(stopped)} were stopped by a "
             f"loss above {limit:g} (the others by a non-finite loss, which cannot recover); of "
             f"those, {len(reruns)} were rerun without the limit, so that only a non-finite loss "
