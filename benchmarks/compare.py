@@ -97,8 +97,9 @@ def t_quantile(confidence: float, dof: int) -> float:
 @dataclass(frozen=True)
 class Interval:
     """A confidence interval for the typical ratio of some rounds: their geometric mean times
-    and divided by ``exp(t * standard error)`` of their logarithms. One round bounds nothing:
-    its interval is (0, inf), within noise of every goal."""
+    and divided by ``exp(t * standard error)`` of their logarithms. It needs two rounds at
+    least: one round has no standard error, and an unbounded interval would be no verdict's
+    and no JSON number."""
 
     low: float
     high: float
@@ -108,7 +109,7 @@ class Interval:
         if any(not v > 0 for v in values):
             raise ValueError(f"an interval for ratios needs positive values, got {list(values)}")
         if len(values) < 2:
-            return cls(0.0, math.inf)
+            raise ValueError(f"an interval needs two rounds at least, got {len(values)}")
         logs = [math.log(v) for v in values]
         centre = statistics.fmean(logs)
         half = t_quantile(confidence, len(logs) - 1) * statistics.stdev(logs) / len(logs) ** 0.5

@@ -120,7 +120,7 @@ def load(path: Path | str) -> dict[str, Any]:
 def write(path: Path, doc: dict[str, Any]) -> None:
     """``path`` (JSON) and its markdown rendering beside it, ``path`` with ``.md``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     path.with_suffix(".md").write_text(render_markdown(doc))
 
 

@@ -100,10 +100,11 @@ def test_the_interval_is_students_t_on_the_logarithms_of_the_ratios():
     assert (interval.low, interval.high) == pytest.approx(
         (math.exp(centre - half), math.exp(centre + half)), rel=1e-12
     )
-    # Every round at 2.0: the interval is the point; one round bounds nothing.
+    # Every round at 2.0: the interval is the point; one round has no standard error.
     point = Interval.of([2.0] * 4)
     assert (point.low, point.high) == pytest.approx((2.0, 2.0))
-    assert Interval.of([2.0]) == Interval(0.0, math.inf)
+    with pytest.raises(ValueError, match="two rounds at least, got 1"):
+        Interval.of([2.0])
     with pytest.raises(ValueError, match="positive values"):
         Interval.of([1.0, 0.0])
 
@@ -436,6 +437,11 @@ def test_a_document_is_written_as_json_with_its_markdown_and_read_back(tmp_path)
     (tmp_path / "other.json").write_text(json.dumps({"schema": 99}))
     with pytest.raises(ValueError, match="not a benchmark result of schema 2"):
         report.load(tmp_path / "other.json")
+    # Strict JSON only: a non-finite number is refused before anything is written.
+    broken = tmp_path / "broken.json"
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        report.write(broken, {**doc, "notes": [math.inf]})
+    assert not broken.exists()
 
 
 def test_two_runs_agree_when_every_judged_verdict_is_the_same(tmp_path, capsys):
