@@ -4,9 +4,12 @@
 best) against the budget in epochs, one panel per radius level with the base optimizers in each
 (dashed at equal epochs, thin dotted at twice the epochs: equal gradient evaluations), and below
 them a row of AdaSAM and the ablation arms, level by level. ``budget_failures``: how each grid
-run ended. ``budget_contrasts``: each sharpness-aware arm's test accuracy minus its base's at
-the selected cells, paired by seed, with the t and bootstrap intervals. ``budget_tuning``: the
-expected best of k random grid cells against k and against the measured training time it costs.
+run ended. ``budget_stationarity``: each grid run that did not diverge, its final training-subset
+loss against the theorem's measure (its smallest squared gradient norm over the epochs, relative
+to the start), by how it ended. ``budget_contrasts``: each sharpness-aware arm's test accuracy
+minus its base's at the selected cells, paired by seed, with the t and bootstrap intervals.
+``budget_tuning``: the expected best of k random grid cells against k and against the measured
+training time it costs.
 """
 
 from __future__ import annotations
@@ -169,6 +172,27 @@ def failures(
     return fig
 
 
+def stationarity(f: pd.DataFrame, meanings: Mapping[str, str]) -> Figure:
+    """``budget_stationarity`` of the grid runs' endings ``f`` (:func:`analysis.study.failures`):
+    one point per run with a ``min_sq_grad``, coloured by its ending."""
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.subplots()
+    for outcome in ("stalled", "still improving", "trained"):
+        own = f[f["failure"].eq(outcome)].dropna(subset=["min_sq_grad"])
+        if len(own):
+            ax.scatter(own["final_loss"], own["min_sq_grad"], s=30, edgecolor="black",
+                       linewidth=0.5, color=OUTCOMES[outcome]["color"],
+                       label=meanings[outcome])  # fmt: skip
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="its value at initialisation")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("final training-subset loss")
+    ax.set_ylabel("smallest squared gradient norm\nover the epochs / at initialisation")
+    ax.set_title("The theorem's measure against the training loss (grid runs, diverged left out)")
+    ax.legend(frameon=False, fontsize=9)
+    return fig
+
+
 def contrasts(c: pd.DataFrame) -> Figure:
     """``budget_contrasts`` of the contrasts' table ``c``."""
     fig = Figure(figsize=(12, 0.5 * len(c) + 3.4), layout="constrained")
@@ -255,6 +279,10 @@ def make(t: StudyTables, out: Path) -> list[Path]:
         paths += common.save(windows(t), out, "budget_windows")
     if t.failures is not None and not t.failures.empty:
         paths += common.save(failures(t.failure_counts, t.failure_meanings), out, "budget_failures")
+        if t.failures["min_sq_grad"].notna().any():
+            paths += common.save(
+                stationarity(t.failures, t.failure_meanings), out, "budget_stationarity"
+            )
     if t.contrasts is not None and not t.contrasts.empty:
         paths += common.save(contrasts(t.contrasts), out, "budget_contrasts")
     if t.tuning is not None and not t.tuning.empty:

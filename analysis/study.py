@@ -246,9 +246,29 @@ def failure(status: str, initial: float, losses: Sequence[float]) -> str | None:
     return "trained"
 
 
+def min_sq_grads(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series:
+    """By run id, the quantity the theorem bounds, on the probe: the smallest squared norm of
+    the training-subset gradient over the run's epochs, relative to its value at initialisation
+    (the start itself left out, where it is 1 by definition); NaN for a diverged run or one
+    that logged none."""
+    complete = runs[runs["status"].eq("ok")].set_index("run_id")
+    needed = "probe_grad_norm" in metrics and "probe_grad_norm_initial" in complete
+    if not needed or complete.empty:
+        return pd.Series(math.nan, index=runs["run_id"])
+    # A resumed run's metrics are rewritten from its checkpoint: the last row of an epoch holds.
+    logged = metrics.drop_duplicates(["run_id", "epoch"], keep="last")
+    logged = logged.dropna(subset=["probe_grad_norm"])
+    logged = logged[logged["run_id"].isin(complete.index)]
+    logged = logged[logged["epoch"].le(logged["run_id"].map(complete["epochs"]))]
+    smallest = logged.groupby("run_id")["probe_grad_norm"].min()
+    relative = (smallest / complete["probe_grad_norm_initial"].reindex(smallest.index)) ** 2
+    return relative.reindex(runs["run_id"])
+
+
 def failures(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per complete run: its arm, lr, rho, :func:`failure` class (None left out) and
-    ``final_loss``, its last probe loss (NaN without one)."""
+    """One row per complete run: its arm, lr, rho, :func:`failure` class (None left out),
+    ``final_loss``, its last probe loss (NaN without one), and ``min_sq_grad``
+    (:func:`min_sq_grads`)."""
     curves = probe_losses(runs, metrics).groupby("run_id")["probe_loss"].apply(list)
     complete = runs[runs["status"].isin(COMPLETE)]
     own = [curves.get(run.run_id, []) for run in complete.itertuples()]
@@ -257,7 +277,9 @@ def failures(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
         for run, curve in zip(complete.itertuples(), own, strict=True)
     ]
     table = complete[["run_id", ARM, "optimizer", "lr", "rho"]].assign(
-        failure=classes, final_loss=[curve[-1] if curve else math.nan for curve in own]
+        failure=classes,
+        final_loss=[curve[-1] if curve else math.nan for curve in own],
+        min_sq_grad=min_sq_grads(complete, metrics).to_numpy(),
     )
     return table.dropna(subset=["failure"])
 
@@ -729,7 +751,50 @@ def failure_sentences(t: StudyTables) -> list[str]:
         counts = ", ".join(f"{row[c]} {c}" for c in FAILURES)
         out.append(f"{common.label(row[ARM])} ({row['runs']} runs, {epochs[row[ARM]]:.0f} "
                    f"epochs): {counts}{where}.")  # fmt: skip
-    return out
+    return out + stationarity_sentences(t)
+
+
+# A measure that puts the stalled run of a pair with one that learned below it this often or
+# more misorders one pair in four: it does not tell the two apart.
+MISORDERED = 0.25
+
+
+def stationarity_sentences(t: StudyTables) -> list[str]:
+    """Whether the quantity the theorem bounds, :func:`min_sq_grads`, tells the grid's stalled
+    runs from those that learned (trained or still improving): each group's median and range,
+    and the share of (stalled, learned) pairs in which the stalled run has the smaller, ties
+    counted half (0: a measure that separates them; 1/2: one that cannot)."""
+    f = t.failures
+    if f is None or "min_sq_grad" not in f:
+        return []
+    measured = f.dropna(subset=["min_sq_grad"])
+    stalled = measured.loc[measured["failure"].eq("stalled"), "min_sq_grad"].to_numpy()
+    learned = measured.loc[measured["failure"].isin(["still improving", "trained"]),
+                           "min_sq_grad"].to_numpy()  # fmt: skip
+    if not (len(stalled) and len(learned)):
+        return []
+    below = stalled[:, None] < learned[None, :]
+    tied = stalled[:, None] == learned[None, :]
+    share = float((below + tied / 2).mean())
+
+    def group(values: np.ndarray) -> str:
+        return f"a median {np.median(values):.2g} ({values.min():.2g} to {values.max():.2g})"
+
+    if share >= MISORDERED:
+        verdict = ("a small gradient along the way, what the theorem bounds, does not mark a "
+                   "run that learned, and the windows are read on the loss")  # fmt: skip
+    elif share > 0:
+        verdict = f"the measure tells them apart in all but {share:.0%} of the pairs"
+    else:
+        verdict = "the measure tells them apart on this grid"
+    return [
+        "The theorem's measure, a run's smallest squared gradient norm of the training-subset "
+        "loss over its epochs relative to its value at initialisation (the start itself left "
+        f"out): the grid's {len(stalled)} stalled runs reach {group(stalled)}, its "
+        f"{len(learned)} that trained or are still improving {group(learned)}; in {share:.0%} "
+        "of the pairs of a stalled run and one that learned the stalled run has the smaller (0% "
+        f"for a measure that tells them apart, 50% for one that cannot), so {verdict}."
+    ]
 
 
 def _base(row: Any) -> str:

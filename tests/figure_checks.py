@@ -29,6 +29,7 @@ from study_reference import (
     probe_curve,
     radius_levels,
     seed_scores,
+    smallest_sq_grad,
     t_half,
     window_of,
 )
@@ -58,6 +59,9 @@ def budget_figures_agree(grid: Path, confirm: Path, recovery: Path) -> None:
     runs = complete(collect(grid).runs)
     windows_drawn(fig_budget.windows(tables), grid, runs)
     failures_drawn(fig_budget.failures(tables.failure_counts, tables.failure_meanings), grid, runs)
+    stationarity_drawn(
+        fig_budget.stationarity(tables.failures, tables.failure_meanings), grid, runs
+    )
     contrasts_drawn(fig_budget.contrasts(tables.contrasts), tables.contrasts, collect(confirm).runs)
     tuning_drawn(fig_budget.tuning(tables.tuning), runs)
 
@@ -239,6 +243,34 @@ def failures_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
         )  # fmt: skip
         assert drawn.pop(common.label(arm)) == {e: counts[e] for e in ENDINGS}, arm
     assert not drawn, f"bars of arms the store does not hold: {list(drawn)}"
+
+
+# -- budget_stationarity ---------------------------------------------------------------------------
+
+
+def stationarity_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
+    """``budget_stationarity``: for each ending but diverged (the legend entry its points start
+    with), one point per grid run that ended so, at its final training-subset loss and its
+    :func:`study_reference.smallest_sq_grad`; a dashed line at 1, the value at the start."""
+    readable(fig)
+    (ax,) = panels(fig)
+    expected = collections.defaultdict(list)
+    for run in runs.itertuples():
+        losses = [m["probe_loss"] for m in files.read_metrics(store / run.run_id)]
+        kind = ending(run.status, run.probe_loss_initial, losses)
+        if kind != "diverged":
+            expected[kind].append((losses[-1], smallest_sq_grad(store, run)))
+    drawn = {}
+    for points in ax.collections:
+        assert isinstance(points, PathCollection), points
+        kind = next(e for e in ENDINGS if points.get_label().startswith(e))
+        drawn[kind] = sorted(map(tuple, np.asarray(points.get_offsets(), dtype=float)))
+    assert drawn.keys() == expected.keys(), (sorted(drawn), sorted(expected))
+    for kind, own in expected.items():
+        np.testing.assert_allclose(drawn[kind], sorted(own), rtol=1e-9, err_msg=kind)
+    (start,) = ax.get_lines()
+    assert list(start.get_ydata()) == [1.0, 1.0] and start.get_linestyle() == "--"
+    assert ax.get_xscale() == ax.get_yscale() == "log"
 
 
 # -- budget_contrasts -----------------------------------------------------------------------------

@@ -58,6 +58,17 @@ def endings(store: Path, runs: pd.DataFrame) -> dict[str, pd.Series]:
     }  # fmt: skip
 
 
+def smallest_sq_grad(store: Path, run: Any) -> float:
+    """The theorem's measure as the report states it: the smallest squared training-subset
+    gradient norm over the run's epochs, over its value at initialisation; NaN unless it
+    finished ok."""
+    if run.status != "ok":
+        return math.nan
+    logged = {m["epoch"]: m["probe_grad_norm"] for m in files.read_metrics(store / run.run_id)}
+    norms = [logged[e] for e in range(1, int(run.epochs) + 1)]
+    return (min(norms) / run.probe_grad_norm_initial) ** 2
+
+
 def probe_curve(store: Path, run: Any) -> list[float]:
     """A run's training-subset loss at the end of each epoch, infinite from the epoch it
     diverged in."""

@@ -18,6 +18,7 @@ from figure_checks import (
     rates_drawn,
     robustness_drawn,
     sensitivity_drawn,
+    stationarity_drawn,
     steps_drawn,
     store_figures_agree,
     theorem_figures_agree,
@@ -60,6 +61,7 @@ def write_store(path: Path, runs: list[tuple[dict[str, Any], list[float], float]
         logged = losses[:-1] if diverged else losses
         files.write_config(path / run_id, c)
         files.write_metrics(path / run_id, [{"epoch": e, "probe_loss": loss, "train_loss": loss,
+                                             "probe_grad_norm": loss / e,
                                              "val_acc": test + 0.01 * e}
                                             for e, loss in enumerate(logged, 1)])  # fmt: skip
         files.write_result(path / run_id, {
@@ -67,7 +69,8 @@ def write_store(path: Path, runs: list[tuple[dict[str, Any], list[float], float]
             "epochs": c["epochs"], "epochs_completed": len(logged),
             "diverged_epoch": len(losses) if diverged else None,
             "val_acc": None if diverged else test + 0.01, "test_acc": None if diverged else test,
-            "probe_loss_initial": INITIAL, "perturbation_norm_first": c["optimizer"]["rho"],
+            "probe_loss_initial": INITIAL, "probe_grad_norm_initial": 2.0,
+            "perturbation_norm_first": c["optimizer"]["rho"],
             "wall_s": 0.5 * c["epochs"],
         })  # fmt: skip
     return path
@@ -109,6 +112,12 @@ def test_the_budget_checks_fail_on_an_altered_value(stores):
     bar.set_width(bar.get_width() + 1)
     with pytest.raises(AssertionError):
         failures_drawn(figure, grid, runs)
+
+    figure = fig_budget.stationarity(tables.failures, tables.failure_meanings)
+    points = figure.axes[0].collections[0]
+    points.set_offsets(points.get_offsets() * [1.0, 1.1])
+    with pytest.raises(AssertionError):
+        stationarity_drawn(figure, grid, runs)
 
     figure = fig_budget.contrasts(tables.contrasts)
     labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]

@@ -422,6 +422,70 @@ def test_failure_taxonomy_counts_by_hand(tables):
     assert list(counts.index[:2]) == ["sgd_sam", "lightsam_i"]  # the study's order
 
 
+def test_the_theorems_measure_is_the_smallest_squared_probe_gradient_over_the_epochs():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "d", "e"],
+            "status": ["ok", "ok", "diverged", "ok", "ok"],
+            "epochs": [3, 2, 3, 3, 1],
+            "probe_grad_norm_initial": [2.0, 1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    metrics = pd.DataFrame(
+        {
+            "run_id": ["a", "a", "a", "b", "b", "b", "c", "e", "e"],
+            "epoch": [1, 2, 3, 1, 2, 2, 1, 1, 2],
+            # b's epoch 2 was rewritten on resume (the last row holds); e logged an epoch past
+            # its own, which is not its run's.
+            "probe_grad_norm": [3.0, 1.0, 1.5, 2.0, 0.1, 1.5, 0.01, 0.5, 0.01],
+        }
+    )
+    got = study.min_sq_grads(runs, metrics)
+    assert got["a"] == 0.25 and got["b"] == 2.25 and got["e"] == 0.25
+    assert np.isnan(got["c"]) and np.isnan(got["d"])  # diverged; logged none
+    assert list(got.index) == list(runs["run_id"])
+
+
+def stationarity(stalled: list[float], learned: list[float]) -> str:
+    kinds = ["stalled"] * len(stalled) + [("trained", "still improving")[i % 2]
+                                          for i in range(len(learned))]  # fmt: skip
+    failures = pd.DataFrame(
+        {"failure": [*kinds, "diverged"], "min_sq_grad": [*stalled, *learned, math.nan]}
+    )
+    t = study.StudyTables(factor=2.0, failure_meanings=study.FAILURES, failures=failures)
+    (sentence,) = study.stationarity_sentences(t)
+    return sentence
+
+
+def test_the_theorems_measure_is_judged_by_how_it_orders_stalled_and_learned_runs():
+    # Stalled 0.5 and 0.2 against learned 0.1, 0.3, 0.5: 0.5 ties one (half a pair) and 0.2 is
+    # below two, so 2.5 of 6 pairs, 42%, have the stalled run smaller.
+    said = stationarity([0.5, 0.2], [0.1, 0.3, 0.5])
+    assert said == (
+        "The theorem's measure, a run's smallest squared gradient norm of the training-subset "
+        "loss over its epochs relative to its value at initialisation (the start itself left "
+        "out): the grid's 2 stalled runs reach a median 0.35 (0.2 to 0.5), its 3 that trained or "
+        "are still improving a median 0.3 (0.1 to 0.5); in 42% of the pairs of a stalled run "
+        "and one that learned the stalled run has the smaller (0% for a measure that tells them "
+        "apart, 50% for one that cannot), so a small gradient along the way, what the theorem "
+        "bounds, does not mark a run that learned, and the windows are read on the loss."
+    )
+    # One stalled run of five below one of two learned values: 1 of 10 pairs.
+    assert said_end(stationarity([1.0, 0.15, 2.0, 3.0, 4.0], [0.1, 0.2])) == (
+        "so the measure tells them apart in all but 10% of the pairs."
+    )
+    assert said_end(stationarity([1.0, 2.0], [0.1, 0.2])) == (
+        "so the measure tells them apart on this grid."
+    )
+    nothing_learned = pd.DataFrame({"failure": ["stalled"], "min_sq_grad": [0.5]})
+    t = study.StudyTables(factor=2.0, failure_meanings=study.FAILURES, failures=nothing_learned)
+    assert study.stationarity_sentences(t) == []
+
+
+def said_end(sentence: str) -> str:
+    return sentence[sentence.index("cannot), ") + len("cannot), ") :]
+
+
 def test_tuning_cost_counts_two_gradients_a_sharpness_aware_step(tables):
     tuning = tables[True].tuning
     assert row(tuning, arm="sgd_sam", k=1)["epoch_equivalents"] == 8
