@@ -37,7 +37,8 @@ export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC
 
 parts=$(mktemp -d)
 trap 'rm -rf -- "$parts"' EXIT
-"$python" -m benchmarks.optimizer_step --device cpu --threads 1 --out "$parts/optimizer.json"
+"$python" -m benchmarks.optimizer_step --device cpu --threads 1 --crossover 10,12,14,16,18 \
+    --out "$parts/optimizer.json"
 "$python" -m benchmarks.train_step --device cpu --threads 1 --out "$parts/train.json"
 "$python" -m benchmarks.report "$parts/optimizer.json" "$parts/train.json" \
     --note "make bench (benchmarks/cpu.sh): $SECONDS s in all" --out "$out"

@@ -5,7 +5,9 @@ are the training loop's cost, not the optimizer's). Each method runs interleaved
 the same parameters (``benchmarks.timing``): Adam with ``foreach=True`` on CPU, ``fused=True`` on
 CUDA, each the fastest torch offers there. The methods of a model take their rounds in turn,
 each round with new optimizers, so new state tensors. Two tables: each method on its default
-path against Adam, and its per-tensor path against its foreach path.
+path against Adam, and its per-tensor path against its foreach path. With ``--crossover``, a
+third: both paths of LightSAM-III and SGD-SAM over tensors of 2^k elements (as many as make
+2^21), the measurement behind the CPU default (``lightsam.optim.base.CPU_FOREACH_MAX_NUMEL``).
 
 Goals: SGD-SAM, LightSAM-I and -II at most 1.5x Adam's step, LightSAM-III at most 2.2x (each
 optimizer on its default path); the foreach path at least 2x faster than the per-tensor path on
@@ -28,7 +30,7 @@ from benchmarks import cli, report
 from benchmarks.compare import Comparison, Goal
 from benchmarks.timing import interleaved_suite
 from lightsam import SharpnessAwareOptimizer, create_optimizer
-from lightsam.optim.base import resolve_foreach
+from lightsam.optim.base import CPU_FOREACH_MAX_NUMEL, resolve_foreach
 
 HPARAMS = {
     "sgd": {"lr": 0.1, "momentum": 0.9},
@@ -75,6 +77,23 @@ def many_small_shapes() -> list[torch.Size]:
 
 
 MODELS = {"resnet18": resnet18_shapes, "many_small": many_small_shapes}
+
+# The crossover table: the two methods with the most and the fewest operations a tensor, over
+# tensors of 2^k elements, 2^CROSSOVER_TOTAL in all (2048 tensors of 2^10 to 8 of 2^18).
+CROSSOVER_METHODS = ("lightsam_iii", "sgd_sam")
+CROSSOVER_TOTAL = 21
+
+
+def crossover_exponents(text: str) -> list[int]:
+    """``--crossover``: comma-separated k of 2^k elements a tensor, each in 0..CROSSOVER_TOTAL."""
+    try:
+        exponents = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated integers: {text!r}") from None
+    bad = [k for k in exponents if not 0 <= k <= CROSSOVER_TOTAL]
+    if bad or not exponents:
+        raise argparse.ArgumentTypeError(f"each k must be in 0..{CROSSOVER_TOTAL}, got {text!r}")
+    return exponents
 
 
 def make_params(
@@ -129,7 +148,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(HPARAMS),
         help="comma-separated registry names (default: every method and arm)",
     )
+    parser.add_argument(
+        "--crossover",
+        type=crossover_exponents,
+        default=[],
+        help="comma-separated k: time both paths over tensors of 2^k elements (default: none)",
+    )
     return parser.parse_args(argv)
+
+
+def crossover(
+    exponents: list[int], device: torch.device, dtype: torch.dtype, size: cli.Sizes
+) -> list[Comparison]:
+    """Per 2^k and method of ``CROSSOVER_METHODS``: its per-tensor step against its foreach
+    step over 2^(CROSSOVER_TOTAL - k) tensors of 2^k elements."""
+    suite = {}
+    for k in exponents:
+        shapes = [torch.Size([2**k])] * 2 ** (CROSSOVER_TOTAL - k)
+        params = make_params(shapes, device, dtype)
+        for name in CROSSOVER_METHODS:
+
+            def arms(name: str = name, params: list[torch.Tensor] = params) -> dict:
+                return {path: step_fn(name, params, path == "foreach")
+                        for path in ("foreach", "per-tensor")}  # fmt: skip
+
+            suite[k, name] = arms
+    measured = interleaved_suite(
+        suite, device, rounds=size.rounds, calls=size.calls, warmup=size.warmup
+    )
+    return [
+        Comparison(f"2^{k} x {2 ** (CROSSOVER_TOTAL - k)}", f"{name} per-tensor",
+                   f"{name} foreach", times["per-tensor"], times["foreach"], None)
+        for (k, name), times in measured.items()
+    ]  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -179,6 +230,27 @@ def run(args: argparse.Namespace) -> list[dict]:
         "timing": str(size),
     }
     models = ", ".join(f"{m} ({len(MODELS[m]())} tensors, {defaults[m]})" for m in args.models)
+    tables = []
+    if args.crossover:
+        dtype = cli.PRECISIONS[args.precision]
+        largest = CPU_FOREACH_MAX_NUMEL.bit_length() - 1
+        limit = ("every tensor is on CUDA" if device.type == "cuda"
+                 else f"no tensor has more than 2^{largest} elements")  # fmt: skip
+        tables.append(
+            report.table(
+                f"optimizer_step/{args.precision}/crossover",
+                f"Optimizer step by tensor size, per-tensor path / foreach path ({args.precision})",
+                "ratio",
+                [c.record(device.type) for c in crossover(args.crossover, device, dtype, size)],
+                notes=[
+                    f"2^{CROSSOVER_TOTAL} elements in tensors of 2^k (model: 2^k x tensors); "
+                    "above 1 the foreach path is the faster. lightsam's default on "
+                    f"{device.type} is the foreach path when {limit} "
+                    "(lightsam.optim.base.CPU_FOREACH_MAX_NUMEL on CPU)."
+                ],
+                settings=settings,
+            )
+        )
     return [
         report.table(
             f"optimizer_step/{args.precision}/vs_adam",
@@ -206,6 +278,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             ],
             settings=settings,
         ),
+        *tables,
     ]
 
 

@@ -545,6 +545,12 @@ def test_the_report_command_combines_parts(tmp_path, capsys):
         (optimizer_step.parse_args, ["--models", "vgg"], "unknown: vgg; valid: resnet18"),
         (optimizer_step.parse_args, ["--methods", ","], "unknown: nothing given"),
         (optimizer_step.parse_args, ["--precision", "fp8"], "invalid choice: 'fp8'"),
+        (optimizer_step.parse_args, ["--crossover", "a,b"], "not comma-separated integers"),
+        (
+            optimizer_step.parse_args,
+            ["--crossover", "14,22"],
+            "each k must be in 0..21, got '14,22'",
+        ),
         (train_step.parse_args, ["--batch", "lenet5"], "expected NAME=N"),
         (train_step.parse_args, ["--batch", "vgg=4"], "expected NAME=N with NAME one of"),
         (train_step.parse_args, ["--batch", "lenet5=0"], "must be >= 1"),
@@ -591,6 +597,24 @@ def test_the_optimizer_benchmark_runs_end_to_end(tmp_path, torch_settings):
     assert [r["verdict"] for r in foreach["records"]] == [NOT_JUDGED, NOT_JUDGED]
     assert foreach["records"][0]["goal"] == ">= 2x on cuda"
     assert all(len(r["ratios"]) == 2 for t in doc["tables"] for r in t["records"])
+
+
+def test_the_crossover_table_times_both_paths_by_tensor_size(tmp_path, torch_settings):
+    out = tmp_path / "optimizer.json"
+    argv = [*TOY, "--models", "many_small", "--methods", "sgd", "--crossover", "19,21"]
+    optimizer_step.main([*argv, "--out", str(out)])
+    *_, crossover = report.load(out)["tables"]
+    assert crossover["id"] == "optimizer_step/fp32/crossover"
+    # 2^21 elements in all: 4 tensors of 2^19, 1 of 2^21; each method's per-tensor path against
+    # its foreach path, no goal (the table is the measurement the default is chosen by).
+    assert [(r["model"], r["arm"], r["baseline"]) for r in crossover["records"]] == [
+        ("2^19 x 4", "lightsam_iii per-tensor", "lightsam_iii foreach"),
+        ("2^19 x 4", "sgd_sam per-tensor", "sgd_sam foreach"),
+        ("2^21 x 1", "lightsam_iii per-tensor", "lightsam_iii foreach"),
+        ("2^21 x 1", "sgd_sam per-tensor", "sgd_sam foreach"),
+    ]
+    assert all(r["goal"] is None and len(r["ratios"]) == 2 for r in crossover["records"])
+    assert "no tensor has more than 2^14 elements" in crossover["notes"][0]
 
 
 def test_the_training_benchmark_runs_end_to_end(tmp_path, torch_settings):

@@ -148,10 +148,9 @@ def _guess_writer(hyperparameters: set[str]) -> str:
 
 # On CPU, the largest tensor (elements) for which the multi-tensor path is the default. Below it
 # the Python overhead a per-tensor loop adds outweighs the multi-tensor path's temporaries; above
-# it the per-tensor path, writing into spare buffers, is as fast or faster. Measured on one core:
-# a LightSAM-III step over tensors of 2^10, 2^12 and 2^14 elements runs 1.34x, 1.13x and 1.01x
-# faster on the multi-tensor path, over 2^15 to 2^18 at 0.97x to 1.01x; SGD-SAM's 1.25x, 1.16x,
-# 1.09x, then 0.92x to 0.99x.
+# it the per-tensor path, writing into spare buffers, is as fast or faster: `make bench`'s
+# crossover table times both paths of LightSAM-III and SGD-SAM over tensors of 2^10 to 2^18
+# elements on one core (benchmarks/results/cpu.md).
 CPU_FOREACH_MAX_NUMEL = 2**14
 
 
