@@ -251,17 +251,16 @@ def min_sq_grads(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series:
     the training-subset gradient over the run's epochs, relative to its value at initialisation
     (the start itself left out, where it is 1 by definition); NaN for a diverged run or one
     that logged none."""
-    complete = runs[runs["status"].eq("ok")].set_index("run_id")
-    needed = "probe_grad_norm" in metrics and "probe_grad_norm_initial" in complete
-    if not needed or complete.empty:
+    finished = runs[runs["status"].eq("ok")].set_index("run_id")
+    if "probe_grad_norm" not in metrics or finished.empty:
         return pd.Series(math.nan, index=runs["run_id"])
     # A resumed run's metrics are rewritten from its checkpoint: the last row of an epoch holds.
     logged = metrics.drop_duplicates(["run_id", "epoch"], keep="last")
     logged = logged.dropna(subset=["probe_grad_norm"])
-    logged = logged[logged["run_id"].isin(complete.index)]
-    logged = logged[logged["epoch"].le(logged["run_id"].map(complete["epochs"]))]
+    logged = logged[logged["run_id"].isin(finished.index)]
+    logged = logged[logged["epoch"].le(logged["run_id"].map(finished["epochs"]))]
     smallest = logged.groupby("run_id")["probe_grad_norm"].min()
-    relative = (smallest / complete["probe_grad_norm_initial"].reindex(smallest.index)) ** 2
+    relative = (smallest / finished["probe_grad_norm_initial"].reindex(smallest.index)) ** 2
     return relative.reindex(runs["run_id"])
 
 
@@ -764,10 +763,9 @@ def stationarity_sentences(t: StudyTables) -> list[str]:
     runs from those that learned (trained or still improving): each group's median and range,
     and the share of (stalled, learned) pairs in which the stalled run has the smaller, ties
     counted half (0: a measure that separates them; 1/2: one that cannot)."""
-    f = t.failures
-    if f is None or "min_sq_grad" not in f:
+    if t.failures is None:
         return []
-    measured = f.dropna(subset=["min_sq_grad"])
+    measured = t.failures.dropna(subset=["min_sq_grad"])
     stalled = measured.loc[measured["failure"].eq("stalled"), "min_sq_grad"].to_numpy()
     learned = measured.loc[measured["failure"].isin(["still improving", "trained"]),
                            "min_sq_grad"].to_numpy()  # fmt: skip

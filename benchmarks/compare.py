@@ -99,8 +99,7 @@ def t_quantile(confidence: float, dof: int) -> float:
 class Interval:
     """A confidence interval for the typical ratio of some rounds: their geometric mean times
     and divided by ``exp(t * standard error)`` of their logarithms. It needs two rounds at
-    least: one round has no standard error, and an unbounded interval would be no verdict's
-    and no JSON number."""
+    least: one round has no standard error (and an unbounded interval is no JSON number)."""
 
     low: float
     high: float

@@ -78,8 +78,9 @@ def many_small_shapes() -> list[torch.Size]:
 
 MODELS = {"resnet18": resnet18_shapes, "many_small": many_small_shapes}
 
-# The crossover table: the two methods with the most and the fewest operations a tensor, over
-# tensors of 2^k elements, 2^CROSSOVER_TOTAL in all (2048 tensors of 2^10 to 8 of 2^18).
+# The crossover table: LightSAM-III, the costliest step of the table against Adam, and SGD-SAM,
+# the reference, over tensors of 2^k elements, 2^CROSSOVER_TOTAL in all (2048 tensors of 2^10 to
+# 8 of 2^18 in make bench).
 CROSSOVER_METHODS = ("lightsam_iii", "sgd_sam")
 CROSSOVER_TOTAL = 21
 
@@ -184,7 +185,8 @@ def crossover(
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    """The two tables: each method against Adam, its per-tensor path against its foreach path."""
+    """The tables: each method against Adam, its per-tensor path against its foreach path, and
+    with ``--crossover`` both paths by tensor size."""
     device = cli.setup(args)
     size = cli.sizes(args, SIZES[device.type])
     vs_adam, foreach, defaults = [], [], {}

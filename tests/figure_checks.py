@@ -29,7 +29,7 @@ from study_reference import (
     probe_curve,
     radius_levels,
     seed_scores,
-    smallest_sq_grad,
+    stationarity_points,
     t_half,
     window_of,
 )
@@ -250,16 +250,11 @@ def failures_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
 
 def stationarity_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
     """``budget_stationarity``: for each ending but diverged (the legend entry its points start
-    with), one point per grid run that ended so, at its final training-subset loss and its
-    :func:`study_reference.smallest_sq_grad`; a dashed line at 1, the value at the start."""
+    with), the points :func:`study_reference.stationarity_points` gives its runs; a dashed line
+    at 1, the value at the start; both axes logarithmic."""
     readable(fig)
     (ax,) = panels(fig)
-    expected = collections.defaultdict(list)
-    for run in runs.itertuples():
-        losses = [m["probe_loss"] for m in files.read_metrics(store / run.run_id)]
-        kind = ending(run.status, run.probe_loss_initial, losses)
-        if kind != "diverged":
-            expected[kind].append((losses[-1], smallest_sq_grad(store, run)))
+    expected = stationarity_points(store, runs)
     drawn = {}
     for points in ax.collections:
         assert isinstance(points, PathCollection), points

@@ -69,6 +69,18 @@ def smallest_sq_grad(store: Path, run: Any) -> float:
     return (min(norms) / run.probe_grad_norm_initial) ** 2
 
 
+def stationarity_points(store: Path, runs: pd.DataFrame) -> dict[str, list[tuple[float, float]]]:
+    """By ending, diverged left out: each run's final training-subset loss and its
+    :func:`smallest_sq_grad`, from its result and metrics files."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for run in runs.itertuples():
+        losses = [m["probe_loss"] for m in files.read_metrics(store / run.run_id)]
+        kind = ending(run.status, run.probe_loss_initial, losses)
+        if kind != "diverged":
+            points.setdefault(kind, []).append((losses[-1], smallest_sq_grad(store, run)))
+    return points
+
+
 def probe_curve(store: Path, run: Any) -> list[float]:
     """A run's training-subset loss at the end of each epoch, infinite from the epoch it
     diverged in."""

@@ -35,7 +35,7 @@ from study_reference import (
     probe_curve,
     radius_levels,
     seed_scores,
-    smallest_sq_grad,
+    stationarity_points,
     t_half,
     window_of,
 )
@@ -235,17 +235,14 @@ def failures_agree(text: str, store: Path, grid: pd.DataFrame) -> None:
 
 
 def stationarity_agrees(text: str, store: Path, grid: pd.DataFrame) -> None:
-    """The theorem's measure (:func:`study_reference.smallest_sq_grad`) of the stalled grid runs
+    """The theorem's measure (:func:`study_reference.stationarity_points`) of the stalled grid runs
     against those that trained or are still improving: each group's size, median and range,
     the share of pairs in which the stalled run has the smaller (ties half), and the verdict
     that share gives by the threshold the analysis states (a quarter of the pairs)."""
-    stalled, learned = [], []
-    for run in grid.itertuples():
-        losses = [m["probe_loss"] for m in files.read_metrics(store / run.run_id)]
-        kind = ending(run.status, run.probe_loss_initial, losses)
-        if kind in ("stalled", "still improving", "trained"):
-            group = stalled if kind == "stalled" else learned
-            group.append(smallest_sq_grad(store, run))
+    points = stationarity_points(store, grid)
+    stalled = [measure for _, measure in points.get("stalled", [])]
+    learned = [measure for kind in ("still improving", "trained")
+               for _, measure in points.get(kind, [])]  # fmt: skip
     assert stalled and learned, "the miniature has runs that stall and runs that learn"
     pairs = [1.0 if s < v else 0.5 if s == v else 0.0 for s in stalled for v in learned]
     share = sum(pairs) / len(pairs)
