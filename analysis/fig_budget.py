@@ -6,8 +6,10 @@ best) against the budget in epochs, one panel per radius level with the base opt
 them a row of AdaSAM and the ablation arms, level by level. ``budget_failures``: how each grid
 run ended. ``budget_stationarity``: each grid run that did not diverge, its final training-subset
 loss against the theorem's measure (its smallest squared gradient norm over the epochs, relative
-to the start), by how it ended. ``budget_contrasts``: each sharpness-aware arm's test accuracy
-minus its base's at the selected cells, paired by seed, with the t and bootstrap intervals.
+to the start), by how it ended. ``budget_radius``: the realised perturbation ``||e_t||`` through
+training at each radius level, against the level's first-ascent radius. ``budget_contrasts``:
+each sharpness-aware arm's test accuracy minus its base's at the selected cells, paired by seed,
+with the t and bootstrap intervals.
 ``budget_tuning``: the expected best of k random grid cells against k and against the measured
 training time it costs.
 """
@@ -131,6 +133,41 @@ def _windows_panel(
                 markersize=4,
                 label=f"{common.label(base)} at 2× the epochs",
             )
+
+
+def realised_radius(t: StudyTables) -> Figure:
+    """``budget_radius``: the realised radius (:func:`analysis.study.realised_radii`'s median)
+    against the epoch, one panel per radius level with the level's radius dashed; SGD-SAM and
+    the LightSAM variants in the first row, AdaSAM and the ablation arms in the second."""
+    rr = t.realised_radii
+    levels = sorted(rr["level"].unique())
+    radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
+    others = [a for a in common.ordered(rr[ARM]) if common.optimizer_of(a) not in METHODS]
+    rows = [r for r in ([a for a in common.ordered(rr[ARM]) if a not in others], others) if r]
+    fig = Figure(figsize=(5.2 * len(levels), 4.4 * len(rows) + 1.0), layout="constrained")
+    grid = fig.subplots(len(rows), len(levels), squeeze=False, sharey=True)
+    handles: dict[str, Line2D] = {}
+    for arms, axes in zip(rows, grid, strict=True):
+        for ax, level in zip(axes, levels, strict=True):
+            for arm in arms:
+                own = rr[rr[ARM].eq(arm) & rr["level"].eq(level)].sort_values("epoch")
+                if len(own):
+                    _line(ax, own["epoch"], own["radius"], arm, markersize=4)
+            ax.axhline(radius[level], color="grey", linestyle="--", linewidth=1,
+                       label="the level's ‖e₁‖ (matched at the first ascent)")  # fmt: skip
+            ax.set_yscale("log")
+            ax.set_title(f"radius level {level:.0f}: realised ‖e₁‖ ≈ {radius[level]:.2g}")
+            ax.set_xlabel("epoch (0: the first ascent)")
+            ax.set_xticks(range(int(rr["epoch"].max()) + 1))
+            ax.grid(alpha=0.3)
+            handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+        axes[0].set_ylabel("realised ‖e_t‖ (epoch mean,\nmedian over the level's runs)")
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=4,
+               frameon=False, fontsize=10)  # fmt: skip
+    fig.suptitle("Realised perturbation ‖e_t‖ through training, at radius levels matched at the "
+                 "first ascent\n(grid runs that did not diverge; SAM's ascent keeps ‖e_t‖ = ρ, "
+                 "on the dashed line)")  # fmt: skip
+    return fig
 
 
 def failures(
@@ -277,6 +314,8 @@ def make(t: StudyTables, out: Path) -> list[Path]:
     paths = []
     if t.windows is not None and not t.windows.empty:
         paths += common.save(windows(t), out, "budget_windows")
+    if t.realised_radii is not None and not t.realised_radii.empty:
+        paths += common.save(realised_radius(t), out, "budget_radius")
     if t.failures is not None and not t.failures.empty:
         paths += common.save(failures(t.failure_counts, t.failure_meanings), out, "budget_failures")
         if t.failures["min_sq_grad"].notna().any():

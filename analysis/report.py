@@ -377,7 +377,8 @@ def image(path: Path, relative_to: Path, alt: str) -> str:
 STUDY_PARTS = (
     ("What the data support", "statement", ()),
     ("Optimisation: learning-rate windows against the budget", "windows",
-     (("budget_windows", "learning-rate window width against epochs"),)),
+     (("budget_windows", "learning-rate window width against epochs"),
+      ("budget_radius", "the realised perturbation through training at each radius level"))),
     ("How each run ended", "failures",
      (("budget_failures", "failure taxonomy"),
       ("budget_stationarity", "the theorem's gradient measure against the training loss"))),

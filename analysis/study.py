@@ -16,6 +16,8 @@ Radius levels: the methods' rho values differ (LightSAM-II/III bound each coordi
 were chosen so that the realised ``||e_1||`` matches. A cell's *level* is the rank of its rho
 among its arm's; an arm with a single rho is at the middle level. A level is labelled by the
 median ``perturbation_norm_first`` of the sharpness-aware runs at it.
+The match is at the first ascent: an accumulated (LightSAM) ascent shrinks as its denominator
+grows, SAM's keeps ``||e_t|| = rho``, and :func:`realised_radii` follows each level epoch by epoch.
 
 Every loss here is ``probe_loss``, the loss on a fixed subset of the training images at the end
 of an epoch: a training loss, on the same images for every run. A run that diverged has an
@@ -222,6 +224,35 @@ def radius_windows(
             width, points, _, _ = window(np.log10(cell["radius"]), cell["probe_loss"], best, factor)
             rows.append([arm, epoch, lr, width, points, len(cell)])
     return pd.DataFrame(rows, columns=[ARM, "epoch", "lr", "width", "points", "levels"])
+
+
+RADIUS_COLUMNS = [ARM, "optimizer", "level", "epoch", "radius", "low", "high", "runs"]
+
+
+def realised_radii(runs: pd.DataFrame, metrics: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """Per sharpness-aware arm, radius level and epoch, the realised perturbation of the level's
+    runs that did not diverge: at epoch 0 each run's first ascent ``||e_1||``
+    (``perturbation_norm_first``), at epoch e the mean ``||e_t||`` over that epoch's ascents
+    (``perturbation_norm``); ``radius`` their median, ``low`` and ``high`` their extremes,
+    ``runs`` their count. The levels match the arms at epoch 0 only: an accumulated or
+    moment-based ascent shrinks as its denominator grows, SAM's stays at rho."""
+    finished = runs[runs["status"].eq("ok") & runs["rho"].notna()]
+    finished = finished.merge(levels[[ARM, "rho", "level"]], on=[ARM, "rho"])
+    if finished.empty or "perturbation_norm" not in metrics:
+        return pd.DataFrame(columns=RADIUS_COLUMNS)
+    keys = ["run_id", ARM, "optimizer", "level"]
+    # A resumed run's metrics are rewritten from its checkpoint: the last row of an epoch holds.
+    logged = metrics.drop_duplicates(["run_id", "epoch"], keep="last")
+    logged = logged.merge(finished[[*keys, "epochs"]], on="run_id")
+    logged = logged[logged["epoch"].le(logged["epochs"])]
+    first = finished.assign(epoch=0, perturbation_norm=finished["perturbation_norm_first"])
+    table = pd.concat([first[[*keys, "epoch", "perturbation_norm"]],
+                       logged[[*keys, "epoch", "perturbation_norm"]]])  # fmt: skip
+    table = table.dropna(subset=["perturbation_norm"]).astype(
+        {"epoch": int, "perturbation_norm": float}
+    )
+    radii = table.groupby([ARM, "optimizer", "level", "epoch"])["perturbation_norm"]
+    return radii.agg(radius="median", low="min", high="max", runs="count").reset_index()
 
 
 # -- how runs end ---------------------------------------------------------------------------------
@@ -513,6 +544,7 @@ class StudyTables:
     levels: pd.DataFrame | None = None
     windows: pd.DataFrame | None = None
     radius_windows: pd.DataFrame | None = None
+    realised_radii: pd.DataFrame | None = None
     failures: pd.DataFrame | None = None
     failure_counts: pd.DataFrame | None = None
     tuning: pd.DataFrame | None = None
@@ -525,7 +557,8 @@ class StudyTables:
     def csvs(self) -> dict[str, pd.DataFrame]:
         """The tables written as CSV, by file stem."""
         named = {"levels": self.levels, "windows": self.windows, "tuning": self.tuning,
-                 "radius_windows": self.radius_windows, "failures": self.failure_counts,
+                 "radius_windows": self.radius_windows, "realised_radius": self.realised_radii,
+                 "failures": self.failure_counts,
                  "failure_runs": self.failures, "selected": self.selected,
                  "contrasts": self.contrasts, "near_best": self.near_best,
                  "recovery": self.recovery}  # fmt: skip
@@ -553,7 +586,8 @@ def read_tables(
         stops = {config.get(STOP_RULE) for config in _configs(g).values()} - {None}
         classes = failures(g.runs, metrics)
         tables |= {"grid_runs": g.runs, "levels": levels, "windows": lr_windows(cells),
-                   "radius_windows": radius_windows(cells, levels), "failures": classes,
+                   "radius_windows": radius_windows(cells, levels),
+                   "realised_radii": realised_radii(g.runs, metrics, levels), "failures": classes,
                    "failure_counts": failure_counts(classes), "tuning": tuning_cost(g.runs),
                    "stop_rule": min(stops) if stops else None}  # fmt: skip
     if c is not None:
@@ -724,7 +758,59 @@ def window_sentences(t: StudyTables) -> list[str]:
                    f"{radius.min():.2g} to {radius.max():.2g}, within {t.factor:g}x of the "
                    f"arm's best loss at that budget), the widest over the lrs: "
                    f"{'; '.join(said)}.")  # fmt: skip
-    return out
+    return out + realised_radius_sentences(t)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Where training takes the arms matched at one radius level: each arm's median realised
+    radius at its first ascent (``first``) and in its last epoch (``last``), by arm; ``span``,
+    the decades between the arms' smallest and largest ``last``; ``step``, the levels' step."""
+
+    level: float
+    epochs: int
+    first: dict[str, float]
+    last: dict[str, float]
+    span: float
+    step: float
+
+
+def _drift(t: StudyTables) -> Drift | None:
+    """The :class:`Drift` of the middle level after E epochs (None without two arms there)."""
+    rr = t.realised_radii
+    if rr is None or rr.empty:
+        return None
+    epochs, middle = _budget(t)
+    at = rr[rr["level"].eq(middle)].set_index([ARM, "epoch"])["radius"]
+    arms = [a for a in common.ordered(at.index.get_level_values(ARM))
+            if at.get((a, 0), 0) > 0 and at.get((a, epochs), 0) > 0]  # fmt: skip
+    if len(arms) < 2:
+        return None
+    last = {a: float(at[(a, epochs)]) for a in arms}
+    span = math.log10(max(last.values()) / min(last.values()))
+    return Drift(middle, epochs, {a: float(at[(a, 0)]) for a in arms}, last, span,
+                 _radius_grid(t)[1])  # fmt: skip
+
+
+def realised_radius_sentences(t: StudyTables) -> list[str]:
+    """The realised radius of the middle level's arms in their last epoch against their first
+    ascent (:func:`realised_radii`), and how far apart that leaves arms matched at the start."""
+    d = _drift(t)
+    if d is None:
+        return []
+    rr = t.realised_radii
+    final = rr[rr["level"].eq(d.level) & rr["epoch"].eq(d.epochs)].set_index(ARM)
+    said = (f"{common.label(a)} {d.last[a]:.2g} ({d.last[a] / d.first[a]:.2g}x; its runs "
+            f"{final.at[a, 'low']:.2g} to {final.at[a, 'high']:.2g})" for a in d.last)  # fmt: skip
+    apart = "more than" if d.span >= d.step else "within"
+    radius = t.levels.drop_duplicates("level").set_index("level")["radius"][d.level]
+    return [
+        f"Realised radius through training (the mean ‖e_t‖ over an epoch's ascents, the median "
+        f"over a level's runs that did not diverge; the levels match the arms at the first "
+        f"ascent): at the middle level (‖e₁‖ {_radius(radius)}) in epoch {d.epochs}, "
+        f"{'; '.join(said)}. The arms end {d.span:.1f} decades apart, {apart} a level step "
+        f"({d.step:g} decade)."
+    ]
 
 
 def failure_sentences(t: StudyTables) -> list[str]:
@@ -1096,11 +1182,10 @@ def _ascent_swaps(t: StudyTables) -> list[AscentSwap]:
     return found
 
 
-def _radius_statement(t: StudyTables) -> list[str]:
+def _radius_statement(t: StudyTables, swaps: Sequence[AscentSwap]) -> list[str]:
     """Whether LightSAM's ascent, in place of SAM's around the same descent, widens the range of
     radii that train: each such arm's radius window against its control's (and a variant's
-    against SGD-SAM's)."""
-    swaps = _ascent_swaps(t)
+    against SGD-SAM's), from :func:`_ascent_swaps`."""
     if not swaps:
         return []
     epochs, _ = _budget(t)
@@ -1122,6 +1207,26 @@ def _radius_statement(t: StudyTables) -> list[str]:
            f"level step, {step:g} decade, is read as none): {'; '.join(parts)}.")  # fmt: skip
     verdict = _ascent_verdict(swaps, step)
     return [out + (f" So {verdict}." if verdict else "")]
+
+
+def _drift_statement(t: StudyTables) -> list[str]:
+    """Whether the radius levels still match the arms at the end of training (:func:`_drift`):
+    the arms whose realised radius moved a level step or more from their first ascent, and
+    whether the arms end more than a level step apart."""
+    d = _drift(t)
+    if d is None:
+        return []
+    moved = [a for a in d.last if abs(math.log10(d.last[a] / d.first[a])) >= d.step]
+    factors = ", ".join(f"{d.last[a] / d.first[a]:.2g}x" for a in moved)
+    which = (f"the realised radius of {_names(moved)} has moved a level step or more from it "
+             f"({factors} at the middle level)" if moved else
+             "no arm's realised radius has moved a level step from it")  # fmt: skip
+    apart = (f"the arms end {d.span:.1f} decades apart, more than a level step, so a radius "
+             "window compares them at their first ascent, not at the radius they end at"
+             if d.span >= d.step else f"the arms end within a level step of each other "
+             f"({d.span:.1f} decades), so the levels still match them")  # fmt: skip
+    return [f"The radius levels match the arms at their first ascent: by epoch {d.epochs} "
+            f"{which}, and {apart}."]  # fmt: skip
 
 
 def _ascent_verdict(swaps: Sequence[AscentSwap], step: float) -> str | None:
@@ -1273,11 +1378,11 @@ def _one_change_statement(t: StudyTables) -> list[str]:
     ]
 
 
-def _bottom_line(t: StudyTables) -> list[str]:
+def _bottom_line(t: StudyTables, swaps: Sequence[AscentSwap]) -> list[str]:
     """The paper's claim against the numbers, in one sentence: which variants' lr windows are
     wider by a grid step than both SGD-SAM's and their base's (at the same epochs), whether
-    LightSAM's ascent widens the radius window (:func:`_ascent_verdict`), and which variants
-    generalise better than their base beyond seed noise."""
+    LightSAM's ascent widens the radius window (:func:`_ascent_verdict` of ``swaps``), and
+    which variants generalise better than their base beyond seed noise."""
     if t.windows is None or t.windows.empty:
         return []
     epochs, _ = _budget(t)
@@ -1304,7 +1409,7 @@ def _bottom_line(t: StudyTables) -> list[str]:
                else "no variant generalises better than its base beyond seed noise")  # fmt: skip
     if c is None or c.empty:
         general = "whether the variants generalise better than their bases was not measured"
-    ascent = _ascent_verdict(_ascent_swaps(t), _radius_grid(t)[1])
+    ascent = _ascent_verdict(swaps, _radius_grid(t)[1])
     radius = f"; {ascent}" if ascent else ""
     return [f"In short, at {epochs} epochs on this grid ({_names(measured)} at the middle radius): "
             f"{robust}{radius}; and {general}."]  # fmt: skip
@@ -1313,14 +1418,16 @@ def _bottom_line(t: StudyTables) -> list[str]:
 def statement(t: StudyTables) -> list[str]:
     """A few plain sentences of what the numbers add up to, whichever way they fall."""
     windows = t.windows is not None and not t.windows.empty
+    swaps = _ascent_swaps(t)
     return [
         *(_windows_statement(t) if windows else []),
-        *_radius_statement(t),
+        *_radius_statement(t, swaps),
+        *_drift_statement(t),
         *_generalisation_statement(t),
         *_matched_statement(t),
         *_one_change_statement(t),
         *_multiplicity_statement(t),
-        *_bottom_line(t),
+        *_bottom_line(t, swaps),
     ]
 
 

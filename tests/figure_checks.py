@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from study_reference import (
     hand_best_of_k,
     probe_curve,
     radius_levels,
+    realised_radii,
     seed_scores,
     stationarity_points,
     t_half,
@@ -58,6 +60,7 @@ def budget_figures_agree(grid: Path, confirm: Path, recovery: Path) -> None:
     tables = read_tables(grid, confirm, recovery)
     runs = complete(collect(grid).runs)
     windows_drawn(fig_budget.windows(tables), grid, runs)
+    realised_radius_drawn(fig_budget.realised_radius(tables), grid, runs)
     failures_drawn(fig_budget.failures(tables.failure_counts, tables.failure_meanings), grid, runs)
     stationarity_drawn(
         fig_budget.stationarity(tables.failures, tables.failure_meanings), grid, runs
@@ -243,6 +246,39 @@ def failures_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
         )  # fmt: skip
         assert drawn.pop(common.label(arm)) == {e: counts[e] for e in ENDINGS}, arm
     assert not drawn, f"bars of arms the store does not hold: {list(drawn)}"
+
+
+# -- budget_radius ---------------------------------------------------------------------------------
+
+
+def realised_radius_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
+    """``budget_radius``: in the panel titled by its level, each sharpness-aware arm's line at
+    epochs 0 .. E, the median of :func:`study_reference.realised_radii` there, every (arm,
+    level) drawn once; in each panel a dashed line at the level's radius; log y."""
+    readable(fig)
+    expected = realised_radii(store, runs)
+    _, level_radius = radius_levels(runs[runs["rho"].notna()])
+    names = arm_of_label(runs.loc[runs["rho"].notna(), "arm"])
+    drawn = set()
+    for ax in panels(fig):
+        level = int(re.fullmatch(r"radius level (\d+): realised ‖e₁‖ ≈ .*", ax.get_title())[1])
+        assert ax.get_title().endswith(f"≈ {level_radius[level]:.2g}"), ax.get_title()
+        assert ax.get_yscale() == "log", ax.get_title()
+        dashed = [line for line in ax.lines if line.get_linestyle() == "--"
+                  and line.get_label() not in names]  # fmt: skip
+        assert [list(line.get_ydata()) for line in dashed] == [[level_radius[level]] * 2]
+        for label, xy in lines_by_label(ax).items():
+            if label not in names:
+                continue
+            arm = names[label]
+            epochs = sorted(e for a, lv, e in expected if (a, lv) == (arm, level))
+            assert list(xy[:, 0]) == epochs, (arm, level)
+            np.testing.assert_allclose(
+                xy[:, 1], [np.median(expected[arm, level, e]) for e in epochs], rtol=1e-12
+            )
+            assert (arm, level) not in drawn, (arm, level)
+            drawn.add((arm, level))
+    assert drawn == {(arm, level) for arm, level, _ in expected}, drawn
 
 
 # -- budget_stationarity ---------------------------------------------------------------------------

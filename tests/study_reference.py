@@ -124,6 +124,23 @@ def radius_levels(sam: pd.DataFrame) -> tuple[dict[tuple[str, float], int], dict
     return level, radius
 
 
+def realised_radii(store: Path, runs: pd.DataFrame) -> dict[tuple[str, int, int], list[float]]:
+    """By (arm, radius level, epoch), the realised perturbation of the level's sharpness-aware
+    runs that finished ok, as the report states it: at epoch 0 each run's first ascent, at
+    epoch e its mean ``||e_t||`` over that epoch, from its result and metrics files."""
+    sam = runs[runs["rho"].notna()]
+    level, _ = radius_levels(sam)
+    found: dict[tuple[str, int, int], list[float]] = {}
+    for run in sam[sam["status"].eq("ok")].itertuples():
+        logged = {
+            m["epoch"]: m["perturbation_norm"] for m in files.read_metrics(store / run.run_id)
+        }
+        sizes = [run.perturbation_norm_first, *(logged[e] for e in range(1, int(run.epochs) + 1))]
+        for epoch, size in enumerate(sizes):
+            found.setdefault((run.arm, level[(run.arm, run.rho)], epoch), []).append(size)
+    return found
+
+
 def hand_best_of_k(own: pd.DataFrame) -> list[float]:
     """At k = 1 .. the arm's cells, the mean over every k-subset of its grid cells (one seed
     each, a diverged run at chance) of the test score of the subset's best on validation (the

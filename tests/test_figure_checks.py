@@ -16,6 +16,7 @@ from figure_checks import (
     hand_cells,
     heatmaps_drawn,
     rates_drawn,
+    realised_radius_drawn,
     robustness_drawn,
     sensitivity_drawn,
     stationarity_drawn,
@@ -62,6 +63,8 @@ def write_store(path: Path, runs: list[tuple[dict[str, Any], list[float], float]
         files.write_config(path / run_id, c)
         files.write_metrics(path / run_id, [{"epoch": e, "probe_loss": loss, "train_loss": loss,
                                              "probe_grad_norm": loss / e,
+                                             "perturbation_norm": c["optimizer"]["rho"] and
+                                             c["optimizer"]["rho"] / e,
                                              "val_acc": test + 0.01 * e}
                                             for e, loss in enumerate(logged, 1)])  # fmt: skip
         files.write_result(path / run_id, {
@@ -106,6 +109,12 @@ def test_the_budget_checks_fail_on_an_altered_value(stores):
     line.set_ydata(line.get_ydata() + 0.1)
     with pytest.raises(AssertionError):
         windows_drawn(figure, grid, runs)
+
+    figure = fig_budget.realised_radius(tables)
+    line = figure.axes[1].lines[0]
+    line.set_ydata(line.get_ydata() * 1.1)
+    with pytest.raises(AssertionError):
+        realised_radius_drawn(figure, grid, runs)
 
     figure = fig_budget.failures(tables.failure_counts, tables.failure_meanings)
     bar = figure.axes[0].containers[0].patches[0]

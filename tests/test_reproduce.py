@@ -34,6 +34,7 @@ from study_reference import (
     loss_limit,
     probe_curve,
     radius_levels,
+    realised_radii,
     seed_scores,
     stationarity_points,
     t_half,
@@ -266,6 +267,47 @@ def stationarity_agrees(text: str, store: Path, grid: pd.DataFrame) -> None:
         f"{len(learned)} that trained or are still improving {group(learned)}; in {share:.0%} "
         f"of the pairs of a stalled run and one that learned the stalled run has the smaller "
         f"(0% for a measure that tells them apart, 50% for one that cannot), so {verdict}."
+    ) in text
+
+
+def realised_radius_agrees(text: str, store: Path, grid: pd.DataFrame) -> None:
+    """The realised radius at the middle level in the last epoch of the sharpness-aware arms
+    (:func:`study_reference.realised_radii`): each arm's median, its ratio to the median first
+    ascent, its runs' range; the decades between the arms' medians; the arms that moved a level
+    step (the decades between the two levels' radii) from their first ascent, and both verdicts
+    by that step."""
+    sam = grid[grid["rho"].notna()]
+    epochs = int(sam["epochs"].max())
+    _, level_radius = radius_levels(sam)
+    (low, middle) = sorted(level_radius)  # the smoke grid's two levels: the middle is the upper
+    step = math.log10(level_radius[middle] / level_radius[low])
+    radii = realised_radii(store, grid)
+    arms = common.ordered(arm for arm, level, _ in radii if level == middle)
+    assert len(arms) >= 2, arms
+    first = {a: statistics.median(radii[a, middle, 0]) for a in arms}
+    last = {a: statistics.median(radii[a, middle, epochs]) for a in arms}
+    said = "; ".join(f"{common.label(a)} {last[a]:.2g} ({last[a] / first[a]:.2g}x; its runs "
+                     f"{min(radii[a, middle, epochs]):.2g} to {max(radii[a, middle, epochs]):.2g})"
+                     for a in arms)  # fmt: skip
+    span = math.log10(max(last.values()) / min(last.values()))
+    assert (
+        f"at the middle level (‖e₁‖ ≈ {level_radius[middle]:.2g}) in epoch {epochs}, {said}. The "
+        f"arms end {span:.1f} decades apart, {'more than' if span >= step else 'within'} a level "
+        f"step ({step:g} decade)."
+    ) in text
+    moved = [a for a in arms if abs(math.log10(last[a] / first[a])) >= step]
+    assert moved != arms, "SAM's ascent keeps its radius: some arm of the smoke grid stays"
+    factors = ", ".join(f"{last[a] / first[a]:.2g}x" for a in moved)
+    which = (f"the realised radius of {', '.join(common.label(a) for a in moved)} has moved a "
+             f"level step or more from it ({factors} at the middle level)" if moved
+             else "no arm's realised radius has moved a level step from it")  # fmt: skip
+    apart = (f"the arms end {span:.1f} decades apart, more than a level step, so a radius window "
+             "compares them at their first ascent, not at the radius they end at" if span >= step
+             else f"the arms end within a level step of each other ({span:.1f} decades), so the "
+             "levels still match them")  # fmt: skip
+    assert (
+        f"The radius levels match the arms at their first ascent: by epoch {epochs} {which}, and "
+        f"{apart}."
     ) in text
 
 
@@ -803,8 +845,9 @@ def generalisation_statement_agrees(text: str, contrasts: pd.DataFrame) -> None:
 
 def study_agrees(text: str, runs: Path, tables: Path) -> None:
     """The budget study's sections, against the stores computed here by hand: each arm's
-    endings and where they fall, its lr and radius windows, their change from E // 2 to E
-    epochs and the one-change radius sentence, its near-best count, the selected cells (chosen
+    endings and where they fall, the theorem's measure, the realised radius through training,
+    its lr and radius windows, their change from E // 2 to E epochs and the one-change radius
+    sentence, its near-best count, the selected cells (chosen
     on validation by the stated rule), the
     leader (if any) and the paired differences on the fresh seeds with their verdicts and
     Holm-adjusted p-values (in ``tables``, the contrasts' CSV), the statement, the tuning cost
@@ -818,6 +861,7 @@ def study_agrees(text: str, runs: Path, tables: Path) -> None:
     epochs = int(grid.loc[grid["rho"].notna(), "epochs"].max())
     failures_agree(text, runs / "smoke", grid)
     stationarity_agrees(text, runs / "smoke", grid)
+    realised_radius_agrees(text, runs / "smoke", grid)
     widths, changes, swap = windows_agree(text, runs / "smoke", grid)
     window_changes_agree(text, changes, epochs)
     convergence_agrees(text, runs / "smoke", grid)
@@ -870,8 +914,8 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
         assert (figures / "smoke" / name).stat().st_size > 0
     for name in ("theorem_steps", "theorem_rates"):
         assert (figures / "theorem" / f"{name}.png").stat().st_size > 0
-    for stem in ("budget_windows", "budget_failures", "budget_stationarity", "budget_contrasts",
-                 "budget_tuning"):  # fmt: skip
+    for stem in ("budget_windows", "budget_radius", "budget_failures", "budget_stationarity",
+                 "budget_contrasts", "budget_tuning"):  # fmt: skip
         for suffix in (".png", ".pdf"):
             assert (figures / "smoke" / f"{stem}{suffix}").stat().st_size > 0
 

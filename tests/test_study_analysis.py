@@ -446,6 +446,87 @@ def test_the_theorems_measure_is_the_smallest_squared_probe_gradient_over_the_ep
     assert list(got.index) == list(runs["run_id"])
 
 
+def test_realised_radii_are_each_levels_median_ascent_epoch_by_epoch():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "d", "e"],
+            "arm": ["lightsam_i", "lightsam_i", "lightsam_i", "sgd", "sgd_sam"],
+            "optimizer": ["lightsam_i", "lightsam_i", "lightsam_i", "sgd", "sgd_sam"],
+            "status": ["ok", "ok", "diverged", "ok", "ok"],
+            "rho": [0.1, 0.1, 0.1, math.nan, 0.1],
+            "epochs": [2, 2, 2, 4, 1],
+            "perturbation_norm_first": [0.1, 0.3, 0.1, math.nan, 0.1],
+        }
+    )
+    levels = pd.DataFrame({"arm": ["lightsam_i", "sgd_sam"], "rho": [0.1, 0.1], "level": [1, 1]})
+    metrics = pd.DataFrame(
+        {
+            "run_id": ["a", "a", "b", "b", "b", "c", "d", "e", "e"],
+            "epoch": [1, 2, 1, 2, 2, 1, 1, 1, 2],
+            # b's epoch 2 was rewritten on resume (the last row holds); e logged an epoch past
+            # its own; c diverged and d is a base: neither counts.
+            "perturbation_norm": [0.02, 0.01, 0.04, 0.5, 0.03, 9.0, 9.0, 0.1, 9.0],
+        }
+    )
+    got = study.realised_radii(runs, metrics, levels).set_index(["arm", "epoch"])
+    assert set(got.index) == {("lightsam_i", 0), ("lightsam_i", 1), ("lightsam_i", 2),
+                              ("sgd_sam", 0), ("sgd_sam", 1)}  # fmt: skip
+    assert got.loc[("lightsam_i", 0), ["radius", "low", "high", "runs"]].tolist() == pytest.approx(
+        [0.2, 0.1, 0.3, 2]
+    )
+    assert got.loc[("lightsam_i", 2), ["radius", "low", "high"]].tolist() == pytest.approx(
+        [0.02, 0.01, 0.03]
+    )
+    assert got.loc[("sgd_sam", 1), "radius"] == 0.1 and set(got["level"]) == {1}
+    assert study.realised_radii(runs, metrics.drop(columns="perturbation_norm"), levels).empty
+
+
+def drift(tables: dict[bool, study.StudyTables], radii: dict[str, float]) -> tuple[str, str]:
+    """The realised-radius sentence and the statement's of the synthetic grid with, at the
+    middle level (‖e₁‖ 0.1), each arm's median radius in epoch E set by hand, its runs from
+    half to twice that."""
+    rows = [(arm, arm, 1, epoch, 0.1 if epoch == 0 else last, 0.5 * last, 2 * last, 6)
+            for arm, last in radii.items() for epoch in (0, E)]  # fmt: skip
+    radius = pd.DataFrame(rows, columns=study.RADIUS_COLUMNS)
+    found = study.findings(replace(tables[True], realised_radii=radius))
+    (said,) = (f for f in found.windows if f.startswith("Realised radius"))
+    (stated,) = (f for f in found.statement if f.startswith("The radius levels"))
+    return said, stated
+
+
+def test_the_report_says_how_far_training_moves_the_matched_radii(tables):
+    said, stated = drift(tables, {"sgd_sam": 0.1, "lightsam_i": 0.005, "lightsam_ii": 0.02})
+    assert said == (
+        "Realised radius through training (the mean ‖e_t‖ over an epoch's ascents, the median "
+        "over a level's runs that did not diverge; the levels match the arms at the first "
+        "ascent): at the middle level (‖e₁‖ ≈ 0.1) in epoch 4, SGD-SAM 0.1 (1x; its runs 0.05 "
+        "to 0.2); LightSAM-I 0.005 (0.05x; its runs 0.0025 to 0.01); LightSAM-II 0.02 (0.2x; "
+        "its runs 0.01 to 0.04). The arms end 1.3 decades apart, more than a level step (1 "
+        "decade)."
+    )
+    assert stated == (
+        "The radius levels match the arms at their first ascent: by epoch 4 the realised radius "
+        "of LightSAM-I has moved a level step or more from it (0.05x at the middle level), and "
+        "the arms end 1.3 decades apart, more than a level step, so a radius window compares "
+        "them at their first ascent, not at the radius they end at."
+    )
+    _, stated = drift(tables, {"sgd_sam": 0.1, "lightsam_i": 0.02})
+    assert stated.endswith(
+        "by epoch 4 no arm's realised radius has moved a level step from it, and the arms end "
+        "within a level step of each other (0.7 decades), so the levels still match them."
+    )
+    _, stated = drift(tables, {"sgd_sam": 0.005, "lightsam_i": 0.005})
+    assert stated.endswith(
+        "of SGD-SAM, LightSAM-I has moved a level step or more from it (0.05x, 0.05x at the "
+        "middle level), and the arms end within a level step of each other (0.0 decades), so "
+        "the levels still match them."
+    )
+    radius = pd.DataFrame([("sgd_sam", "sgd_sam", 1, 0, 0.1, 0.1, 0.1, 6)],
+                          columns=study.RADIUS_COLUMNS)  # fmt: skip
+    alone = study.findings(replace(tables[True], realised_radii=radius))
+    assert not [f for f in alone.all() if f.startswith(("Realised radius", "The radius levels"))]
+
+
 def stationarity(stalled: list[float], learned: list[float]) -> str:
     kinds = ["stalled"] * len(stalled) + [("trained", "still improving")[i % 2]
                                           for i in range(len(learned))]  # fmt: skip
