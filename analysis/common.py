@@ -65,7 +65,7 @@ LABELS = {
     "sgd_sam": "SGD-SAM", "lightsam_i": "LightSAM-I", "lightsam_ii": "LightSAM-II",
     "lightsam_iii": "LightSAM-III", "asam": "ASAM", "adasam": "AdaSAM", "sgd": "SGD",
     "adagrad_norm": "AdaGrad-Norm", "adagrad": "AdaGrad", "adam": "Adam", "adamw": "AdamW",
-    "lightsam_i_sgd": "LightSAM-I ascent + SGD", "sgd_sam_decay": "SGD-SAM, ρ/√t",
+    "lightsam_i_sgd": "LightSAM-I ascent + SGD", "sgd_sam_decay": "SGD-SAM ρ/√t",
     "adagrad_norm_sam": "SAM + AdaGrad-Norm", "adagrad_sam": "SAM + AdaGrad",
     "adam_sam": "SAM + Adam", "adamw_sam": "SAM + AdamW",
 }  # fmt: skip

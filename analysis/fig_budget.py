@@ -165,8 +165,8 @@ def realised_radius(t: StudyTables) -> Figure:
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=4,
                frameon=False, fontsize=10)  # fmt: skip
     fig.suptitle("Realised perturbation ‖e_t‖ through training, at radius levels matched at the "
-                 "first ascent\n(grid runs that did not diverge; SAM's ascent keeps ‖e_t‖ = ρ, "
-                 "on the dashed line)")  # fmt: skip
+                 "first ascent\n(grid runs that did not diverge; SAM's fixed-radius ascent keeps "
+                 "‖e_t‖ = ρ, on the dashed line)")  # fmt: skip
     return fig
 
 

@@ -63,8 +63,11 @@ def write_store(path: Path, runs: list[tuple[dict[str, Any], list[float], float]
         files.write_config(path / run_id, c)
         files.write_metrics(path / run_id, [{"epoch": e, "probe_loss": loss, "train_loss": loss,
                                              "probe_grad_norm": loss / e,
+                                             # each epoch's differs from the first
+                                             # ascent's (rho): a line off by an
+                                             # epoch fails its check
                                              "perturbation_norm": c["optimizer"]["rho"] and
-                                             c["optimizer"]["rho"] / e,
+                                             c["optimizer"]["rho"] / (e + 1),
                                              "val_acc": test + 0.01 * e}
                                             for e, loss in enumerate(logged, 1)])  # fmt: skip
         files.write_result(path / run_id, {

@@ -286,14 +286,15 @@ def realised_radius_agrees(text: str, store: Path, grid: pd.DataFrame) -> None:
     assert len(arms) >= 2, arms
     first = {a: statistics.median(radii[a, middle, 0]) for a in arms}
     last = {a: statistics.median(radii[a, middle, epochs]) for a in arms}
-    said = "; ".join(f"{common.label(a)} {last[a]:.2g} ({last[a] / first[a]:.2g}x; its runs "
-                     f"{min(radii[a, middle, epochs]):.2g} to {max(radii[a, middle, epochs]):.2g})"
-                     for a in arms)  # fmt: skip
+    said = "; ".join(f"{common.label(a)} {last[a]:.2g} ({last[a] / first[a]:.2g}x its median "
+                     f"first ascent; its runs {min(radii[a, middle, epochs]):.2g} to "
+                     f"{max(radii[a, middle, epochs]):.2g})" for a in arms)  # fmt: skip
     span = math.log10(max(last.values()) / min(last.values()))
+    apart = "a level step or more" if span >= step else "within a level step"
     assert (
         f"at the middle level (‖e₁‖ ≈ {level_radius[middle]:.2g}) in epoch {epochs}, {said}. The "
-        f"arms end {span:.1f} decades apart, {'more than' if span >= step else 'within'} a level "
-        f"step ({step:g} decade)."
+        f"arms' medians end {span:.1f} decades apart (the largest over the smallest), {apart} "
+        f"({step:g} decade)."
     ) in text
     moved = [a for a in arms if abs(math.log10(last[a] / first[a])) >= step]
     assert moved != arms, "SAM's ascent keeps its radius: some arm of the smoke grid stays"
@@ -301,10 +302,10 @@ def realised_radius_agrees(text: str, store: Path, grid: pd.DataFrame) -> None:
     which = (f"the realised radius of {', '.join(common.label(a) for a in moved)} has moved a "
              f"level step or more from it ({factors} at the middle level)" if moved
              else "no arm's realised radius has moved a level step from it")  # fmt: skip
-    apart = (f"the arms end {span:.1f} decades apart, more than a level step, so a radius window "
-             "compares them at their first ascent, not at the radius they end at" if span >= step
-             else f"the arms end within a level step of each other ({span:.1f} decades), so the "
-             "levels still match them")  # fmt: skip
+    apart = (f"the arms' medians end {span:.1f} decades apart, a level step or more, so a radius "
+             "window compares them at their first ascent, not at the radius they end at"
+             if span >= step else f"the arms' medians end within a level step of each other "
+             f"({span:.1f} decades), so the levels still match them")  # fmt: skip
     assert (
         f"The radius levels match the arms at their first ascent: by epoch {epochs} {which}, and "
         f"{apart}."

@@ -25,7 +25,7 @@ def test_every_rho_of_the_study_realises_its_radius_at_the_first_step():
     for config in sweep.runs:
         if config.optimizer.rho is not None and config.optimizer.lr == 1e-2:
             radii.setdefault(config.optimizer.name, []).append(first_ascent_radius(config))
-    assert len(radii) == 9
+    assert len(radii) == 10
     for name, realised in radii.items():
         assert realised == pytest.approx(RADII, rel=0.02), name  # every arm over all three
 
