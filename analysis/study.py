@@ -1239,6 +1239,55 @@ def _drift_statement(t: StudyTables) -> list[str]:
             f"{which}, and {apart}."]  # fmt: skip
 
 
+# How a radius window compares with its control's, by :func:`compare`, in a clause.
+_BY_STEP = {"wider than": "wider by a level step or more", "narrower than":
+            "narrower by a level step or more", "about the same as": "about the same"}  # fmt: skip
+
+
+def _schedule_statement(t: StudyTables) -> list[str]:
+    """Each one-change pair whose control is SAM's ascent on a radius schedule (``SCHEDULED``):
+    the arm's widest radius window after E epochs against the control's, and their test
+    accuracy contrast at their selected cells where the confirmation has it; whether the
+    accumulator does, on this grid, anything the schedule alone does not."""
+    rw = t.radius_windows
+    if rw is None or rw.empty:
+        return []
+    epochs, _ = _budget(t)
+    final = rw[rw["epoch"].eq(epochs)]
+    widest = final.loc[final.groupby(ARM)["width"].idxmax()].set_index(ARM)
+    _, step = _radius_grid(t)
+    c = t.contrasts
+    out = []
+    for method, control, what in ONE_CHANGE:
+        arm, other = _arm_of(t, method, True), _arm_of(t, control, True)
+        if control not in SCHEDULED or what != ASCENT or not {arm, other} <= set(widest.index):
+            continue
+        windows = [widest.loc[a] for a in (arm, other)]
+        full = [bool(w["points"] == w["levels"]) for w in windows]
+        units = (" decades", "")
+        mine, theirs = (f"{w['width']:.1f}{unit}" + (" (every level)" if f else "")
+                        for w, f, unit in zip(windows, full, units, strict=True))  # fmt: skip
+        radius = compare(windows[0]["width"], windows[1]["width"], step)
+        said = (f"Against {common.label(other)}, SAM's ascent shrunk as ρ/√t around the same "
+                f"descent (the schedule without the accumulator), {common.label(arm)}'s widest "
+                f"radius window after {epochs} epochs is {mine} against {theirs}: "
+                f"{_BY_STEP[radius]}")  # fmt: skip
+        pair = None if c is None else c[c["method"].eq(arm) & c["base"].eq(other)]
+        r = None if pair is None else next(pair[pair["comparison"].eq(ASCENT)].itertuples(), None)
+        if r is not None:
+            said += (f"; its test accuracy at its selected cell differs by {100 * r.mean:+.2f} "
+                     f"points (95% CI {_interval(r.t_low, r.t_high)}): {r.verdict}")  # fmt: skip
+        if radius == "about the same as" and (r is None or r.verdict == "no difference resolved"):
+            said += (
+                "; so on this grid the accumulator does nothing the ρ/√t schedule alone does not"
+            )
+            if all(full):
+                said += (", though both train at every radius tried, so the grid cannot show "
+                         "whether either is wider")  # fmt: skip
+        out.append(said + ".")
+    return out
+
+
 def _ascent_verdict(swaps: Sequence[AscentSwap], step: float) -> str | None:
     """In how many one-change pairs LightSAM's ascent widens the radius window over SAM's by a
     level ``step``, and in how many the grid is too narrow to show it (None without a pair run
@@ -1433,6 +1482,7 @@ def statement(t: StudyTables) -> list[str]:
         *(_windows_statement(t) if windows else []),
         *_radius_statement(t, swaps),
         *_drift_statement(t),
+        *_schedule_statement(t),
         *_generalisation_statement(t),
         *_matched_statement(t),
         *_one_change_statement(t),

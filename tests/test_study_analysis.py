@@ -777,7 +777,7 @@ def test_the_statement_says_whether_lightsams_ascent_widens_the_radius_window(ta
     assert "LightSAM-I 2.0 (every level), about the same" in text
 
 
-def test_a_control_with_a_radius_schedule_stays_out_of_the_radius_window_verdict(tables):
+def test_a_control_with_a_radius_schedule_has_its_own_sentence_not_the_window_verdict(tables):
     # LightSAM-I's ascent around SGD against SGD-SAM and against SGD-SAM at rho / sqrt(t): only
     # the first is LightSAM's ascent in place of SAM's; the second asks whether the accumulator
     # does more than the schedule, which the window verdict does not count.
@@ -795,6 +795,34 @@ def test_a_control_with_a_radius_schedule_stays_out_of_the_radius_window_verdict
         "radius window by a level step or more in 1 of the 2 pairs (LightSAM-I)." in text
     )
     assert "SGD-SAM ρ/√t's" not in text
+    # The schedule pair has a sentence of its own: 1.6 against 0.5 decades is a level step wider.
+    (said,) = (f for f in study.findings(t).statement if f.startswith("Against SGD-SAM ρ/√t"))
+    assert said == (
+        "Against SGD-SAM ρ/√t, SAM's ascent shrunk as ρ/√t around the same descent (the schedule "
+        "without the accumulator), LightSAM-I ascent + SGD's widest radius window after 4 epochs "
+        "is 1.6 decades against 0.5: wider by a level step or more."
+    )
+    # Both at every level, and a test-accuracy contrast within noise: the accumulator adds
+    # nothing here, as far as the grid can show.
+    both = radius_rows(widths | {"lightsam_i_sgd": 2.0, "sgd_sam_decay": 2.0})
+    contrast = pd.DataFrame([{"method": "lightsam_i_sgd", "base": "sgd_sam_decay",
+                              "comparison": study.ASCENT, "mean": 0.0048, "t_low": -0.0008,
+                              "t_high": 0.0104, "verdict": "no difference resolved"}],
+                            columns=study.CONTRAST_COLUMNS)  # fmt: skip
+    found = study.findings(replace(t, radius_windows=both, contrasts=contrast)).statement
+    (said,) = (f for f in found if f.startswith("Against SGD-SAM ρ/√t"))
+    assert said.endswith(
+        "is 2.0 decades (every level) against 2.0 (every level): about the same; its test "
+        "accuracy at its selected cell differs by +0.48 points (95% CI [-0.08, +1.04]): no "
+        "difference resolved; so on this grid the accumulator does nothing the ρ/√t schedule "
+        "alone does not, though both train at every radius tried, so the grid cannot show "
+        "whether either is wider."
+    )
+    resolved = contrast.assign(verdict="higher", t_low=0.001)
+    found = study.findings(replace(t, radius_windows=both, contrasts=resolved)).statement
+    (said,) = (f for f in found if f.startswith("Against SGD-SAM ρ/√t"))
+    assert said.endswith("(95% CI [+0.10, +1.04]): higher.")
+    assert not [f for f in study.findings(tables[True]).statement if f.startswith("Against")]
 
 
 def test_the_statement_reports_a_bootstrap_only_exclusion_as_a_hint():
