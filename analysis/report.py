@@ -440,15 +440,18 @@ def readme_block(
     readme_dir: Path,
     theorem: list[str],
 ) -> str:
-    """The README's results: for the budget study its plain statement, window and contrast
-    figures, for a plain sweep its heatmap and findings; the table of best settings, the wall
-    time, then ``theorem``'s lines (the theorem's problem, if it ran)."""
+    """The README's results: for the budget study its plain statement, window, realised-radius
+    (where drawn) and contrast figures, for a plain sweep its heatmap and findings; the table of
+    best settings, the wall time, then ``theorem``'s lines (the theorem's problem, if it ran)."""
     if isinstance(facts, StudyFindings):
+        radius = figures / "budget_radius.png"
+        drawn = [image(radius, readme_dir, "the realised radius through training"), ""]
         shown = [
             *(f"- {f}" for f in facts.statement),
             "",
             image(figures / "budget_windows.png", readme_dir, "learning-rate windows"),
             "",
+            *(drawn if radius.exists() else []),
             image(figures / "budget_contrasts.png", readme_dir, "differences against the bases"),
             "",
         ]

@@ -724,6 +724,16 @@ def _radius(value: float) -> str:
     return "not recorded" if math.isnan(value) else f"≈ {value:.2g}"
 
 
+def _widest_radius_windows(t: StudyTables) -> pd.DataFrame:
+    """Each arm's widest radius window over the lrs after E epochs (a :func:`radius_windows`
+    row, by arm); empty without radius windows."""
+    rw = t.radius_windows
+    if rw is None or rw.empty:
+        return pd.DataFrame(columns=[ARM]).set_index(ARM)
+    final = rw[rw["epoch"].eq(_budget(t)[0])]
+    return final.loc[final.groupby(ARM)["width"].idxmax()].set_index(ARM)
+
+
 def window_sentences(t: StudyTables) -> list[str]:
     w = t.windows
     if w is None or w.empty:
@@ -756,10 +766,8 @@ def window_sentences(t: StudyTables) -> list[str]:
                  f"{ends[2 * i]} → {ends[2 * i + 1]})"
                  for i, (arm, a, b) in enumerate(changes))  # fmt: skip
         out.append(f"From epoch {early} to {epochs} at the middle radius: {'; '.join(moves)}.")
-    rw = t.radius_windows
-    final = rw[rw["epoch"].eq(epochs)]
-    if len(final):
-        widest = final.loc[final.groupby(ARM)["width"].idxmax()].set_index(ARM)
+    widest = _widest_radius_windows(t)
+    if len(widest):
         said = (f"{common.label(a)} {widest.at[a, 'width']:.1f} decades at lr "
                 f"{_sci(widest.at[a, 'lr'])}" for a in common.ordered(widest.index))  # fmt: skip
         out.append(f"Radius windows after {epochs} epochs (the range of realised radius, "
@@ -1166,16 +1174,12 @@ def _radius_grid(t: StudyTables) -> tuple[np.ndarray, float]:
 
 def _ascent_swaps(t: StudyTables) -> list[AscentSwap]:
     """Each one-change pair of ``ONE_CHANGE`` whose ascent differs from SAM's fixed-radius one
-    (a ``SCHEDULED`` control left out), by the widest radius window
-    over the lrs after E epochs of each (:func:`radius_windows`); ``full``: the arm's widest
-    takes in every level, the whole span of the grid, so the grid cannot show how much wider
-    it is."""
-    rw = t.radius_windows
-    if rw is None or rw.empty:
+    (a ``SCHEDULED`` control left out), by the widest radius window over the lrs after E epochs
+    of each (:func:`_widest_radius_windows`); ``full``: the arm's widest takes in every level,
+    the whole span of the grid, so the grid cannot show how much wider it is."""
+    widest = _widest_radius_windows(t)
+    if widest.empty:
         return []
-    epochs, _ = _budget(t)
-    final = rw[rw["epoch"].eq(epochs)]
-    widest = final.loc[final.groupby(ARM)["width"].idxmax()].set_index(ARM)
 
     def width(optimizer: str) -> tuple[str | None, float | None]:
         arm = _arm_of(t, optimizer, True)
@@ -1249,12 +1253,10 @@ def _schedule_statement(t: StudyTables) -> list[str]:
     the arm's widest radius window after E epochs against the control's, and their test
     accuracy contrast at their selected cells where the confirmation has it; whether the
     accumulator does, on this grid, anything the schedule alone does not."""
-    rw = t.radius_windows
-    if rw is None or rw.empty:
+    widest = _widest_radius_windows(t)
+    if widest.empty:
         return []
     epochs, _ = _budget(t)
-    final = rw[rw["epoch"].eq(epochs)]
-    widest = final.loc[final.groupby(ARM)["width"].idxmax()].set_index(ARM)
     _, step = _radius_grid(t)
     c = t.contrasts
     out = []

@@ -934,7 +934,7 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     budget_figures_agree(runs / "smoke", runs / "smoke_confirm", runs / "smoke_recovery")
 
     block = readme.read_text().split("<!-- results:start")[1].split("<!-- results:end -->")[0]
-    assert "budget_windows.png" in block and "| SGD-SAM |" in block
+    assert "budget_windows.png" in block and "budget_radius.png" in block and "| SGD-SAM |" in block
     assert "After 2 epochs at the middle radius" in block  # the plain statement
     assert "theorem_steps.png" in block and "LightSAM-I against" in block
     assert (ROOT / "README.md").read_text() != readme.read_text()
