@@ -1248,42 +1248,75 @@ _BY_STEP = {"wider than": "wider by a level step or more", "narrower than":
             "narrower by a level step or more", "about the same as": "about the same"}  # fmt: skip
 
 
-def _schedule_statement(t: StudyTables) -> list[str]:
-    """Each one-change pair whose control is SAM's ascent on a radius schedule (``SCHEDULED``):
-    the arm's widest radius window after E epochs against the control's, and their test
-    accuracy contrast at their selected cells where the confirmation has it; whether the
-    accumulator does, on this grid, anything the schedule alone does not."""
+@dataclass(frozen=True)
+class SchedulePair:
+    """An arm with LightSAM's accumulated ascent (``arm``) against SAM's ascent on a radius
+    schedule around the same descent (``control``, one of ``SCHEDULED``): their widest radius
+    windows after E epochs, whether each takes in every level (``full``), how the arm's compares
+    (:func:`compare`: ``radius``), and their test-accuracy contrast (None if not confirmed)."""
+
+    arm: str
+    control: str
+    widths: tuple[float, float]
+    full: tuple[bool, bool]
+    radius: str
+    contrast: Any | None
+
+    @property
+    def same(self) -> bool:
+        """The accumulator does nothing the schedule does not: radius windows under a level
+        step apart and test accuracies within seed noise."""
+        return (self.radius == "about the same as" and self.contrast is not None
+                and self.contrast.verdict == "no difference resolved")  # fmt: skip
+
+
+def _schedule_pairs(t: StudyTables) -> list[SchedulePair]:
+    """Each one-change pair of ``ONE_CHANGE`` whose control is in ``SCHEDULED``, both arms run
+    over the radii, as a :class:`SchedulePair`."""
     widest = _widest_radius_windows(t)
     if widest.empty:
         return []
-    epochs, _ = _budget(t)
     _, step = _radius_grid(t)
     c = t.contrasts
-    out = []
+    found = []
     for method, control, what in ONE_CHANGE:
         arm, other = _arm_of(t, method, True), _arm_of(t, control, True)
         if control not in SCHEDULED or what != ASCENT or not {arm, other} <= set(widest.index):
             continue
-        windows = [widest.loc[a] for a in (arm, other)]
-        full = [bool(w["points"] == w["levels"]) for w in windows]
-        units = (" decades", "")
-        mine, theirs = (f"{w['width']:.1f}{unit}" + (" (every level)" if f else "")
-                        for w, f, unit in zip(windows, full, units, strict=True))  # fmt: skip
-        radius = compare(windows[0]["width"], windows[1]["width"], step)
-        said = (f"Against {common.label(other)}, SAM's ascent shrunk as ρ/√t around the same "
-                f"descent (the schedule without the accumulator), {common.label(arm)}'s widest "
-                f"radius window after {epochs} epochs is {mine} against {theirs}: "
-                f"{_BY_STEP[radius]}")  # fmt: skip
+        mine, theirs = widest.loc[arm], widest.loc[other]
         pair = None if c is None else c[c["method"].eq(arm) & c["base"].eq(other)]
         r = None if pair is None else next(pair[pair["comparison"].eq(ASCENT)].itertuples(), None)
+        widths = (float(mine["width"]), float(theirs["width"]))
+        full = (bool(mine["points"] == mine["levels"]), bool(theirs["points"] == theirs["levels"]))
+        found.append(SchedulePair(arm, other, widths, full, compare(*widths, step), r))
+    return found
+
+
+def _schedule_statement(t: StudyTables, pairs: Sequence[SchedulePair]) -> list[str]:
+    """Each :class:`SchedulePair`: the arm's widest radius window after E epochs against the
+    control's, their test accuracy contrast where the confirmation has it, and whether the
+    accumulator does, on this grid, anything the schedule alone does not."""
+    if not pairs:
+        return []
+    epochs, _ = _budget(t)
+    out = []
+    for p in pairs:
+        units = (" decades", "")
+        mine, theirs = (f"{w:.1f}{unit}" + (" (every level)" if f else "")
+                        for w, f, unit in zip(p.widths, p.full, units, strict=True))  # fmt: skip
+        said = (f"Against {common.label(p.control)}, SAM's ascent shrunk as ρ/√t around the same "
+                f"descent (the schedule without the accumulator), {common.label(p.arm)}'s widest "
+                f"radius window after {epochs} epochs is {mine} against {theirs}: "
+                f"{_BY_STEP[p.radius]}")  # fmt: skip
+        r = p.contrast
         if r is not None:
             said += (f"; its test accuracy at its selected cell differs by {100 * r.mean:+.2f} "
                      f"points (95% CI {_interval(r.t_low, r.t_high)}): {r.verdict}")  # fmt: skip
-        if radius == "about the same as" and (r is None or r.verdict == "no difference resolved"):
+        if p.same:
             said += (
                 "; so on this grid the accumulator does nothing the ρ/√t schedule alone does not"
             )
-            if all(full):
+            if all(p.full):
                 said += (", though both train at every radius tried, so the grid cannot show "
                          "whether either is wider")  # fmt: skip
         out.append(said + ".")
@@ -1439,11 +1472,14 @@ def _one_change_statement(t: StudyTables) -> list[str]:
     ]
 
 
-def _bottom_line(t: StudyTables, swaps: Sequence[AscentSwap]) -> list[str]:
+def _bottom_line(
+    t: StudyTables, swaps: Sequence[AscentSwap], schedules: Sequence[SchedulePair]
+) -> list[str]:
     """The paper's claim against the numbers, in one sentence: which variants' lr windows are
     wider by a grid step than both SGD-SAM's and their base's (at the same epochs), whether
-    LightSAM's ascent widens the radius window (:func:`_ascent_verdict` of ``swaps``), and
-    which variants generalise better than their base beyond seed noise."""
+    LightSAM's ascent widens the radius window (:func:`_ascent_verdict` of ``swaps``), whether
+    a ρ/√t schedule alone matches the accumulator (``schedules``), and which variants generalise
+    better than their base beyond seed noise."""
     if t.windows is None or t.windows.empty:
         return []
     epochs, _ = _budget(t)
@@ -1472,6 +1508,11 @@ def _bottom_line(t: StudyTables, swaps: Sequence[AscentSwap]) -> list[str]:
         general = "whether the variants generalise better than their bases was not measured"
     ascent = _ascent_verdict(swaps, _radius_grid(t)[1])
     radius = f"; {ascent}" if ascent else ""
+    matched = [p for p in schedules if p.same]
+    if matched:
+        radius += "".join(f"; SAM's ascent shrunk as ρ/√t ({common.label(p.control)}) matches "
+                          f"{common.label(p.arm)}'s accumulated ascent in radius window and test "
+                          "accuracy" for p in matched)  # fmt: skip
     return [f"In short, at {epochs} epochs on this grid ({_names(measured)} at the middle radius): "
             f"{robust}{radius}; and {general}."]  # fmt: skip
 
@@ -1479,17 +1520,17 @@ def _bottom_line(t: StudyTables, swaps: Sequence[AscentSwap]) -> list[str]:
 def statement(t: StudyTables) -> list[str]:
     """A few plain sentences of what the numbers add up to, whichever way they fall."""
     windows = t.windows is not None and not t.windows.empty
-    swaps = _ascent_swaps(t)
+    swaps, schedules = _ascent_swaps(t), _schedule_pairs(t)
     return [
         *(_windows_statement(t) if windows else []),
         *_radius_statement(t, swaps),
         *_drift_statement(t),
-        *_schedule_statement(t),
+        *_schedule_statement(t, schedules),
         *_generalisation_statement(t),
         *_matched_statement(t),
         *_one_change_statement(t),
         *_multiplicity_statement(t),
-        *_bottom_line(t, swaps),
+        *_bottom_line(t, swaps, schedules),
     ]
 
 

@@ -818,10 +818,14 @@ def test_a_control_with_a_radius_schedule_has_its_own_sentence_not_the_window_ve
         "alone does not, though both train at every radius tried, so the grid cannot show "
         "whether either is wider."
     )
+    matches = ("SAM's ascent shrunk as ρ/√t (SGD-SAM ρ/√t) matches LightSAM-I ascent + SGD's "
+               "accumulated ascent in radius window and test accuracy; and")  # fmt: skip
+    assert found[-1].startswith("In short") and matches in found[-1]
     resolved = contrast.assign(verdict="higher", t_low=0.001)
     found = study.findings(replace(t, radius_windows=both, contrasts=resolved)).statement
     (said,) = (f for f in found if f.startswith("Against SGD-SAM ρ/√t"))
     assert said.endswith("(95% CI [+0.10, +1.04]): higher.")
+    assert "matches" not in found[-1]
     assert not [f for f in study.findings(tables[True]).statement if f.startswith("Against")]
 
 
