@@ -313,7 +313,9 @@ class TheoremFindings:
 
 def theorem_findings(directory: Path) -> TheoremFindings:
     """What the theorem's problem shows: per arm, the share of its (lr, rho) grid where every
-    seed reached each target, the learning rates at which most radii did, its best cell; and
+    seed reached each target, the cells where some seed diverged and those where every seed
+    ended above its start without diverging, the learning rates at which most radii did, its
+    best cell; and
     each sharpness-aware arm's share against its base optimizer's."""
     cells, _, meta = fig_theorem.read(directory)
     s = meta["settings"]
@@ -345,8 +347,13 @@ def theorem_findings(directory: Path) -> TheoremFindings:
         )
         counts = "; ".join(f"{target}: {k} of {n} cells" for target, (k, n) in shares[arm].items())
         diverged = int(table["diverged"].gt(0).sum())
+        # Not diverged is not trained: an adaptive step at a large lr can hover far above the
+        # start for all of T without ever crossing the divergence limit.
+        ends = own.groupby(["lr", "rho"], dropna=False)
+        above = int((ends["diverged"].max().eq(0) & ends["final_sq_grad"].min().ge(1)).sum())
         arms.append(
-            f"{common.label(arm)}: reached {counts}; some seed diverged in {diverged}; learning "
+            f"{common.label(arm)}: reached {counts}; some seed diverged in {diverged}; every seed "
+            f"ended above its start without diverging in {above}; learning "
             f"rates at which at least half of the radii reached 1e-2: {window}; best cell ({at}): "
             f"mean squared gradient norm {best['avg_sq_grad']:.2g} of the start, slope against T "
             f"over the last two decades {best['slope']:.2f} (the theorem's rate is -0.5)."

@@ -385,6 +385,25 @@ def test_the_theorem_findings_agree_with_the_stored_cells(tmp_path):
     assert f"({mine['1e-2'][0]}/{mine['1e-2'][1]} against {base['1e-2'][0]}/3)" in contrast
 
 
+def test_the_theorem_counts_cells_that_end_above_their_start_without_diverging(tmp_path):
+    run_theorem(tmp_path, TINY)
+    cells = pd.read_csv(tmp_path / "cells.csv")
+    own = cells[cells["arm"].eq("adam")].sort_values(["lr", "seed"])
+    lrs = sorted(own["lr"].unique())
+    # Every seed of Adam's smallest lr ends above the start; at the next lr one seed does, and
+    # at the largest one seed also diverges: only the first cell counts.
+    cells.loc[own.index[own["lr"].eq(lrs[0])], ["diverged", "final_sq_grad"]] = [0, 5.0]
+    at_next = own.index[own["lr"].eq(lrs[1])]
+    cells.loc[at_next, "diverged"] = 0
+    cells.loc[at_next[:1], "final_sq_grad"], cells.loc[at_next[1:], "final_sq_grad"] = 5.0, 0.5
+    at_last = own.index[own["lr"].eq(lrs[-1])]
+    cells.loc[at_last, "final_sq_grad"] = 5.0
+    cells.loc[at_last[:1], "diverged"] = 1
+    cells.to_csv(tmp_path / "cells.csv", index=False)
+    sentence = next(f for f in report.theorem_findings(tmp_path).arms if f.startswith("Adam:"))
+    assert "; every seed ended above its start without diverging in 1;" in sentence
+
+
 def test_a_share_is_wider_or_narrower_only_beyond_one_cell_of_the_bases_grid():
     assert report.compare_shares((20, 49), (3, 7)) == "about the same as"  # 41% vs 43%
     assert report.compare_shares((40, 49), (3, 7)) == "wider than"

@@ -727,7 +727,8 @@ def theorem_agrees(text: str, directory: Path) -> None:
     """The theorem's problem per arm, from its stored cells (``cells.csv``, a row per arm, lr,
     rho and seed) and curves (``curves.csv``, a row per cell, seed and horizon T): the runs that
     ever came to 1e-4; the (lr, rho) cells in which every seed reached 1e-2 and 1e-3 of the
-    start, those in which some seed diverged, the lrs where most radii reached 1e-2, the best
+    start, those in which some seed diverged, those in which every seed ended above its start
+    without diverging, the lrs where most radii reached 1e-2, the best
     cell (:func:`best_cell`); and each sharpness-aware arm's shares against its base's,
     different only by more than one cell of the base's grid."""
     cells, curves = pd.read_csv(directory / "cells.csv"), pd.read_csv(directory / "curves.csv")
@@ -756,10 +757,13 @@ def theorem_agrees(text: str, directory: Path) -> None:
                  for t in ("1e-2", "1e-3")}  # fmt: skip
         n = per_cell.ngroups
         diverged = int(per_cell["diverged"].apply(lambda s: s.gt(0).any()).sum())
+        above = sum(bool((cell["diverged"] == 0).all() and (cell["final_sq_grad"] >= 1).all())
+                    for _, cell in per_cell)  # fmt: skip
         shares[arm] = {t: (k, n) for t, k in every.items()}
         assert (
             f"{common.label(arm)}: reached 1e-2: {every['1e-2']} of {n} cells; 1e-3: "
-            f"{every['1e-3']} of {n} cells; some seed diverged in {diverged}; learning rates at "
+            f"{every['1e-3']} of {n} cells; some seed diverged in {diverged}; every seed ended "
+            f"above its start without diverging in {above}; learning rates at "
             f"which at least half of the radii reached 1e-2: {half_window(own)}; "
             f"{best_cell(own, curves[curves['arm'].eq(arm)], setting['steps'])}" in text
         ), arm
