@@ -51,6 +51,14 @@ def _line(ax: Axes, x: pd.Series, y: pd.Series, arm: str, **extra: object) -> No
     )
 
 
+def _rows(arms: pd.Series) -> tuple[list[str], list[str]]:
+    """The arms in the study's order, split into SGD-SAM and the LightSAM variants (the first
+    row of a figure) and AdaSAM and the ablation arms (a row of their own)."""
+    ordered = common.ordered(arms)
+    return ([a for a in ordered if common.optimizer_of(a) in METHODS],
+            [a for a in ordered if common.optimizer_of(a) not in METHODS])  # fmt: skip
+
+
 def windows(t: StudyTables) -> Figure:
     """``budget_windows`` (see the module docstring)."""
     w = t.windows
@@ -58,8 +66,8 @@ def windows(t: StudyTables) -> Figure:
     epochs = int((sam if len(sam) else w)["epoch"].max())
     levels = sorted(sam["level"].unique()) or [math.nan]
     radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
-    others = [a for a in common.ordered(sam[ARM]) if common.optimizer_of(a) not in METHODS]
-    rows = [([a for a in common.ordered(sam[ARM]) if a not in others], True)]
+    methods, others = _rows(sam[ARM])
+    rows = [(methods, True)]
     if others:  # AdaSAM and the ablation arms: a row of their own, beside the bases only
         rows.append((others, False))
     fig = Figure(figsize=(5.2 * len(levels), 4.8 * len(rows) + 0.8), layout="constrained")
@@ -142,8 +150,7 @@ def realised_radius(t: StudyTables) -> Figure:
     rr = t.realised_radii
     levels = sorted(rr["level"].unique())
     radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
-    others = [a for a in common.ordered(rr[ARM]) if common.optimizer_of(a) not in METHODS]
-    rows = [r for r in ([a for a in common.ordered(rr[ARM]) if a not in others], others) if r]
+    rows = [arms for arms in _rows(rr[ARM]) if arms]
     fig = Figure(figsize=(5.2 * len(levels), 4.4 * len(rows) + 1.0), layout="constrained")
     grid = fig.subplots(len(rows), len(levels), squeeze=False, sharey=True)
     handles: dict[str, Line2D] = {}

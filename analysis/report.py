@@ -315,8 +315,7 @@ def theorem_findings(directory: Path) -> TheoremFindings:
     """What the theorem's problem shows: per arm, the share of its (lr, rho) grid where every
     seed reached each target, the cells where some seed diverged and those where every seed
     ended above its start without diverging, the learning rates at which most radii did, its
-    best cell; and
-    each sharpness-aware arm's share against its base optimizer's."""
+    best cell; and each sharpness-aware arm's share against its base optimizer's."""
     cells, _, meta = fig_theorem.read(directory)
     s = meta["settings"]
     lrs, rhos = sorted(cells["lr"].unique()), sorted(cells["rho"].dropna().unique())
@@ -339,7 +338,8 @@ def theorem_findings(directory: Path) -> TheoremFindings:
         every = table.assign(every=table["reached"].eq(table["seeds"]))
         most = every.groupby("lr")["every"].mean()
         window = ", ".join(fmt(lr) for lr in most[most >= 0.5].index) or "none"
-        cell = own.groupby(["lr", "rho"], dropna=False)[["avg_sq_grad", "slope"]].median()
+        by_cell = own.groupby(["lr", "rho"], dropna=False)
+        cell = by_cell[["avg_sq_grad", "slope"]].median()
         position = int(np.argmin(cell["avg_sq_grad"].fillna(np.inf).to_numpy()))
         best_key, best = cell.index[position], cell.iloc[position]
         at = f"lr {fmt(best_key[0])}" + (
@@ -349,8 +349,7 @@ def theorem_findings(directory: Path) -> TheoremFindings:
         diverged = int(table["diverged"].gt(0).sum())
         # Not diverged is not trained: an adaptive step at a large lr can hover far above the
         # start for all of T without ever crossing the divergence limit.
-        ends = own.groupby(["lr", "rho"], dropna=False)
-        above = int((ends["diverged"].max().eq(0) & ends["final_sq_grad"].min().ge(1)).sum())
+        above = int((by_cell["diverged"].max().eq(0) & by_cell["final_sq_grad"].min().ge(1)).sum())
         arms.append(
             f"{common.label(arm)}: reached {counts}; some seed diverged in {diverged}; every seed "
             f"ended above its start without diverging in {above}; learning "

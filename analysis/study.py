@@ -780,15 +780,19 @@ def window_sentences(t: StudyTables) -> list[str]:
 @dataclass(frozen=True)
 class Drift:
     """Where training takes the arms matched at one radius level: each arm's median realised
-    radius at its first ascent (``first``) and in its last epoch (``last``), by arm; ``span``,
-    the decades between the arms' smallest and largest ``last``; ``step``, the levels' step."""
+    radius at its first ascent (``first``) and in its last epoch (``last``), by arm; ``step``,
+    the levels' step in decades."""
 
     level: float
     epochs: int
     first: dict[str, float]
     last: dict[str, float]
-    span: float
     step: float
+
+    @property
+    def span(self) -> float:
+        """The decades between the arms' smallest and largest ``last``."""
+        return math.log10(max(self.last.values()) / min(self.last.values()))
 
 
 def _drift(t: StudyTables) -> Drift | None:
@@ -802,10 +806,8 @@ def _drift(t: StudyTables) -> Drift | None:
             if at.get((a, 0), 0) > 0 and at.get((a, epochs), 0) > 0]  # fmt: skip
     if len(arms) < 2:
         return None
-    last = {a: float(at[(a, epochs)]) for a in arms}
-    span = math.log10(max(last.values()) / min(last.values()))
-    return Drift(middle, epochs, {a: float(at[(a, 0)]) for a in arms}, last, span,
-                 _radius_grid(t)[1])  # fmt: skip
+    return Drift(middle, epochs, {a: float(at[(a, 0)]) for a in arms},
+                 {a: float(at[(a, epochs)]) for a in arms}, _radius_grid(t)[1])  # fmt: skip
 
 
 def realised_radius_sentences(t: StudyTables) -> list[str]:
