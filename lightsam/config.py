@@ -133,7 +133,11 @@ class Config:
     on which the loss and the norm of its full gradient are measured before the first step and
     after every epoch: the optimisation objective, which the running training loss (a mean over
     moving weights) is not. The probe reads the weights and changes nothing, so it is in the
-    identity only because the run records more.
+    identity only because the run records more. ``probe_steps`` (increasing step counts, none
+    at an epoch's end, where the probe runs anyway) adds probes after those many optimizer steps
+    of the run, recorded in ``result.json``'s ``probes``: the budget axis below one epoch, where
+    a study of how the smallest learning rate that trains moves with the steps needs budgets a
+    decade apart.
 
     ``batch_size`` is the global batch: with several processes each takes an equal share of it
     (it must divide evenly). ``accumulation`` runs each step in that many micro-batches, to fit
@@ -183,6 +187,7 @@ class Config:
     deterministic: bool = field(default=False, metadata=added_later(False))
     warmup_epochs: float = field(default=0.0, metadata=added_later(0.0))
     warmup_steps: int = field(default=0, metadata=added_later(0))
+    probe_steps: tuple[int, ...] = field(default=(), metadata=added_later(()))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as stored (``config.json``, the plan): every field, and the schema it was
@@ -194,7 +199,10 @@ class Config:
         arguments that are at their legacy value (see the module docstring)."""
         values = self.to_dict()
         for f in dataclasses.fields(self):
-            if "legacy" in f.metadata and values[f.name] == f.metadata["legacy"]:
+            # The legacy value in JSON's types too, as to_dict writes it (a tuple as a list).
+            if "legacy" in f.metadata and values[f.name] == json.loads(
+                json.dumps(f.metadata["legacy"])
+            ):
                 del values[f.name]
         legacy = optimizer_entry(self.optimizer.name).legacy
         values["optimizer"]["hparams"] = {
@@ -395,6 +403,11 @@ def validate(config: Config, stored: bool = False) -> Config:
             "probe_size: the training-subset probe needs a dataset held in memory "
             f"({', '.join(d for d in DATASETS if d != 'imagenet')}), not imagenet"
         )
+    steps = list(config.probe_steps)
+    if steps and not config.probe_size:
+        raise ConfigError("probe_steps needs the probe: set probe_size > 0")
+    if steps and (steps != sorted(set(steps)) or steps[0] < 1):
+        raise ConfigError(f"probe_steps must be increasing step counts >= 1, got {steps}")
     return config
 
 
@@ -417,7 +430,9 @@ def check_fits_the_data(config: Config) -> None:
                 f"{name} {getattr(config, name)} is larger than the training split: {train} "
                 f"images of {config.dataset} after val_size {config.val_size}"
             )
-    check_warmup(config, train // config.batch_size)  # the loader drops a last partial batch
+    steps_per_epoch = train // config.batch_size  # the loader drops a last partial batch
+    check_warmup(config, steps_per_epoch)
+    check_probe_steps(config, steps_per_epoch)
 
 
 def check_warmup(config: Config, steps_per_epoch: int) -> None:
@@ -427,6 +442,21 @@ def check_warmup(config: Config, steps_per_epoch: int) -> None:
             f"the warm-up ({warm} steps) must end before the run does ({total} steps: "
             f"{config.epochs} epochs of {steps_per_epoch})"
         )
+
+
+def check_probe_steps(config: Config, steps_per_epoch: int) -> None:
+    total = config.epochs * steps_per_epoch
+    for step in config.probe_steps:
+        if step >= total:
+            raise ConfigError(
+                f"probe_steps: step {step} is not inside the run ({total} steps: "
+                f"{config.epochs} epochs of {steps_per_epoch})"
+            )
+        if step % steps_per_epoch == 0:
+            raise ConfigError(
+                f"probe_steps: step {step} ends epoch {step // steps_per_epoch}, which is "
+                "probed anyway"
+            )
 
 
 def _finite(config: Config) -> None:

@@ -7,7 +7,9 @@ uninterrupted run would have (the batches of epoch e depend only on the seed and
 checkpoint carries the RNG states). A non-finite training loss, or one above
 ``config.divergence_loss`` (unless it is None), ends the run with status ``diverged``: a result,
 not a failure. With ``config.probe_size``, the loss and full-gradient norm on a fixed subset of
-the training split are measured before the first step and after every epoch (:func:`probe`).
+the training split are measured before the first step and after every epoch (:func:`probe`),
+and after each of ``config.probe_steps``'s step counts (``result.json``'s ``probes``, which keep
+the probes a diverged run took before it stopped).
 
 Data-parallel: launched as several processes (torchrun, or a SLURM job with one task per GPU),
 every process calls :func:`run` and the same loop runs in each. The model is wrapped in
@@ -482,6 +484,8 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
     history: list[dict[str, Any]] = []
     wall_s, wandb_id = 0.0, None
     initial: dict[str, float] = {}  # the probe before the first step, and the first ascent's size
+    probes: list[dict[str, float]] = []  # the probes at config.probe_steps, in step order
+    probe_at = set(config.probe_steps)
     if checkpoint is not None:
         check_resumable(checkpoint, config, env)
         module.load_state_dict(checkpoint["model"])
@@ -495,6 +499,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         history = checkpoint["history"]
         wall_s, wandb_id = checkpoint["wall_s"], checkpoint["wandb_id"]
         initial = checkpoint.get("initial", {})
+        probes = checkpoint.get("probes", [])
     elif "probe" in loaders:
         initial = {
             f"{key}_initial": value
@@ -554,6 +559,14 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
                     acc=f"{correct.item() / seen:.4f}",
                     img_s=f"{seen / elapsed:.0f}",
                 )
+            if epoch * steps_per_epoch + i + 1 in probe_at:
+                probes.append(
+                    {
+                        "step": epoch * steps_per_epoch + i + 1,
+                        **probe(module, loaders["probe"], loss_fn, device, autocast_dtype),
+                    }
+                )
+                model.train()  # the probe left it in eval mode
         bar.close()
         if status == "diverged":
             break
@@ -592,6 +605,7 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
                 "wandb_id": record.wandb_id,
                 "world_size": env.world_size,
                 "initial": initial,
+                "probes": probes,
             },
         )
 
@@ -610,9 +624,11 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
         "final_train_loss": last.get("train_loss"),
         "wall_s": wall_s,
         "world_size": env.world_size,
+        "steps_per_epoch": steps_per_epoch,
         **peak_memory(device),
         **{key: run_mean(history, key) for key in PERTURBATION},
         **initial,
+        **({"probes": probes} if config.probe_steps else {}),
     }
     if status == "ok":
         # The test set is read once, here, at the end.

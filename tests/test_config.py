@@ -101,6 +101,11 @@ def test_overrides_are_typed_and_reach_nested_fields():
         ({"perturbation": "m"}, "perturbation must be one of global, local"),
         ({"sync_batchnorm": 1}, "sync_batchnorm must be bool"),
         ({"probe_size": -1}, "probe_size must be >= 0"),
+        ({"probe_steps": "[3]"}, "probe_steps needs the probe: set probe_size > 0"),
+        ({"probe_size": 10, "probe_steps": "[6, 3]"}, "probe_steps must be increasing step"),
+        ({"probe_size": 10, "probe_steps": "[3, 3]"}, "probe_steps must be increasing step"),
+        ({"probe_size": 10, "probe_steps": "[0, 3]"}, r"step counts >= 1, got \[0, 3\]"),
+        ({"probe_size": 10, "probe_steps": "[1.5]"}, "probe_steps"),
         ({"warmup_steps": -1}, "warmup_steps must be >= 0"),
         ({"warmup_epochs": ".nan"}, "warmup_epochs must be finite"),
         ({"warmup_epochs": 1, "warmup_steps": 10}, "warmup_epochs or as warmup_steps, not both"),
@@ -181,11 +186,12 @@ def test_every_field_is_in_the_identity_even_at_its_default():
     """All but those added later, which are in it away from their legacy value."""
     config = from_dict(BASE)
     later = {f.name for f in dataclasses.fields(Config) if "legacy" in f.metadata}
-    assert later == {"probe_size", "deterministic", "warmup_epochs", "warmup_steps"}
+    assert later == {"probe_size", "deterministic", "warmup_epochs", "warmup_steps", "probe_steps"}
     assert (
         set(config.identity()) == {"schema"} | {f.name for f in dataclasses.fields(Config)} - later
     )
     assert "probe_size" in config.replace(probe_size=10).identity()
+    assert "probe_steps" in config.replace(probe_size=10, probe_steps=(3,)).identity()
     assert config.replace(deterministic=True).run_id() != config.run_id()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from configs import mnist5k_config as config
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import lightsam.train
 from lightsam import store
@@ -340,6 +341,80 @@ def test_the_probe_measures_the_training_subset_and_changes_nothing_else(tmp_pat
     assert abs(result["probe_loss_initial"] - math.log(10)) < 0.2
     assert rows[-1]["probe_loss"] < rows[0]["probe_loss"] < result["probe_loss_initial"]
     assert result["probe_grad_norm_initial"] > 0
+
+
+def test_probe_steps_probe_after_that_many_steps_and_change_nothing_else(tmp_path, monkeypatch):
+    # 54 steps an epoch: step 3 inside epoch 1, step 60 inside epoch 2.
+    plain = config(epochs=2, probe_size=200, optimizer={"name": "sgd", "lr": 0.05})
+    probed = plain.replace(probe_steps=(3, 60))
+    assert plain.run_id() == plain.replace(probe_steps=()).run_id() != probed.run_id()
+    steps, calls, model = [0], [], []
+    real_probe = lightsam.train.probe
+
+    def counted_probe(module, *args):
+        model[:] = [module]
+        calls.append((steps[0], real_probe(module, *args)))
+        return calls[-1][1]
+
+    def after_step(*_):
+        steps[0] += 1
+        assert model[0].training  # every step after a probe trains in train mode
+
+    monkeypatch.setattr(lightsam.train, "probe", counted_probe)
+    hook = register_optimizer_step_post_hook(after_step)
+    try:
+        result = run(probed, tmp_path)
+    finally:
+        hook.remove()
+    # Before the first step, after steps 3 and 54 (epoch 1), 60 and 108 (epoch 2).
+    assert [step for step, _ in calls] == [0, 3, 54, 60, 108]
+    assert result["probes"] == [{"step": 3, **calls[1][1]}, {"step": 60, **calls[3][1]}]
+    assert result["steps_per_epoch"] == 54
+    assert result["probes"][0]["probe_loss"] < result["probe_loss_initial"]
+
+    monkeypatch.setattr(lightsam.train, "probe", real_probe)
+    reference = run(plain, tmp_path)
+    rows = store.read_metrics(tmp_path / probed.run_id())
+    assert without_times(rows) == without_times(store.read_metrics(tmp_path / plain.run_id()))
+    assert result["test_acc"] == reference["test_acc"] and "probes" not in reference
+
+
+def test_a_resumed_run_keeps_the_probes_of_its_earlier_epochs(tmp_path, monkeypatch):
+    cfg = config(epochs=2, probe_size=200, probe_steps=(3, 60))
+    uninterrupted = run(cfg, tmp_path / "once")
+    finish_epoch = Recorder.epoch
+
+    def killed_after_the_first_epoch(self, history, checkpoint):
+        finish_epoch(self, history, checkpoint)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Recorder, "epoch", killed_after_the_first_epoch)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(cfg, tmp_path / "twice")
+    monkeypatch.setattr(Recorder, "epoch", finish_epoch)
+    resumed = run(cfg, tmp_path / "twice")
+    assert resumed["probes"] == uninterrupted["probes"] and len(resumed["probes"]) == 2
+
+
+def test_a_diverged_run_keeps_the_probes_it_took_before_it_stopped(tmp_path):
+    cfg = config(probe_size=200, probe_steps=(3, 30), optimizer={"name": "sgd", "lr": 1e4})
+    result = run(cfg, tmp_path)  # stopped at the first check of the loss, after 20 steps
+    assert result["status"] == "diverged" and result["epochs_completed"] == 0
+    assert [p["step"] for p in result["probes"]] == [3]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"probe_steps": (3, 54)}, "probe_steps: step 54 ends epoch 1, which is probed anyway"),
+        ({"probe_steps": (108,)}, r"step 108 is not inside the run \(108 steps: 2 epochs of 54\)"),
+    ],
+)
+def test_probe_steps_outside_the_run_fail_before_its_directory_exists(tmp_path, changes, message):
+    bad = config(epochs=2, probe_size=200, **changes)
+    with pytest.raises(ConfigError, match=message):
+        run(bad, tmp_path)
+    assert not (tmp_path / bad.run_id()).exists()
 
 
 def test_the_first_ascent_is_recorded_at_its_radius(tmp_path):
