@@ -177,6 +177,73 @@ def realised_radius(t: StudyTables) -> Figure:
     return fig
 
 
+def lowest_lr(t: StudyTables) -> Figure:
+    """``budget_lowest_lr``: the lowest learning rate that trains
+    (:func:`analysis.study.lowest_training_lrs`) against the budget in steps, log-log, one panel
+    per radius level with the base optimizers in each (dashed); a filled marker where it lies
+    inside the grid, an open triangle at the grid's lowest lr where that lr already trains (an
+    upper bound), nothing where no grid lr trains; grey guides of slope -1 (lr x steps) and
+    -1/2 (lr x sqrt(steps))."""
+    low = t.lowest_lrs
+    sam, bases = low[low["level"].notna()], low[low["level"].isna()]
+    levels = sorted(sam["level"].unique()) or [math.nan]
+    radius = t.levels.drop_duplicates("level").set_index("level")["radius"]
+    rows = [arms for arms in _rows(sam[ARM]) if arms] or [[]]
+    lrs = t.grid_runs["lr"].dropna()
+    fig = Figure(figsize=(5.2 * len(levels), 4.6 * len(rows) + 1.2), layout="constrained")
+    grid = fig.subplots(len(rows), len(levels), squeeze=False, sharex=True, sharey=True)
+    handles: dict[str, Line2D] = {}
+    for arms, axes in zip(rows, grid, strict=True):
+        for ax, level in zip(axes, levels, strict=True):
+            at = sam[sam["level"].eq(level)]
+            for arm in [a for a in arms if at[ARM].eq(a).any()]:
+                _bounded_line(ax, at[at[ARM].eq(arm)], arm)
+            for base in common.ordered(bases[ARM]):
+                _bounded_line(ax, bases[bases[ARM].eq(base)], base, marker="", linewidth=1.4)
+            steps = low["step"]
+            x = np.array([steps.min(), steps.max()], float)
+            for power, style in ((1.0, ":"), (0.5, "-.")):
+                ax.plot(x, lrs.max() * (x / x[0]) ** -power, color="grey", linewidth=1,
+                        linestyle=style, label=f"slope -{power:g}: lr × steps"
+                        + ("" if power == 1 else f"^{power:g}"))  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_ylim(lrs.min() / 3, lrs.max() * 3)
+            ax.set_yticks(sorted(lrs.unique()))
+            title = "" if math.isnan(level) else f"radius level {level:.0f}"
+            if not math.isnan(level):
+                title += f": realised ‖e₁‖ ≈ {radius.get(level, math.nan):.2g}"
+            ax.set_title(title or "the lowest learning rate that trains")
+            ax.set_xlabel("budget (optimizer steps)")
+            ax.grid(alpha=0.3, which="both")
+            handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+        axes[0].set_ylabel("lowest lr that trains\n(interpolated between grid lrs)")
+    handles["at most the grid's lowest lr"] = Line2D(
+        [], [], color="grey", marker="v", markerfacecolor="white", linestyle=""
+    )
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=5,
+               frameon=False, fontsize=10)  # fmt: skip
+    fig.suptitle(
+        "The lowest learning rate that trains (training-subset loss stays below "
+        f"{t.stalled:g}× its start), against the budget\n(bases dashed; a falling line is "
+        "under-training: more steps bring smaller learning rates within reach)"
+    )
+    return fig
+
+
+def _bounded_line(ax: Axes, own: pd.DataFrame, arm: str, **extra: object) -> None:
+    """``own``'s lowest training lr against the step where it is inside the grid, and an open
+    triangle where it is only bounded above by the grid's lowest lr."""
+    own = own.sort_values("step")
+    inside = own[own["where"].eq("inside")]
+    _line(ax, inside["step"], inside["lr"], arm, markersize=4, **extra)
+    below = own[own["where"].eq("below")]
+    if len(below):
+        style = common.line_style(arm)
+        ax.plot(below["step"], below["lr"], linestyle="", marker="v", markersize=6,
+                color=style["color"], markerfacecolor="white")  # fmt: skip
+
+
 def failures(
     counts: pd.DataFrame, meanings: Mapping[str, str], title: str = GRID_ENDINGS
 ) -> Figure:
@@ -323,6 +390,8 @@ def make(t: StudyTables, out: Path) -> list[Path]:
         paths += common.save(windows(t), out, "budget_windows")
     if t.realised_radii is not None and not t.realised_radii.empty:
         paths += common.save(realised_radius(t), out, "budget_radius")
+    if t.lowest_lrs is not None and t.lowest_lrs["where"].ne("none").any():
+        paths += common.save(lowest_lr(t), out, "budget_lowest_lr")
     if t.failures is not None and not t.failures.empty:
         paths += common.save(failures(t.failure_counts, t.failure_meanings), out, "budget_failures")
         if t.failures["min_sq_grad"].notna().any():

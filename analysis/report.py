@@ -384,6 +384,7 @@ STUDY_PARTS = (
     ("What the data support", "statement", ()),
     ("Optimisation: learning-rate windows against the budget", "windows",
      (("budget_windows", "learning-rate window width against epochs"),
+      ("budget_lowest_lr", "the lowest learning rate that trains against the budget in steps"),
       ("budget_radius", "the realised perturbation through training at each radius level"))),
     ("How each run ended", "failures",
      (("budget_failures", "failure taxonomy"),
@@ -446,18 +447,21 @@ def readme_block(
     readme_dir: Path,
     theorem: list[str],
 ) -> str:
-    """The README's results: for the budget study its plain statement, window, realised-radius
-    (where drawn) and contrast figures, for a plain sweep its heatmap and findings; the table of
-    best settings, the wall time, then ``theorem``'s lines (the theorem's problem, if it ran)."""
+    """The README's results: for the budget study its plain statement, window, lowest-lr and
+    realised-radius (where drawn) and contrast figures, for a plain sweep its heatmap and
+    findings; the table of best settings, the wall time, then ``theorem``'s lines (the
+    theorem's problem, if it ran)."""
     if isinstance(facts, StudyFindings):
-        radius = figures / "budget_radius.png"
-        drawn = [image(radius, readme_dir, "the realised radius through training"), ""]
+        optional = (("budget_lowest_lr", "the lowest learning rate that trains"),
+                    ("budget_radius", "the realised radius through training"))  # fmt: skip
+        drawn = [line for stem, alt in optional if (figures / f"{stem}.png").exists()
+                 for line in (image(figures / f"{stem}.png", readme_dir, alt), "")]  # fmt: skip
         shown = [
             *(f"- {f}" for f in facts.statement),
             "",
             image(figures / "budget_windows.png", readme_dir, "learning-rate windows"),
             "",
-            *(drawn if radius.exists() else []),
+            *drawn,
             image(figures / "budget_contrasts.png", readme_dir, "differences against the bases"),
             "",
         ]

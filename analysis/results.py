@@ -59,6 +59,7 @@ NUMBERS = [
     "final_train_loss", "epochs_completed", "diverged_epoch", "wall_s", "perturbation_norm",
     "relative_perturbation",
     "perturbation_norm_first", "probe_loss_initial", "probe_grad_norm_initial", "stopping_loss",
+    "steps_per_epoch",
 ]  # fmt: skip
 RESULT_COLUMNS = ["status", *NUMBERS, "error"]
 # What it ran on, from its environment segments: the last start's commit and libraries, how
@@ -246,6 +247,30 @@ def read_metrics(store: Path, run_ids: Iterable[str]) -> pd.DataFrame:
         if rows:
             frames.append(pd.DataFrame(rows).assign(run_id=run_id))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id"])
+
+
+PROBE_COLUMNS = ["run_id", "step", "probe_loss"]
+
+
+def read_probes(store: Path, run_ids: Iterable[str]) -> pd.DataFrame:
+    """The probes the given runs took at their ``probe_steps`` (``result.json``'s ``probes``),
+    one row per (run_id, step); a run whose probes are not a list of objects with an integer
+    ``step`` and a numeric ``probe_loss`` is left out (its result is what counts)."""
+    rows = []
+    for run_id in run_ids:
+        probes = (files.read_result(Path(store) / run_id) or {}).get("probes", [])
+        if isinstance(probes, list) and all(_is_probe(p) for p in probes):
+            rows += [(run_id, p["step"], float(p["probe_loss"])) for p in probes]
+    return pd.DataFrame(rows, columns=PROBE_COLUMNS).astype({"step": int, "probe_loss": float})
+
+
+def _is_probe(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and type(entry.get("step")) is int
+        and isinstance(entry.get("probe_loss"), (int, float))
+        and not isinstance(entry.get("probe_loss"), bool)
+    )
 
 
 def write_csv(frame: pd.DataFrame, out: Path, name: str) -> Path:

@@ -23,6 +23,10 @@ level epoch by epoch.
 Every loss here is ``probe_loss``, the loss on a fixed subset of the training images at the end
 of an epoch: a training loss, on the same images for every run. A run that diverged has an
 infinite loss from the epoch it diverged in; failed and missing runs have none and never count.
+Runs that probe after some steps too (``probe_steps``) give the budget in optimizer steps, below
+an epoch as well: :func:`lowest_training_lrs` follows the lowest learning rate that trains along
+it, whose fall with the steps tells under-training at small learning rates from a failure no
+budget mends.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from analysis.results import (
     grid,
     mean_std_ci,
     read_metrics,
+    read_probes,
     scored,
     t_p_value,
     write_csv,
@@ -261,6 +266,121 @@ def realised_radii(runs: pd.DataFrame, metrics: pd.DataFrame, levels: pd.DataFra
     )
     radii = table.groupby([ARM, "optimizer", "level", "epoch"])["perturbation_norm"]
     return radii.agg(radius="median", low="min", high="max", runs="count").reset_index()
+
+
+# -- the lowest learning rate that trains, against the budget in steps ---------------------------
+
+# A slope is fitted only over budgets at least this many decades of steps apart (a factor of
+# about 3), over which an lr x sqrt(steps) law moves the lowest lr that trains by a quarter
+# decade: more than the interpolation between grid lrs is off by where the drop in loss grows
+# as a power of the lr.
+SLOPE_SPAN = 0.5
+# The lowest lr that trains falls with the budget when a decade of steps lowers it by at least
+# a quarter decade: half what an lr x sqrt(steps) law would.
+FALLS = -0.25
+LOWEST_COLUMNS = [ARM, "optimizer", "level", "step", "lr", "where", "grid_lrs"]
+SLOPE_COLUMNS = [ARM, "optimizer", "level", "slope", "budgets", "first_step", "last_step",
+                 "lr_first", "lr_last", "late_slope", "late_step"]  # fmt: skip
+
+
+def budget_losses(runs: pd.DataFrame, metrics: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
+    """One row per complete run and budget in optimizer steps: its ``probe_loss`` after each
+    epoch (:func:`probe_losses`, at ``epoch x steps_per_epoch``: infinite from the epoch a run
+    diverged in) and after each of its ``probe_steps`` (``probes``:
+    :func:`analysis.results.read_probes`); ``ratio``, that loss over the run's initial one, and
+    ``held``, the largest ratio from that budget to the run's end. Runs that recorded no
+    ``steps_per_epoch`` have no budgets here."""
+    complete = runs[runs["status"].isin(COMPLETE)].dropna(subset=["steps_per_epoch"])
+    keys = ["run_id", ARM, "optimizer", "lr", "rho", "probe_loss_initial"]
+    ends = probe_losses(complete, metrics)
+    ends = ends.assign(step=(ends["epoch"] * ends["steps_per_epoch"]).astype(int))
+    early = probes.merge(complete[keys], on="run_id")
+    table = pd.concat([ends[[*keys, "step", "probe_loss"]], early[[*keys, "step", "probe_loss"]]])
+    table = table.drop_duplicates(["run_id", "step"]).astype({"step": int})
+    # Every budget of its arm for every run, NaN where it took no probe (a diverged run stopped
+    # short of some probe steps; its infinite epochs after them make ``held`` infinite there).
+    steps = table.groupby(ARM)["step"].unique()
+    every = pd.DataFrame([(run, step) for run, arm in zip(complete["run_id"], complete[ARM],
+                                                          strict=True)
+                          for step in steps.get(arm, [])], columns=["run_id", "step"])  # fmt: skip
+    table = every.merge(complete[keys], on="run_id").merge(
+        table[["run_id", "step", "probe_loss"]], on=["run_id", "step"], how="left"
+    )
+    table = table.sort_values(["run_id", "step"], ignore_index=True)
+    table["ratio"] = table["probe_loss"] / table["probe_loss_initial"]
+    # From the end back: the worst the run does from each budget on (NaN, no probe, skipped).
+    backwards = table.iloc[::-1].groupby("run_id")["ratio"].cummax()
+    return table.assign(held=backwards.iloc[::-1])
+
+
+def lowest_training_lr(lrs: Sequence[float], ratios: Sequence[float]) -> tuple[float, str]:
+    """The lowest learning rate at which a run trains by a budget, from each grid lr's ``ratios``
+    (:func:`budget_losses`' ``held``: infinite, diverged; NaN, no result): ``(lr, where)``. A
+    run trains by a budget when its loss stays below ``STALLED`` x its initial one (the line a
+    stalled run ends above) from that budget to its end: a loss that dips on its way to a
+    divergence or a stall is not training. ``where``: ``inside``, between the first grid lr
+    that trains and the grid lr below it, which does not; ``below``, the grid's lowest lr
+    trains, or the one below the first that does has no result, so the lr is at most the one
+    given; ``none``, no grid lr trains (NaN).
+
+    Inside, log10(lr) is interpolated linearly in the log of the loss drop, 1 - ratio, to the
+    drop 1 - STALLED: at small learning rates the drop grows in proportion to the lr (for a
+    given number of steps), so the interpolation is exact there. Without a positive drop below
+    (its loss rose, or it diverged), the first lr that trains is given."""
+    order = np.argsort(np.asarray(lrs, float))
+    lr, ratio = np.asarray(lrs, float)[order], np.asarray(ratios, float)[order]
+    trains = np.flatnonzero(ratio < STALLED)  # NaN and infinite ratios never count
+    if not len(trains):
+        return math.nan, "none"
+    k = int(trains[0])
+    if k == 0 or np.isnan(ratio[k - 1]):
+        return float(lr[k]), "below"
+    below, above = 1 - ratio[k - 1], 1 - ratio[k]
+    if not (np.isfinite(below) and below > 0):
+        return float(lr[k]), "inside"
+    a, b = np.log10(lr[k - 1 : k + 1])
+    share = (math.log(1 - STALLED) - math.log(below)) / (math.log(above) - math.log(below))
+    return float(10 ** (a + share * (b - a))), "inside"
+
+
+def lowest_training_lrs(budgets: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, radius level (NaN for a base) and budget ``step``: :func:`lowest_training_lr`
+    over the level's grid lrs, each cell's ``held`` the median over its seeds (one in the
+    grid); ``grid_lrs``, how many lrs it had."""
+    table = budgets.merge(levels[[ARM, "rho", "level"]], on=[ARM, "rho"], how="left")
+    keys = [ARM, "optimizer", "level", "step"]
+    cells = table.groupby([*keys, "lr"], dropna=False)["held"].median().reset_index()
+    rows = [[*key, *lowest_training_lr(at["lr"], at["held"]), len(at)]
+            for key, at in cells.groupby(keys, dropna=False)]  # fmt: skip
+    return pd.DataFrame(rows, columns=LOWEST_COLUMNS)
+
+
+def lowest_lr_slopes(lowest: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and level, the least-squares slope of log10 of the lowest lr that trains against
+    log10 of the budget in steps, over the budgets where it is ``inside`` the grid, if they are
+    three or more and span ``SLOPE_SPAN`` decades of steps: -1 where progress at small learning
+    rates goes as lr x steps, -1/2 as lr x sqrt(steps) (an AdaGrad-type step, lr over the root
+    of the summed squared gradients), 0 where no budget moves it. ``budgets``: how many; the
+    first and last of them, and the lr at each. ``late_slope``, the same over the budgets
+    within ``SLOPE_SPAN`` decades of the last (from ``late_step``; NaN with fewer than three):
+    whether more steps still lower it at the end of the budget, where a curve that levels off
+    says the small-lr end has stopped being the budget's."""
+    rows = []
+    inside = lowest[lowest["where"].eq("inside")].sort_values("step")
+    for (arm, optimizer, level), at in inside.groupby([ARM, "optimizer", "level"], dropna=False):
+        x, y = np.log10(at["step"].to_numpy(float)), np.log10(at["lr"].to_numpy(float))
+        if len(at) < 3 or x[-1] - x[0] < SLOPE_SPAN:
+            continue
+        late = x >= x[-1] - SLOPE_SPAN
+        late_slope = _slope(x[late], y[late]) if late.sum() >= 3 else math.nan
+        rows.append([arm, optimizer, level, _slope(x, y), len(at), int(at["step"].iloc[0]),
+                     int(at["step"].iloc[-1]), at["lr"].iloc[0], at["lr"].iloc[-1], late_slope,
+                     int(at["step"].to_numpy()[late][0])])  # fmt: skip
+    return pd.DataFrame(rows, columns=SLOPE_COLUMNS)
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.polyfit(x, y, 1)[0])
 
 
 # -- how runs end ---------------------------------------------------------------------------------
@@ -548,11 +668,14 @@ class StudyTables:
 
     factor: float
     failure_meanings: Mapping[str, str]
+    stalled: float = STALLED
     grid_runs: pd.DataFrame | None = None
     levels: pd.DataFrame | None = None
     windows: pd.DataFrame | None = None
     radius_windows: pd.DataFrame | None = None
     realised_radii: pd.DataFrame | None = None
+    lowest_lrs: pd.DataFrame | None = None
+    lowest_lr_slopes: pd.DataFrame | None = None
     failures: pd.DataFrame | None = None
     failure_counts: pd.DataFrame | None = None
     tuning: pd.DataFrame | None = None
@@ -566,6 +689,7 @@ class StudyTables:
         """The tables written as CSV, by file stem."""
         named = {"levels": self.levels, "windows": self.windows, "tuning": self.tuning,
                  "radius_windows": self.radius_windows, "realised_radius": self.realised_radii,
+                 "lowest_lr": self.lowest_lrs, "lowest_lr_slopes": self.lowest_lr_slopes,
                  "failures": self.failure_counts,
                  "failure_runs": self.failures, "selected": self.selected,
                  "contrasts": self.contrasts, "near_best": self.near_best,
@@ -593,9 +717,12 @@ def read_tables(
         cells = cell_losses(g.runs, metrics, levels)
         stops = {config.get(STOP_RULE) for config in _configs(g).values()} - {None}
         classes = failures(g.runs, metrics)
+        budgets = budget_losses(g.runs, metrics, read_probes(g.store, g.runs["run_id"]))
+        lowest = lowest_training_lrs(budgets, levels)
         tables |= {"grid_runs": g.runs, "levels": levels, "windows": lr_windows(cells),
                    "radius_windows": radius_windows(cells, levels),
                    "realised_radii": realised_radii(g.runs, metrics, levels), "failures": classes,
+                   "lowest_lrs": lowest, "lowest_lr_slopes": lowest_lr_slopes(lowest),
                    "failure_counts": failure_counts(classes), "tuning": tuning_cost(g.runs),
                    "stop_rule": min(stops) if stops else None}  # fmt: skip
     if c is not None:
@@ -774,7 +901,85 @@ def window_sentences(t: StudyTables) -> list[str]:
                    f"{radius.min():.2g} to {radius.max():.2g}, within {t.factor:g}x of the "
                    f"arm's best loss at that budget), the widest over the lrs: "
                    f"{'; '.join(said)}.")  # fmt: skip
-    return out + realised_radius_sentences(t)
+    return out + realised_radius_sentences(t) + lowest_lr_sentences(t)
+
+
+def _own_slopes(t: StudyTables) -> list[tuple[str, Any, pd.DataFrame]]:
+    """Each arm with a slope of its lowest training lr (:func:`lowest_lr_slopes`), in the
+    study's order: (arm, its row at the middle level, a base's at its only one, or None; all its
+    levels' rows)."""
+    sl = t.lowest_lr_slopes
+    if sl is None or sl.empty:
+        return []
+    _, middle = _budget(t)
+    found = []
+    for arm in common.ordered(sl[ARM]):
+        own = sl[sl[ARM].eq(arm)]
+        at = own[own["level"].isna() | own["level"].eq(middle)]
+        found.append((arm, next(at.itertuples(), None), own))
+    return found
+
+
+def _without_slope(t: StudyTables) -> tuple[dict[str, int], list[str]]:
+    """The arms without a slope at their middle level (a base at its one), in the study's
+    order: ({arm: the budget from which the grid's lowest lr trains at every budget}, the rest)."""
+    low, sl = t.lowest_lrs, t.lowest_lr_slopes
+    _, middle = _budget(t)
+    at = low[low["level"].isna() | low["level"].eq(middle)]
+    with_slope = set(sl.loc[sl["level"].isna() | sl["level"].eq(middle), ARM])
+    below, few = {}, []
+    for arm in common.ordered(set(at[ARM]) - with_slope):
+        own = at[at[ARM].eq(arm)].sort_values("step")
+        after = own["where"].iloc[::-1].ne("below").cumsum().iloc[::-1].eq(0)
+        if after.any():
+            below[arm] = int(own.loc[after, "step"].iloc[0])
+        else:
+            few.append(arm)
+    return below, few
+
+
+def _slope_shown(row: Any, own: pd.DataFrame) -> str:
+    late = "" if math.isnan(row.late_slope) else (
+        f", {row.late_slope:.2f} from step {row.late_step}")  # fmt: skip
+    levels = (f"; {own['slope'].min():.2f} to {own['slope'].max():.2f} over its {len(own)} "
+              "levels" if len(own) > 1 else "")  # fmt: skip
+    return (
+        f"from {_sci(row.lr_first)} after {row.first_step} steps to {_sci(row.lr_last)} "
+        f"after {row.last_step}, slope {row.slope:.2f}{late} ({row.budgets} budgets{levels})"
+    )
+
+
+def lowest_lr_sentences(t: StudyTables) -> list[str]:
+    """The lowest learning rate that trains against the budget in steps
+    (:func:`lowest_training_lrs`), as a power of the steps (:func:`lowest_lr_slopes`)."""
+    found = _own_slopes(t)
+    if not found:
+        return []
+    said = [f"{common.label(arm)} {_slope_shown(row, own)}"
+            for arm, row, own in found if row is not None]  # fmt: skip
+    elsewhere = [arm for arm, row, _ in found if row is None]
+    lowest = t.lowest_lrs
+    tail = [f"{_names(elsewhere)} only at other radii"] if elsewhere else []
+    below, few = _without_slope(t)
+    if below:
+        tail.append("the grid's lowest lr trains from step " + ", ".join(
+            f"{step} on for {common.label(arm)}" for arm, step in below.items()))  # fmt: skip
+    if few:
+        tail.append(f"no slope for {_names(few)} (the lowest lr that trains is inside the grid "
+                    "at too few budgets)")  # fmt: skip
+    steps = sorted(lowest["step"].unique())
+    return [
+        f"The lowest learning rate that trains, against the budget in optimizer steps "
+        f"({len(steps)} budgets from {steps[0]} to {steps[-1]}, those below an epoch "
+        f"included). A run trains by a budget when its training-subset loss stays below "
+        f"{STALLED:g}x its initial one from then to its end; the lowest grid lr that does is "
+        f"interpolated in log lr on the log of the loss drop from the grid lr below it, and "
+        f"fitted as a power of the steps over the budgets where it lies inside the grid (3 or "
+        f"more, {SLOPE_SPAN:g} decade of steps or more apart), and again over the last "
+        f"{SLOPE_SPAN:g} decade of them. An lr x steps law gives slope -1, an lr x √steps law "
+        f"(AdaGrad-type steps) -0.5, a lower end no budget moves 0. At the middle radius (a "
+        f"base at its one): {'; '.join(said)}" + (f"; {'; '.join(tail)}" if tail else "") + "."
+    ]
 
 
 @dataclass(frozen=True)
@@ -1139,8 +1344,8 @@ def _windows_statement(t: StudyTables) -> list[str]:
             verdict = (
                 f"none of the methods ({_names([arm for arm, _, _ in changes])}); but were "
                 f"progress a matter of lr x steps, {epochs / early:g}x the epochs would move it "
-                f"by {shift:.1f} decade, under the grid step, so this grid cannot tell failure "
-                "at small learning rates from under-training"
+                f"by {shift:.1f} decade, under the grid step, so these two budgets alone cannot "
+                "tell failure at small learning rates from under-training"
             )
         else:
             verdict = (
@@ -1149,8 +1354,68 @@ def _windows_statement(t: StudyTables) -> list[str]:
             )
         out.append(f"From epoch {early} to {epochs}, at the middle radius, the window's lower end "
                    f"moves down by a grid step or more for {verdict}.")  # fmt: skip
+    out += _lowest_lr_statement(t)
     out += _convergence_statement(t)
     return out
+
+
+def _kind(slopes: pd.Series) -> str | None:
+    """``falls`` (every level's slope ``FALLS`` or steeper), ``flat`` (none), ``mixed``, or
+    None without a slope."""
+    slopes = slopes.dropna()
+    if slopes.empty:
+        return None
+    return "falls" if slopes.max() <= FALLS else "flat" if slopes.min() > FALLS else "mixed"
+
+
+def _lowest_lr_statement(t: StudyTables) -> list[str]:
+    """Whether the lowest learning rate that trains falls with the budget in steps
+    (:func:`lowest_lr_slopes`; an arm's middle radius level named, a base's only one), over
+    every budget and over the last ``SLOPE_SPAN`` decade of them: at every radius level, at
+    none, or at some only."""
+    found = [(arm, row, own) for arm, row, own in _own_slopes(t) if row is not None]
+    if not found:
+        return []
+    whole: dict[str | None, list[str]] = {"falls": [], "flat": [], "mixed": []}
+    late: dict[str, list[str]] = {"falls": [], "flat": [], "mixed": [], "below": []}
+    ends = _small_lr_ends(t)
+    for arm, row, own in found:
+        whole[_kind(own["slope"])].append(f"{common.label(arm)} ({row.slope:.2f})")
+        if arm in ends:
+            late[ends[arm]].append(f"{common.label(arm)} ({row.late_slope:.2f})")
+    first, last = min(r.first_step for _, r, _ in found), max(r.last_step for _, r, _ in found)
+    out = (f"From {first} to {last} steps ({math.log10(last / first):.1f} decades), the lowest "
+           f"learning rate that trains falls with the budget (slope {FALLS:g} or steeper, at "
+           f"every radius level) for {len(whole['falls'])} of the {len(found)} arms with a "
+           "slope")  # fmt: skip
+    if whole["falls"]:
+        out += f": {', '.join(whole['falls'])}; shorter budgets under-train the small lrs"
+    if whole["flat"]:
+        out += f"; it does not fall at any level for {', '.join(whole['flat'])}"
+    if whole["mixed"]:
+        out += f"; it falls at some radius levels only for {', '.join(whole['mixed'])}"
+    bits = []
+    if late["falls"]:
+        bits.append(f"still falls for {', '.join(late['falls'])}, so the small-lr side of their "
+                    "windows at the full budget is the budget's")  # fmt: skip
+    if late["flat"]:
+        bits.append(f"has levelled off (above {FALLS:g} at every level) for "
+                    f"{', '.join(late['flat'])}: a decade more steps would lower it by under a "
+                    "quarter decade, so more epochs would widen their windows little at the "
+                    "small-lr end")  # fmt: skip
+    if late["mixed"]:
+        bits.append(f"differs between radius levels for {', '.join(late['mixed'])}")
+    if bits:
+        out += f". Over the last {SLOPE_SPAN:g} decade of budgets it {'; it '.join(bits)}"
+    below, _ = _without_slope(t)
+    if below:
+        lowest = _sci(t.grid_runs["lr"].min())
+        where = ", ".join(f"from step {step} on for {common.label(arm)}"
+                          for arm, step in below.items())  # fmt: skip
+        out += (f". The grid's lowest lr, {lowest}, trains {where}: their small-lr end lies below "
+                "the grid")  # fmt: skip
+    return [out + ". One seed a cell; each arm's slopes by level are in the Optimisation "
+            "section, the curves in the lowest-lr figure."]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -1516,7 +1781,36 @@ def _bottom_line(
                           f"{common.label(p.arm)}'s accumulated ascent in radius window and test "
                           "accuracy" for p in matched)  # fmt: skip
     return [f"In short, at {epochs} epochs on this grid ({_names(measured)} at the middle radius): "
-            f"{robust}{radius}; and {general}."]  # fmt: skip
+            f"{robust}{radius}{_small_lr_clause(t)}; and {general}."]  # fmt: skip
+
+
+# How the lowest lr that trains ends the budget (:func:`_small_lr_ends`), in the bottom line.
+_SMALL_LR = {"falls": "still falls with the steps for {}", "flat": "has levelled off for {}",
+             "mixed": "differs between radius levels for {}",
+             "below": "lies below the grid for {}"}  # fmt: skip
+
+
+def _small_lr_ends(t: StudyTables) -> dict[str, str]:
+    """By arm, how its lowest training lr ends the budget: by its slope over the last
+    ``SLOPE_SPAN`` decade (:func:`_kind` over its levels: ``falls``, ``flat``, ``mixed``), or
+    ``below`` where the grid's lowest lr trains from some budget on (:func:`_without_slope`)."""
+    ends = {arm: _kind(own["late_slope"]) for arm, row, own in _own_slopes(t) if row is not None}
+    below, _ = _without_slope(t) if _own_slopes(t) else ({}, [])
+    return {arm: kind for arm, kind in (ends | dict.fromkeys(below, "below")).items() if kind}
+
+
+def _small_lr_clause(t: StudyTables) -> str:
+    """SGD-SAM's and the variants' :func:`_small_lr_ends`, as a clause of the bottom line."""
+    ends = _small_lr_ends(t)
+    arms = [arm for arm in (_arm_of(t, o, True) for o in (REFERENCE, *VARIANTS)) if arm in ends]
+    if not arms:
+        return ""
+    said = [_SMALL_LR[kind].format(_names([a for a in arms if ends[a] == kind]))
+            for kind in _SMALL_LR if any(ends[a] == kind for a in arms)]  # fmt: skip
+    return (
+        f"; at the small-lr end, the lowest learning rate that trains by the last budget "
+        f"{', '.join(said)}"
+    )
 
 
 def statement(t: StudyTables) -> list[str]:

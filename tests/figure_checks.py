@@ -27,6 +27,7 @@ from study_reference import (
     best_of_k,
     ending,
     hand_best_of_k,
+    lowest_training_lrs,
     probe_curve,
     radius_levels,
     realised_radii,
@@ -61,6 +62,7 @@ def budget_figures_agree(grid: Path, confirm: Path, recovery: Path) -> None:
     runs = complete(collect(grid).runs)
     windows_drawn(fig_budget.windows(tables), grid, runs)
     realised_radius_drawn(fig_budget.realised_radius(tables), grid, runs)
+    lowest_lr_drawn(fig_budget.lowest_lr(tables), grid, runs)
     failures_drawn(fig_budget.failures(tables.failure_counts, tables.failure_meanings), grid, runs)
     stationarity_drawn(
         fig_budget.stationarity(tables.failures, tables.failure_meanings), grid, runs
@@ -278,6 +280,46 @@ def realised_radius_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
             )
             assert (arm, level) not in drawn, (arm, level)
             drawn.add((arm, level))
+    assert drawn == {(arm, level) for arm, level, _ in expected}, drawn
+
+
+# -- budget_lowest_lr ------------------------------------------------------------------------------
+
+
+def lowest_lr_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
+    """``budget_lowest_lr``: in each panel titled by its level, each sharpness-aware arm's line
+    through the budgets where :func:`study_reference.lowest_training_lrs` puts its lowest
+    training lr inside the grid, and every base's; an open triangle at each budget where only
+    the grid's lowest lr bounds it, and nothing where no lr trains; log-log; every (arm, level)
+    drawn once."""
+    readable(fig)
+    expected = lowest_training_lrs(store, runs)
+    _, level_radius = radius_levels(runs[runs["rho"].notna()])
+    names, bases = arm_of_label(runs["arm"]), set(runs.loc[runs["rho"].isna(), "arm"])
+    drawn = set()
+    for ax in panels(fig):
+        level = int(re.fullmatch(r"radius level (\d+): realised ‖e₁‖ ≈ .*", ax.get_title())[1])
+        assert ax.get_title().endswith(f"≈ {level_radius[level]:.2g}"), ax.get_title()
+        assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log"), ax.get_title()
+        shown = set()
+        for label, xy in lines_by_label(ax).items():
+            if label not in names:
+                continue
+            arm = names[label]
+            own = None if arm in bases else level
+            inside = sorted((s, lr) for (a, lv, s), (lr, where) in expected.items()
+                            if (a, lv) == (arm, own) and where == "inside")  # fmt: skip
+            np.testing.assert_allclose(xy, np.array(inside).reshape(-1, 2), rtol=1e-12)
+            shown.add((arm, own))
+        bounds = sorted(tuple(p) for line in ax.lines if line.get_marker() == "v"
+                        for p in line.get_xydata())  # fmt: skip
+        assert bounds == sorted(
+            (s, lr)
+            for (a, lv, s), (lr, where) in expected.items()
+            if (a, lv) in shown and where == "below"
+        ), ax.get_title()
+        assert not (drawn & {key for key in shown if key[1] is not None}), shown
+        drawn |= shown
     assert drawn == {(arm, level) for arm, level, _ in expected}, drawn
 
 

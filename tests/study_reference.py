@@ -141,6 +141,69 @@ def realised_radii(store: Path, runs: pd.DataFrame) -> dict[tuple[str, int, int]
     return found
 
 
+def held_ratios(store: Path, run: Any) -> dict[int, float]:
+    """By budget in optimizer steps (each probe step in the run's result, each epoch's end at
+    epoch x steps_per_epoch), the worst probe loss over the initial one from that budget to the
+    run's end, a diverged run's infinite from the epoch it diverged in."""
+    result = files.read_result(store / run.run_id)
+    per_epoch, epochs = result["steps_per_epoch"], int(run.epochs)
+    stop = run.diverged_epoch if run.status == "diverged" else math.inf
+    logged = {m["epoch"]: m["probe_loss"] for m in files.read_metrics(store / run.run_id)}
+    loss = {e * per_epoch: math.inf if e >= stop else logged[e] for e in range(1, epochs + 1)}
+    for probe in result.get("probes", []):
+        loss[probe["step"]] = probe["probe_loss"]
+    steps = sorted(loss)
+    ratios = [loss[s] / run.probe_loss_initial for s in steps]
+    return {s: max(ratios[i:]) for i, s in enumerate(steps)}
+
+
+def lowest_training_lrs(store: Path, runs: pd.DataFrame) -> dict[tuple, tuple[float, str]]:
+    """By (arm, radius level or None for a base, budget), the report's lowest lr that trains
+    there and where it lies: over the level's grid lrs, the first whose run stays below 0.9x
+    its initial loss from that budget on; ``inside`` the grid (log lr interpolated on the log
+    of the drop, 1 - ratio, from the lr below to the drop 0.1; that lr itself where the one
+    below has no drop), ``below`` (the grid's lowest lr trains), or ``none``. A budget a
+    diverged run stopped short of counts as infinite."""
+    sam = runs[runs["rho"].notna()]
+    level, _ = radius_levels(sam) if len(sam) else ({}, {})
+    held = {run.run_id: held_ratios(store, run) for run in runs.itertuples()}
+    found = {}
+    for (arm, key), own in runs.groupby(
+        ["arm", runs.apply(lambda r: level.get((r["arm"], r["rho"]), -1), axis=1)]
+    ):
+        steps = sorted({s for run in own.itertuples() for s in held[run.run_id]})
+        cells = sorted(own.itertuples(), key=lambda r: r.lr)
+        for step in steps:
+            ratio = [held[r.run_id].get(step, math.inf) for r in cells]
+            first = next((i for i, q in enumerate(ratio) if q < 0.9), None)
+            where = None if key == -1 else key
+            if first is None:
+                found[arm, where, step] = (math.nan, "none")
+            elif first == 0:
+                found[arm, where, step] = (cells[0].lr, "below")
+            elif not 0 < 1 - ratio[first - 1] < math.inf:
+                found[arm, where, step] = (cells[first].lr, "inside")
+            else:
+                x0, x1 = math.log10(cells[first - 1].lr), math.log10(cells[first].lr)
+                d0, d1 = math.log(1 - ratio[first - 1]), math.log(1 - ratio[first])
+                x = x0 + (x1 - x0) * (math.log(0.1) - d0) / (d1 - d0)
+                found[arm, where, step] = (10**x, "inside")
+    return found
+
+
+def lowest_lr_slopes(lowest: dict[tuple, tuple[float, str]]) -> dict[tuple, float]:
+    """By (arm, level), the least-squares slope of log lr against log steps over the budgets
+    where the lowest lr that trains is inside the grid: three or more, half a decade apart."""
+    slopes = {}
+    for arm, level in {(a, lv) for a, lv, _ in lowest}:
+        inside = sorted((s, lr) for (a, lv, s), (lr, where) in lowest.items()
+                        if (a, lv) == (arm, level) and where == "inside")  # fmt: skip
+        if len(inside) >= 3 and math.log10(inside[-1][0] / inside[0][0]) >= 0.5:
+            x, y = np.log10([s for s, _ in inside]), np.log10([lr for _, lr in inside])
+            slopes[arm, level] = float(scipy.stats.linregress(x, y).slope)
+    return slopes
+
+
 def hand_best_of_k(own: pd.DataFrame) -> list[float]:
     """At k = 1 .. the arm's cells, the mean over every k-subset of its grid cells (one seed
     each, a diverged run at chance) of the test score of the subset's best on validation (the

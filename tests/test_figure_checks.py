@@ -15,6 +15,7 @@ from figure_checks import (
     failures_drawn,
     hand_cells,
     heatmaps_drawn,
+    lowest_lr_drawn,
     rates_drawn,
     realised_radius_drawn,
     robustness_drawn,
@@ -77,7 +78,8 @@ def write_store(path: Path, runs: list[tuple[dict[str, Any], list[float], float]
             "val_acc": None if diverged else test + 0.01, "test_acc": None if diverged else test,
             "probe_loss_initial": INITIAL, "probe_grad_norm_initial": 2.0,
             "perturbation_norm_first": c["optimizer"]["rho"],
-            "wall_s": 0.5 * c["epochs"],
+            "wall_s": 0.5 * c["epochs"], "steps_per_epoch": 10,
+            "probes": [{"step": 3, "probe_loss": 0.95 * INITIAL, "probe_grad_norm": 1.0}],
         })  # fmt: skip
     return path
 
@@ -118,6 +120,12 @@ def test_the_budget_checks_fail_on_an_altered_value(stores):
     line.set_ydata(line.get_ydata() * 1.1)
     with pytest.raises(AssertionError):
         realised_radius_drawn(figure, grid, runs)
+
+    figure = fig_budget.lowest_lr(tables)
+    [line] = [line for line in figure.axes[0].lines if line.get_label() == "SGD"]
+    line.set_ydata(line.get_ydata() * 1.1)
+    with pytest.raises(AssertionError):
+        lowest_lr_drawn(figure, grid, runs)
 
     figure = fig_budget.failures(tables.failure_counts, tables.failure_meanings)
     bar = figure.axes[0].containers[0].patches[0]

@@ -32,6 +32,8 @@ from study_reference import (
     endings,
     hand_best_of_k,
     loss_limit,
+    lowest_lr_slopes,
+    lowest_training_lrs,
     probe_curve,
     radius_levels,
     realised_radii,
@@ -312,6 +314,30 @@ def realised_radius_agrees(text: str, store: Path, grid: pd.DataFrame) -> None:
     ) in text
 
 
+def lowest_lr_agrees(text: str, store: Path, grid: pd.DataFrame, tables: Path) -> None:
+    """The lowest learning rate that trains at every budget in steps, in ``tables``' CSV, and
+    each arm's slope of it against the steps, in the CSV and in the report (the sentence absent
+    where no arm has one), against :func:`study_reference.lowest_training_lrs`. The smoke grid
+    has budgets below an epoch (its probe steps), lrs inside the grid and under it."""
+    lowest = lowest_training_lrs(store, grid[grid["status"].isin(files.COMPLETE)])
+    table = pd.read_csv(tables / "budget_lowest_lr.csv")
+    shown = {(row.arm, None if math.isnan(row.level) else int(row.level), int(row.step)):
+             (row.lr, row.where) for row in table.itertuples()}  # fmt: skip
+    assert shown.keys() == lowest.keys()
+    for key, (lr, where) in lowest.items():
+        assert shown[key][1] == where, key
+        assert math.isnan(lr) or math.isclose(shown[key][0], lr, rel_tol=1e-9), key
+    assert {where for _, where in lowest.values()} == {"inside", "below", "none"}
+    assert min(step for _, _, step in lowest) < min(grid["steps_per_epoch"])  # a probe step
+    slopes = lowest_lr_slopes(lowest)
+    fitted = pd.read_csv(tables / "budget_lowest_lr_slopes.csv")
+    assert {(r.arm, None if math.isnan(r.level) else int(r.level)): r.slope
+            for r in fitted.itertuples()} == pytest.approx(slopes)  # fmt: skip
+    assert ("The lowest learning rate that trains, against the budget" in text) == bool(slopes)
+    for (arm, _), slope in slopes.items():
+        assert f"slope {slope:.2f}" in text, arm
+
+
 def sci(value: float) -> str:
     mantissa, exponent = f"{value:.0e}".split("e")
     return f"{mantissa}e{int(exponent)}"
@@ -432,8 +458,8 @@ def window_changes_agree(text: str, changes: dict[str, tuple[Window, Window]], e
         if moved
         else f"none of the methods ({names}); but were progress a matter of lr x steps, "
         f"{epochs / early:g}x the epochs would move it by {math.log10(epochs / early):.1f} "
-        "decade, under the grid step, so this grid cannot tell failure at small learning rates "
-        "from under-training"
+        "decade, under the grid step, so these two budgets alone cannot tell failure at small "
+        "learning rates from under-training"
     )
     assert (f"From epoch {early} to {epochs}, at the middle radius, the window's lower end moves "
             f"down by a grid step or more for {verdict}." in text), verdict  # fmt: skip
@@ -867,6 +893,7 @@ def study_agrees(text: str, runs: Path, tables: Path) -> None:
     failures_agree(text, runs / "smoke", grid)
     stationarity_agrees(text, runs / "smoke", grid)
     realised_radius_agrees(text, runs / "smoke", grid)
+    lowest_lr_agrees(text, runs / "smoke", grid, tables)
     widths, changes, swap = windows_agree(text, runs / "smoke", grid)
     window_changes_agree(text, changes, epochs)
     convergence_agrees(text, runs / "smoke", grid)

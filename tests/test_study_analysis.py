@@ -677,8 +677,8 @@ def test_the_statement_says_so_when_the_numbers_disfavour_lightsam(tables):
     assert (
         "for none of the methods (SGD-SAM, LightSAM-I, LightSAM-II, LightSAM-III); but were "
         "progress a matter of lr x steps, 2x the epochs would move it by 0.3 decade, under the "
-        "grid step, so this grid cannot tell failure at small learning rates from "
-        "under-training." in text
+        "grid step, so these two budgets alone cannot tell failure at small learning rates "
+        "from under-training." in text
     )
     assert (
         "No LightSAM variant's test accuracy at its selected cell differs from its base's beyond "

@@ -1,0 +1,224 @@
+"""The lowest learning rate that trains against the budget in steps (analysis.study), on a
+synthetic store whose losses follow a known law, every number checked against a hand
+computation.
+
+The store: 10 steps an epoch, probes after steps 1 and 3 as well. SGD-SAM (one radius, 4 epochs)
+loses a share 3 x lr x b of its initial loss by budget b (an lr x steps law), SGD (8 epochs)
+3 x lr x sqrt(b) (lr x sqrt(steps)), both capped at 0.99; so the lowest lr that trains, where
+the drop reaches 1 - 0.9, is 1 / (30 b) and 1 / (30 sqrt(b)), each between two grid lrs at every
+budget, where the interpolation on the log of the drop is exact. Adam halves its loss by the
+end of epoch 1 at every lr but 1e-4, which does by the end of epoch 2. Three runs that would
+otherwise count: SGD-SAM at lr 1e-3 dips to half its initial loss at step 1 only; SGD at 1e-4
+falls to half of it and diverges in epoch 2; Adam at 1e-4 dips to half of it at step 3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import fig_budget, results, study
+from lightsam import store as files
+from lightsam.plan import Plan
+
+LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1]
+STEPS_PER_EPOCH, PROBE_STEPS, INITIAL = 10, (1, 3), 2.3
+EPOCHS = {"sgd_sam": 4, "sgd": 8, "adam": 8}
+
+
+def ratio(optimizer: str, lr: float, step: int) -> float:
+    """The probe loss over the initial one after ``step`` steps (see the module docstring)."""
+    if optimizer == "adam":
+        if lr == 1e-4:
+            return 0.5 if step == 3 or step >= 20 else 1.0
+        return 1.0 if step < STEPS_PER_EPOCH else 0.5
+    drop = 3 * lr * (step if optimizer == "sgd_sam" else math.sqrt(step))
+    if optimizer == "sgd_sam" and lr == 1e-3 and step == 1:
+        return 0.5  # a dip that does not hold
+    if optimizer == "sgd" and lr == 1e-4:
+        return 0.5  # and diverged in epoch 2
+    return 1 - min(drop, 0.99)
+
+
+def write_store(path: Path) -> Path:
+    configs = {}
+    for optimizer, epochs in EPOCHS.items():
+        for lr in LRS:
+            rho = 0.1 if optimizer == "sgd_sam" else None
+            configs[f"{optimizer}-{lr:g}"] = {
+                "schema": 2, "dataset": "mnist5k", "model": "lenet5", "epochs": epochs, "seed": 0,
+                "divergence_loss": 1000.0, "lr_schedule": "constant",
+                "optimizer": {"name": optimizer, "lr": lr, "rho": rho, "hparams": {}},
+            }  # fmt: skip
+    files.write_plan(path, Plan(sweep=path.name, source="s.yaml", source_sha256="-", runs=configs))
+    for run_id, config in configs.items():
+        optimizer, lr = config["optimizer"]["name"], config["optimizer"]["lr"]
+        diverged = optimizer == "sgd" and lr == 1e-4
+        epochs = 1 if diverged else config["epochs"]
+        files.write_config(path / run_id, config)
+        files.write_metrics(path / run_id, [
+            {"epoch": e, "probe_loss": INITIAL * ratio(optimizer, lr, e * STEPS_PER_EPOCH)}
+            for e in range(1, epochs + 1)])  # fmt: skip
+        files.write_result(path / run_id, {
+            "run_id": run_id, "status": "diverged" if diverged else "ok", "num_classes": 10,
+            "epochs": config["epochs"], "epochs_completed": epochs,
+            "diverged_epoch": 2 if diverged else None, "probe_loss_initial": INITIAL,
+            "perturbation_norm_first": 0.1 if optimizer == "sgd_sam" else None,
+            "steps_per_epoch": STEPS_PER_EPOCH,
+            "probes": [{"step": s, "probe_loss": INITIAL * ratio(optimizer, lr, s),
+                        "probe_grad_norm": 1.0} for s in PROBE_STEPS],
+        })  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> study.StudyTables:
+    return study.read_tables(write_store(tmp_path_factory.mktemp("lowest") / "grid"))
+
+
+def test_the_lowest_training_lr_interpolates_the_log_drop_between_grid_lrs():
+    # Drops 0.03 and 0.3 at lr 1e-2 and 1e-1, a drop of 3 x lr: it reaches 0.1 at lr 1 / 30.
+    lr, where = study.lowest_training_lr([1e-1, 1e-2, 1e-3], [0.7, 0.97, 0.997])
+    assert where == "inside" and lr == pytest.approx(1 / 30)
+    assert study.lowest_training_lr([1e-2, 1e-1], [0.5, 0.1]) == (1e-2, "below")
+    # A missing run below the first that trains: the lr is only bounded above.
+    assert study.lowest_training_lr([1e-3, 1e-2, 1e-1], [0.99, math.nan, 0.5]) == (1e-1, "below")
+    # A loss that rose (or diverged) below: no drop to interpolate on.
+    assert study.lowest_training_lr([1e-2, 1e-1], [1.2, 0.5]) == (1e-1, "inside")
+    assert study.lowest_training_lr([1e-2, 1e-1], [math.inf, 0.5]) == (1e-1, "inside")
+    lr, where = study.lowest_training_lr([1e-2, 1e-1], [0.95, 0.9])  # 0.9 is not below 0.9
+    assert math.isnan(lr) and where == "none"
+    lr, where = study.lowest_training_lr([1e-2, 1e-1], [math.nan, math.inf])
+    assert math.isnan(lr) and where == "none"
+
+
+def test_budget_losses_put_every_probe_on_the_step_axis_and_hold_the_worst_after(tmp_path):
+    store = write_store(tmp_path / "grid")
+    runs = results.collect(store).runs
+    metrics = results.read_metrics(store, runs["run_id"])
+    budgets = study.budget_losses(runs, metrics, results.read_probes(store, runs["run_id"]))
+    sam = budgets[budgets["run_id"].eq("sgd_sam-0.01")]
+    assert sam["step"].tolist() == [1, 3, 10, 20, 30, 40]
+    assert sam["ratio"].tolist() == pytest.approx([0.97, 0.91, 0.7, 0.4, 0.1, 0.01])
+    dip = budgets[budgets["run_id"].eq("sgd_sam-0.001")].set_index("step")
+    assert dip.at[1, "ratio"] == 0.5 and dip.at[1, "held"] == pytest.approx(0.991)
+    # The diverged run: its probes before the stop kept, infinite from the epoch it diverged in.
+    gone = budgets[budgets["run_id"].eq("sgd-0.0001")].set_index("step")
+    assert gone.loc[[1, 3, 10], "ratio"].tolist() == [0.5, 0.5, 0.5]
+    assert np.isinf(gone.loc[[20, 80], "ratio"]).all() and np.isinf(gone["held"]).all()
+
+
+def test_the_lowest_training_lr_follows_each_law_and_skips_what_does_not_hold(tables):
+    low = tables.lowest_lrs.set_index([results.ARM, "step"])
+    for step in (1, 3, 10, 20, 30, 40):
+        assert low.at[("sgd_sam", step), "lr"] == pytest.approx(1 / (30 * step))
+        assert low.at[("sgd_sam", step), "where"] == "inside"
+    for step in (1, 3, 10, 20, 40, 80):
+        assert low.at[("sgd", step), "lr"] == pytest.approx(1 / (30 * math.sqrt(step)))
+    # Adam: no lr trains by step 3 (lr 1e-4's dip does not hold); 1e-3 at step 10, where 1e-4
+    # has no drop to interpolate on; the grid's lowest from step 20 on.
+    assert low.loc[[("adam", 1), ("adam", 3)], "where"].eq("none").all()
+    assert (low.at[("adam", 10), "lr"], low.at[("adam", 10), "where"]) == (1e-3, "inside")
+    assert low.loc[[("adam", s) for s in (20, 50, 80)], "where"].eq("below").all()
+    assert low.at[("adam", 20), "lr"] == 1e-4
+
+
+def test_the_slopes_recover_each_law_over_every_budget_and_the_last_half_decade(tables):
+    slopes = tables.lowest_lr_slopes.set_index(results.ARM)
+    assert slopes.at["sgd_sam", "slope"] == pytest.approx(-1.0)
+    assert slopes.at["sgd_sam", "late_slope"] == pytest.approx(-1.0)
+    assert slopes.at["sgd_sam", "late_step"] == 20  # the budgets within 0.5 decade of 40
+    assert slopes.at["sgd", "slope"] == pytest.approx(-0.5)
+    assert slopes.at["sgd", "budgets"] == 10 and slopes.at["sgd", "last_step"] == 80
+    assert "adam" not in slopes.index  # inside the grid at one budget only
+
+
+def test_a_slope_needs_three_budgets_over_half_a_decade():
+    def lowest(steps: list[int]) -> pd.DataFrame:
+        return pd.DataFrame({results.ARM: "a", "optimizer": "sgd", "level": math.nan,
+                             "step": steps, "lr": [1 / s for s in steps], "where": "inside",
+                             "grid_lrs": 6})  # fmt: skip
+
+    assert study.lowest_lr_slopes(lowest([10, 20, 30])).empty  # 0.48 decade
+    assert study.lowest_lr_slopes(lowest([10, 40])).empty  # two budgets
+    fitted = study.lowest_lr_slopes(lowest([10, 20, 40]))
+    assert fitted["slope"].tolist() == pytest.approx([-1.0])
+    assert math.isnan(fitted["late_slope"].iloc[0])  # 20 and 40 only within half a decade
+
+
+def test_the_sentences_state_each_slope_and_what_it_means(tables):
+    [said] = study.lowest_lr_sentences(tables)
+    assert said.startswith(
+        "The lowest learning rate that trains, against the budget in optimizer steps (10 "
+        "budgets from 1 to 80, those below an epoch included). A run trains by a budget when "
+        "its training-subset loss stays below 0.9x its initial one from then to its end;"
+    )
+    assert said.endswith(
+        "At the middle radius (a base at its one): SGD-SAM from 3e-2 after 1 steps to 8e-4 after "
+        "40, slope -1.00, -1.00 from step 20 (6 budgets); SGD from 3e-2 after 1 steps to 4e-3 "
+        "after 80, slope -0.50, -0.50 from step 30 (10 budgets); the grid's lowest lr trains "
+        "from step 20 on for Adam."
+    )
+    [statement] = study._lowest_lr_statement(tables)
+    assert statement == (
+        "From 1 to 80 steps (1.9 decades), the lowest learning rate that trains falls with the "
+        "budget (slope -0.25 or steeper, at every radius level) for 2 of the 2 arms with a "
+        "slope: SGD-SAM (-1.00), SGD (-0.50); shorter budgets under-train the small lrs. Over "
+        "the last 0.5 decade of budgets it still falls for SGD-SAM (-1.00), SGD (-0.50), so the "
+        "small-lr side of their windows at the full budget is the budget's. The grid's lowest "
+        "lr, 1e-4, trains from step 20 on for Adam: their small-lr end lies below the grid. One "
+        "seed a cell; each arm's slopes by level are in the Optimisation section, the curves in "
+        "the lowest-lr figure."
+    )
+    assert statement in study.statement(tables)
+
+
+def with_slopes(t: study.StudyTables, rows: list[tuple[str, float, float, float]]) -> Any:
+    """``t`` with its slopes replaced: (arm, level, slope, late slope), each over budgets 10
+    to 100 (the late one from 30)."""
+    table = pd.DataFrame(
+        [[arm, "sgd", level, slope, 5, 10, 100, 0.1, 0.01, late, 30]
+         for arm, level, slope, late in rows], columns=study.SLOPE_COLUMNS)  # fmt: skip
+    return dataclasses.replace(t, lowest_lr_slopes=table)
+
+
+def test_the_statement_tells_a_lower_end_that_levels_off_or_never_moves(tables):
+    t = with_slopes(tables, [("sgd_sam", 0.0, -0.8, -0.1), ("sgd", math.nan, -0.1, math.nan)])
+    [statement] = study._lowest_lr_statement(t)
+    assert statement.startswith(
+        "From 10 to 100 steps (1.0 decades), the lowest learning rate that trains falls with the "
+        "budget (slope -0.25 or steeper, at every radius level) for 1 of the 2 arms with a "
+        "slope: SGD-SAM (-0.80); shorter budgets under-train the small lrs; it does not fall at "
+        "any level for SGD (-0.10). Over the last 0.5 decade of budgets it has levelled off "
+        "(above -0.25 at every level) for SGD-SAM (-0.10): a decade more steps would lower it "
+        "by under a quarter decade, so more epochs would widen their windows little at the "
+        "small-lr end."
+    )
+    # Radius levels that disagree are said to, at either range of budgets.
+    t = with_slopes(tables, [("sgd_sam", 0.0, -0.8, -0.6), ("sgd_sam", 1.0, -0.1, -0.1)])
+    [statement] = study._lowest_lr_statement(t)
+    assert (
+        "for 0 of the 1 arms with a slope; it falls at some radius levels only for SGD-SAM "
+        "(-0.80)" in statement
+    )
+    assert "it differs between radius levels for SGD-SAM (-0.60)" in statement
+
+
+def test_the_lowest_lr_figure_draws_each_law(tables, tmp_path):
+    figure = fig_budget.lowest_lr(tables)
+    [ax] = [a for a in figure.axes if a.get_title().startswith("radius level")]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    sam = lines["SGD-SAM"]
+    assert sam.get_xdata().tolist() == [1, 3, 10, 20, 30, 40]
+    assert sam.get_ydata() == pytest.approx([1 / (30 * s) for s in (1, 3, 10, 20, 30, 40)])
+    assert lines["SGD"].get_ydata()[-1] == pytest.approx(1 / (30 * math.sqrt(80)))
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    # Drawn by make (the store has no test accuracies to weigh a tuning cost by).
+    drawn = fig_budget.make(dataclasses.replace(tables, tuning=None), tmp_path)
+    assert "budget_lowest_lr.png" in {p.name for p in drawn}
