@@ -1355,6 +1355,7 @@ def _windows_statement(t: StudyTables) -> list[str]:
         out.append(f"From epoch {early} to {epochs}, at the middle radius, the window's lower end "
                    f"moves down by a grid step or more for {verdict}.")  # fmt: skip
     out += _lowest_lr_statement(t)
+    out += _descent_sets_the_lowest_lr(t)
     out += _convergence_statement(t)
     return out
 
@@ -1416,6 +1417,43 @@ def _lowest_lr_statement(t: StudyTables) -> list[str]:
                 "the grid")  # fmt: skip
     return [out + ". One seed a cell; each arm's slopes by level are in the Optimisation "
             "section, the curves in the lowest-lr figure."]  # fmt: skip
+
+
+def _descent_sets_the_lowest_lr(t: StudyTables) -> list[str]:
+    """Each sharpness-aware arm's lowest training lr at its middle level against its base's
+    (``common.BASE_OF``) at the sharpness-aware arms' last budget: apart by a grid step or more,
+    or not (both bounded by the same lowest grid lr counts as not); a pair where only one is
+    bounded so, or each by another, is left out, as its distance is not known."""
+    low = t.lowest_lrs
+    if low is None or low.empty or low["level"].isna().all():
+        return []
+    _, middle = _budget(t)
+    step = grid_step(t.grid_runs)
+    last = int(low.loc[low["level"].notna(), "step"].max())
+    at = low[low["step"].eq(last)].set_index([ARM, "level"])
+    pairs, near = [], []
+    for arm in common.ordered(at.index.get_level_values(ARM)):
+        base = _arm_of(t, common.BASE_OF.get(common.optimizer_of(arm)), False)
+        if (arm, middle) not in at.index or (base, math.nan) not in at.index:
+            continue
+        mine, theirs = at.loc[(arm, middle)], at.loc[(base, math.nan)]
+        if mine["where"] == theirs["where"] == "below" and mine["lr"] == theirs["lr"]:
+            pairs.append(f"{common.label(arm)} and {common.label(base)} both at most "
+                         f"{_sci(mine['lr'])}")  # fmt: skip
+            near.append(arm)
+        elif mine["where"] == theirs["where"] == "inside":
+            apart = abs(math.log10(mine["lr"] / theirs["lr"]))
+            pairs.append(f"{common.label(arm)} {_sci(mine['lr'])}, {common.label(base)} "
+                         f"{_sci(theirs['lr'])} ({apart:.1f} decades apart)")  # fmt: skip
+            near += [arm] if apart < step else []
+    if not pairs:
+        return []
+    verdict = ": at the small-lr end the descent decides, whatever the ascent" * (
+        len(near) == len(pairs))  # fmt: skip
+    return [f"The lowest learning rate that trains by {last} steps, the sharpness-aware arms' "
+            f"last budget, each arm at the middle radius against its base: {'; '.join(pairs)}; "
+            f"so {len(near)} of the {len(pairs)} arms are within a grid step ({step:g} decade) "
+            f"of their base{verdict}."]  # fmt: skip
 
 
 @dataclass(frozen=True)

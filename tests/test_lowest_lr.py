@@ -222,3 +222,24 @@ def test_the_lowest_lr_figure_draws_each_law(tables, tmp_path):
     # Drawn by make (the store has no test accuracies to weigh a tuning cost by).
     drawn = fig_budget.make(dataclasses.replace(tables, tuning=None), tmp_path)
     assert "budget_lowest_lr.png" in {p.name for p in drawn}
+
+
+def test_each_arms_lowest_lr_is_set_against_its_bases_at_the_last_budget(tables):
+    [said] = study._descent_sets_the_lowest_lr(tables)
+    assert said == (
+        "The lowest learning rate that trains by 40 steps, the sharpness-aware arms' last "
+        "budget, each arm at the middle radius against its base: SGD-SAM 8e-4, SGD 5e-3 (0.8 "
+        "decades apart); so 1 of the 1 arms are within a grid step (1 decade) of their base: "
+        "at the small-lr end the descent decides, whatever the ascent."
+    )
+    assert said in study.statement(tables)
+    low = tables.lowest_lrs
+    sam = low[results.ARM].eq("sgd_sam")
+    apart = dataclasses.replace(
+        tables, lowest_lrs=low.assign(lr=low["lr"].mask(sam, low["lr"] / 10))
+    )
+    [said] = study._descent_sets_the_lowest_lr(apart)
+    assert said.endswith("SGD-SAM 8e-5, SGD 5e-3 (1.8 decades apart); so 0 of the 1 arms are "
+                         "within a grid step (1 decade) of their base.")  # fmt: skip
+    bounded = low.assign(where=low["where"].mask(sam & low["step"].eq(40), "below"))
+    assert study._descent_sets_the_lowest_lr(dataclasses.replace(tables, lowest_lrs=bounded)) == []

@@ -336,6 +336,28 @@ def lowest_lr_agrees(text: str, store: Path, grid: pd.DataFrame, tables: Path) -
     assert ("The lowest learning rate that trains, against the budget" in text) == bool(slopes)
     for (arm, _), slope in slopes.items():
         assert f"slope {slope:.2f}" in text, arm
+    # Each sharpness-aware arm at the middle level against its base at the arms' last budget;
+    # in the smoke grid each is bounded by its grid's lowest lr: the same as its base's, or not.
+    middle = max(level for _, level, _ in lowest if level is not None)
+    last = max(step for _, level, step in lowest if level is not None)
+    pairs, near = [], 0
+    arms = common.ordered({arm for arm, level, _ in lowest if level == middle})
+    for arm in arms:
+        base = common.BASE_OF[common.optimizer_of(arm)]
+        (lr, where), (base_lr, base_where) = lowest[arm, middle, last], lowest[base, None, last]
+        assert where == base_where == "below", arm
+        if lr == base_lr:
+            pairs.append(f"{common.label(arm)} and {common.label(base)} both at most {sci(lr)}")
+            near += 1
+    assert 0 < len(pairs) < len(arms)  # the smoke grid has both
+    verdict = ": at the small-lr end the descent decides, whatever the ascent" * (
+        near == len(pairs)
+    )
+    assert (
+        f"The lowest learning rate that trains by {last} steps, the sharpness-aware arms' last "
+        f"budget, each arm at the middle radius against its base: {'; '.join(pairs)}; so {near} "
+        f"of the {len(pairs)} arms are within a grid step (1 decade) of their base{verdict}."
+    ) in text
 
 
 def sci(value: float) -> str:
