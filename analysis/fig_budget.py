@@ -181,9 +181,9 @@ def lowest_lr(t: StudyTables) -> Figure:
     """``budget_lowest_lr``: the lowest learning rate that trains
     (:func:`analysis.study.lowest_training_lrs`) against the budget in steps, log-log, one panel
     per radius level with the base optimizers in each (dashed); a filled marker where it lies
-    inside the grid, an open triangle at the grid's lowest lr where that lr already trains (an
-    upper bound), nothing where no grid lr trains; grey guides of slope -1 (lr x steps) and
-    -1/2 (lr x sqrt(steps))."""
+    inside the grid, an open triangle where a grid lr only bounds it from above (the grid's
+    lowest, which trains, or one whose neighbour below gives nothing to interpolate on), nothing
+    where no grid lr trains; grey guides of slope -1 (lr x steps) and -1/2 (lr x sqrt(steps))."""
     low = t.lowest_lrs
     sam, bases = low[low["level"].notna()], low[low["level"].isna()]
     levels = sorted(sam["level"].unique()) or [math.nan]
@@ -202,10 +202,9 @@ def lowest_lr(t: StudyTables) -> Figure:
                 _bounded_line(ax, bases[bases[ARM].eq(base)], base, marker="", linewidth=1.4)
             steps = low["step"]
             x = np.array([steps.min(), steps.max()], float)
-            for power, style in ((1.0, ":"), (0.5, "-.")):
+            for power, style, law in ((1.0, ":", "lr × steps"), (0.5, "-.", "lr × √steps")):
                 ax.plot(x, lrs.max() * (x / x[0]) ** -power, color="grey", linewidth=1,
-                        linestyle=style, label=f"slope -{power:g}: lr × steps"
-                        + ("" if power == 1 else f"^{power:g}"))  # fmt: skip
+                        linestyle=style, label=f"slope -{power:g}: {law}")  # fmt: skip
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_ylim(lrs.min() / 3, lrs.max() * 3)
@@ -218,7 +217,7 @@ def lowest_lr(t: StudyTables) -> Figure:
             ax.grid(alpha=0.3, which="both")
             handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
         axes[0].set_ylabel("lowest lr that trains\n(interpolated between grid lrs)")
-    handles["at most the grid's lowest lr"] = Line2D(
+    handles["at most this lr (an upper bound)"] = Line2D(
         [], [], color="grey", marker="v", markerfacecolor="white", linestyle=""
     )
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=5,
@@ -233,11 +232,11 @@ def lowest_lr(t: StudyTables) -> Figure:
 
 def _bounded_line(ax: Axes, own: pd.DataFrame, arm: str, **extra: object) -> None:
     """``own``'s lowest training lr against the step where it is inside the grid, and an open
-    triangle where it is only bounded above by the grid's lowest lr."""
+    triangle where a grid lr only bounds it from above."""
     own = own.sort_values("step")
     inside = own[own["where"].eq("inside")]
     _line(ax, inside["step"], inside["lr"], arm, markersize=4, **extra)
-    below = own[own["where"].eq("below")]
+    below = own[own["where"].isin(["below", "bound"])]
     if len(below):
         style = common.line_style(arm)
         ax.plot(below["step"], below["lr"], linestyle="", marker="v", markersize=6,

@@ -271,16 +271,20 @@ def realised_radii(runs: pd.DataFrame, metrics: pd.DataFrame, levels: pd.DataFra
 # -- the lowest learning rate that trains, against the budget in steps ---------------------------
 
 # A slope is fitted only over budgets at least this many decades of steps apart (a factor of
-# about 3), over which an lr x sqrt(steps) law moves the lowest lr that trains by a quarter
-# decade: more than the interpolation between grid lrs is off by where the drop in loss grows
-# as a power of the lr.
+# about 3); each slope comes with its range over the fits that leave one budget out, since a
+# single budget can swing a slope over so short a span.
 SLOPE_SPAN = 0.5
 # The lowest lr that trains falls with the budget when a decade of steps lowers it by at least
 # a quarter decade: half what an lr x sqrt(steps) law would.
 FALLS = -0.25
+# Where the lowest lr that trains lies: interpolated between two grid lrs; at most a grid lr
+# (the one below it has no result, or no drop in loss to interpolate on); at most the lowest
+# lr of the arm's grid, which trains; nowhere in the grid.
+INSIDE, BOUND, BELOW, NONE = "inside", "bound", "below", "none"
 LOWEST_COLUMNS = [ARM, "optimizer", "level", "step", "lr", "where", "grid_lrs"]
-SLOPE_COLUMNS = [ARM, "optimizer", "level", "slope", "budgets", "first_step", "last_step",
-                 "lr_first", "lr_last", "late_slope", "late_step"]  # fmt: skip
+SLOPE_COLUMNS = [ARM, "optimizer", "level", "slope", "slope_low", "slope_high", "budgets",
+                 "first_step", "last_step", "lr_first", "lr_last", "late_slope", "late_low",
+                 "late_high", "late_step"]  # fmt: skip
 
 
 def budget_losses(runs: pd.DataFrame, metrics: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
@@ -288,7 +292,8 @@ def budget_losses(runs: pd.DataFrame, metrics: pd.DataFrame, probes: pd.DataFram
     epoch (:func:`probe_losses`, at ``epoch x steps_per_epoch``: infinite from the epoch a run
     diverged in) and after each of its ``probe_steps`` (``probes``:
     :func:`analysis.results.read_probes`); ``ratio``, that loss over the run's initial one, and
-    ``held``, the largest ratio from that budget to the run's end. Runs that recorded no
+    ``held``, the largest ratio from that budget to the run's end (a budget without a probe, one
+    a diverged run stopped short of, takes the largest after it). Runs that recorded no
     ``steps_per_epoch`` have no budgets here."""
     complete = runs[runs["status"].isin(COMPLETE)].dropna(subset=["steps_per_epoch"])
     keys = ["run_id", ARM, "optimizer", "lr", "rho", "probe_loss_initial"]
@@ -297,8 +302,7 @@ def budget_losses(runs: pd.DataFrame, metrics: pd.DataFrame, probes: pd.DataFram
     early = probes.merge(complete[keys], on="run_id")
     table = pd.concat([ends[[*keys, "step", "probe_loss"]], early[[*keys, "step", "probe_loss"]]])
     table = table.drop_duplicates(["run_id", "step"]).astype({"step": int})
-    # Every budget of its arm for every run, NaN where it took no probe (a diverged run stopped
-    # short of some probe steps; its infinite epochs after them make ``held`` infinite there).
+    # Every budget of its arm for every run, NaN where it took no probe.
     steps = table.groupby(ARM)["step"].unique()
     every = pd.DataFrame([(run, step) for run, arm in zip(complete["run_id"], complete[ARM],
                                                           strict=True)
@@ -308,9 +312,12 @@ def budget_losses(runs: pd.DataFrame, metrics: pd.DataFrame, probes: pd.DataFram
     )
     table = table.sort_values(["run_id", "step"], ignore_index=True)
     table["ratio"] = table["probe_loss"] / table["probe_loss_initial"]
-    # From the end back: the worst the run does from each budget on (NaN, no probe, skipped).
-    backwards = table.iloc[::-1].groupby("run_id")["ratio"].cummax()
-    return table.assign(held=backwards.iloc[::-1])
+    # From the end back, the worst so far; cummax leaves a NaN where it is, so it is filled
+    # with the worst after it (each run's last budget is an epoch's end, never without a value
+    # unless the run logged none).
+    backwards = table.iloc[::-1].groupby("run_id")["ratio"]
+    held = backwards.cummax().groupby(table["run_id"]).ffill()
+    return table.assign(held=held.iloc[::-1])
 
 
 def lowest_training_lr(lrs: Sequence[float], ratios: Sequence[float]) -> tuple[float, str]:
@@ -318,69 +325,93 @@ def lowest_training_lr(lrs: Sequence[float], ratios: Sequence[float]) -> tuple[f
     (:func:`budget_losses`' ``held``: infinite, diverged; NaN, no result): ``(lr, where)``. A
     run trains by a budget when its loss stays below ``STALLED`` x its initial one (the line a
     stalled run ends above) from that budget to its end: a loss that dips on its way to a
-    divergence or a stall is not training. ``where``: ``inside``, between the first grid lr
-    that trains and the grid lr below it, which does not; ``below``, the grid's lowest lr
-    trains, or the one below the first that does has no result, so the lr is at most the one
-    given; ``none``, no grid lr trains (NaN).
+    divergence or a stall is not training. So the lowest lr that trains can only fall as the
+    budget grows; how fast is what it measures.
 
-    Inside, log10(lr) is interpolated linearly in the log of the loss drop, 1 - ratio, to the
-    drop 1 - STALLED: at small learning rates the drop grows in proportion to the lr (for a
-    given number of steps), so the interpolation is exact there. Without a positive drop below
-    (its loss rose, or it diverged), the first lr that trains is given."""
+    ``where``: ``INSIDE``, log10(lr) interpolated between the first grid lr that trains and
+    the one below it, linearly in the log of the loss drop, 1 - ratio, to the drop 1 - STALLED
+    (where the drop grows as a power of the lr at a given budget, as at small learning rates,
+    the interpolation is exact); ``BOUND``, at most the first grid lr that trains, as the one
+    below has no result or no drop (its loss rose, or it diverged); ``BELOW``, at most the
+    grid's lowest lr, which trains; ``NONE``, no grid lr trains (NaN)."""
     order = np.argsort(np.asarray(lrs, float))
     lr, ratio = np.asarray(lrs, float)[order], np.asarray(ratios, float)[order]
     trains = np.flatnonzero(ratio < STALLED)  # NaN and infinite ratios never count
     if not len(trains):
-        return math.nan, "none"
+        return math.nan, NONE
     k = int(trains[0])
-    if k == 0 or np.isnan(ratio[k - 1]):
-        return float(lr[k]), "below"
+    if k == 0:
+        return float(lr[0]), BELOW
     below, above = 1 - ratio[k - 1], 1 - ratio[k]
-    if not (np.isfinite(below) and below > 0):
-        return float(lr[k]), "inside"
+    if not (np.isfinite(below) and below > 0):  # NaN: no result; <= 0 or -inf: no drop
+        return float(lr[k]), BOUND
     a, b = np.log10(lr[k - 1 : k + 1])
     share = (math.log(1 - STALLED) - math.log(below)) / (math.log(above) - math.log(below))
-    return float(10 ** (a + share * (b - a))), "inside"
+    return float(10 ** (a + share * (b - a))), INSIDE
 
 
-def lowest_training_lrs(budgets: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+def lowest_training_lrs(
+    budgets: pd.DataFrame, levels: pd.DataFrame, runs: pd.DataFrame
+) -> pd.DataFrame:
     """Per arm, radius level (NaN for a base) and budget ``step``: :func:`lowest_training_lr`
-    over the level's grid lrs, each cell's ``held`` the median over its seeds (one in the
-    grid); ``grid_lrs``, how many lrs it had."""
-    table = budgets.merge(levels[[ARM, "rho", "level"]], on=[ARM, "rho"], how="left")
+    over every lr the arm's ``runs`` have at that level (a failed run, or one without a budget
+    there, is a cell without a result), each cell's ``held`` the median over its seeds (one in
+    the grid); ``grid_lrs``, how many lrs that is."""
     keys = [ARM, "optimizer", "level", "step"]
-    cells = table.groupby([*keys, "lr"], dropna=False)["held"].median().reset_index()
-    rows = [[*key, *lowest_training_lr(at["lr"], at["held"]), len(at)]
-            for key, at in cells.groupby(keys, dropna=False)]  # fmt: skip
+    table = budgets.merge(levels[[ARM, "rho", "level"]], on=[ARM, "rho"], how="left")
+    cells = table.groupby([*keys, "lr"], dropna=False)["held"].median()
+    grid = runs.merge(levels[[ARM, "rho", "level"]], on=[ARM, "rho"], how="left")
+    # Keyed by the level's rank, a base's -1: NaN finds nothing in an index.
+    planned = {(arm, -1 if math.isnan(level) else level): np.sort(own["lr"].unique())
+               for (arm, level), own in grid.groupby([ARM, "level"], dropna=False)}  # fmt: skip
+    rows = []
+    for (arm, optimizer, level, step), at in cells.groupby(level=keys, dropna=False):
+        lrs = planned[(arm, -1 if math.isnan(level) else level)]
+        held = at.droplevel(keys).reindex(lrs)
+        rows.append([arm, optimizer, level, step, *lowest_training_lr(lrs, held), len(lrs)])
     return pd.DataFrame(rows, columns=LOWEST_COLUMNS)
 
 
 def lowest_lr_slopes(lowest: pd.DataFrame) -> pd.DataFrame:
-    """Per arm and level, the least-squares slope of log10 of the lowest lr that trains against
-    log10 of the budget in steps, over the budgets where it is ``inside`` the grid, if they are
-    three or more and span ``SLOPE_SPAN`` decades of steps: -1 where progress at small learning
-    rates goes as lr x steps, -1/2 as lr x sqrt(steps) (an AdaGrad-type step, lr over the root
-    of the summed squared gradients), 0 where no budget moves it. ``budgets``: how many; the
-    first and last of them, and the lr at each. ``late_slope``, the same over the budgets
-    within ``SLOPE_SPAN`` decades of the last (from ``late_step``; NaN with fewer than three):
-    whether more steps still lower it at the end of the budget, where a curve that levels off
-    says the small-lr end has stopped being the budget's."""
+    """Per arm and level, the slope of log10 of the lowest lr that trains against log10 of the
+    budget in steps, over the budgets where it is ``INSIDE`` the grid, if they are three or
+    more and span ``SLOPE_SPAN`` decades of steps: -1 where progress at small learning rates
+    goes as lr x steps, -1/2 as lr x sqrt(steps) (an AdaGrad-type step, lr over the root of the
+    summed squared gradients), 0 where no budget moves it. Least squares, each budget weighted
+    by the decades of steps it stands for (half the gap to each neighbour), so that the epochs'
+    ends, evenly spaced in steps and so crowded at the top in log steps, do not outweigh the
+    probes below an epoch; ``slope_low`` and ``slope_high``, the range of the fits that leave
+    one budget out. ``budgets``: how many; the first and last of them, and the lr at each.
+    ``late_slope`` (``late_low``, ``late_high``), the same over the budgets within
+    ``SLOPE_SPAN`` decades of the last (from ``late_step``; NaN with fewer than three): whether
+    the lowest lr still falls at the end of the budget."""
     rows = []
-    inside = lowest[lowest["where"].eq("inside")].sort_values("step")
+    inside = lowest[lowest["where"].eq(INSIDE)].sort_values("step")
     for (arm, optimizer, level), at in inside.groupby([ARM, "optimizer", "level"], dropna=False):
         x, y = np.log10(at["step"].to_numpy(float)), np.log10(at["lr"].to_numpy(float))
         if len(at) < 3 or x[-1] - x[0] < SLOPE_SPAN:
             continue
         late = x >= x[-1] - SLOPE_SPAN
-        late_slope = _slope(x[late], y[late]) if late.sum() >= 3 else math.nan
-        rows.append([arm, optimizer, level, _slope(x, y), len(at), int(at["step"].iloc[0]),
-                     int(at["step"].iloc[-1]), at["lr"].iloc[0], at["lr"].iloc[-1], late_slope,
-                     int(at["step"].to_numpy()[late][0])])  # fmt: skip
-    return pd.DataFrame(rows, columns=SLOPE_COLUMNS)
+        whole = _slopes(x, y)
+        tail = _slopes(x[late], y[late]) if late.sum() >= 3 else (math.nan,) * 3
+        late_step = int(at["step"].to_numpy()[late][0]) if late.sum() >= 3 else None
+        rows.append([arm, optimizer, level, *whole, len(at), int(at["step"].iloc[0]),
+                     int(at["step"].iloc[-1]), at["lr"].iloc[0], at["lr"].iloc[-1], *tail,
+                     late_step])  # fmt: skip
+    return pd.DataFrame(rows, columns=SLOPE_COLUMNS).astype({"late_step": "Int64"})
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.polyfit(x, y, 1)[0])
+def _slopes(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """The weighted least-squares slope of ``y`` against ``x`` (see :func:`lowest_lr_slopes`)
+    and the smallest and largest of those that leave one point out."""
+    out = [_fit(np.delete(x, i), np.delete(y, i)) for i in range(len(x))]
+    return _fit(x, y), min(out), max(out)
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> float:
+    gaps = np.diff(x)
+    weight = np.concatenate([[gaps[0]], gaps[:-1] + gaps[1:], [gaps[-1]]]) / 2
+    return float(np.polyfit(x, y, 1, w=np.sqrt(weight))[0])
 
 
 # -- how runs end ---------------------------------------------------------------------------------
@@ -718,7 +749,7 @@ def read_tables(
         stops = {config.get(STOP_RULE) for config in _configs(g).values()} - {None}
         classes = failures(g.runs, metrics)
         budgets = budget_losses(g.runs, metrics, read_probes(g.store, g.runs["run_id"]))
-        lowest = lowest_training_lrs(budgets, levels)
+        lowest = lowest_training_lrs(budgets, levels, g.runs)
         tables |= {"grid_runs": g.runs, "levels": levels, "windows": lr_windows(cells),
                    "radius_windows": radius_windows(cells, levels),
                    "realised_radii": realised_radii(g.runs, metrics, levels), "failures": classes,
@@ -920,32 +951,52 @@ def _own_slopes(t: StudyTables) -> list[tuple[str, Any, pd.DataFrame]]:
     return found
 
 
-def _without_slope(t: StudyTables) -> tuple[dict[str, int], list[str]]:
-    """The arms without a slope at their middle level (a base at its one), in the study's
-    order: ({arm: the budget from which the grid's lowest lr trains at every budget}, the rest)."""
+def _without_slope(t: StudyTables) -> tuple[dict[str, tuple[int, float]], list[str]]:
+    """The arms with no slope at any level, in the study's order: ({arm: (the budget from which
+    its grid's lowest lr trains at every budget of the middle level (a base's only one), that
+    lr)}, the rest)."""
     low, sl = t.lowest_lrs, t.lowest_lr_slopes
     _, middle = _budget(t)
     at = low[low["level"].isna() | low["level"].eq(middle)]
-    with_slope = set(sl.loc[sl["level"].isna() | sl["level"].eq(middle), ARM])
     below, few = {}, []
-    for arm in common.ordered(set(at[ARM]) - with_slope):
+    for arm in common.ordered(set(at[ARM]) - set(sl[ARM])):
         own = at[at[ARM].eq(arm)].sort_values("step")
-        after = own["where"].iloc[::-1].ne("below").cumsum().iloc[::-1].eq(0)
+        after = own["where"].iloc[::-1].ne(BELOW).cumsum().iloc[::-1].eq(0)
         if after.any():
-            below[arm] = int(own.loc[after, "step"].iloc[0])
+            first = own[after].iloc[0]
+            below[arm] = (int(first["step"]), float(first["lr"]))
         else:
             few.append(arm)
     return below, few
 
 
+def _below_the_grid(below: Mapping[str, tuple[int, float]]) -> str:
+    """``_without_slope``'s arms whose grid's lowest lr trains, grouped by from which step and
+    at which lr: "the grid's lowest lr, 1e-4, trains from step 54 on for A and B"."""
+    groups: dict[tuple[int, float], list[str]] = {}
+    for arm, key in below.items():
+        groups.setdefault(key, []).append(arm)
+    return "; ".join(f"the grid's lowest lr, {_sci(lr)}, trains from step {step} on for "
+                     f"{' and '.join(common.label(a) for a in arms)}"
+                     for (step, lr), arms in groups.items())  # fmt: skip
+
+
+def _spread(value: float, low: float, high: float) -> str:
+    """A slope and, in brackets, its range over the fits that leave one budget out."""
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def _slope_shown(row: Any, own: pd.DataFrame) -> str:
     late = "" if math.isnan(row.late_slope) else (
-        f", {row.late_slope:.2f} from step {row.late_step}")  # fmt: skip
+        f", {_spread(row.late_slope, row.late_low, row.late_high)} from step "
+        f"{row.late_step}")  # fmt: skip
     levels = (f"; {own['slope'].min():.2f} to {own['slope'].max():.2f} over its {len(own)} "
               "levels" if len(own) > 1 else "")  # fmt: skip
     return (
-        f"from {_sci(row.lr_first)} after {row.first_step} steps to {_sci(row.lr_last)} "
-        f"after {row.last_step}, slope {row.slope:.2f}{late} ({row.budgets} budgets{levels})"
+        f"from {_sci(row.lr_first)} after {row.first_step} step{'s' * (row.first_step != 1)} "
+        f"to {_sci(row.lr_last)} after "
+        f"{row.last_step}: slope {_spread(row.slope, row.slope_low, row.slope_high)}{late} "
+        f"({row.budgets} budgets{levels})"
     )
 
 
@@ -958,27 +1009,29 @@ def lowest_lr_sentences(t: StudyTables) -> list[str]:
     said = [f"{common.label(arm)} {_slope_shown(row, own)}"
             for arm, row, own in found if row is not None]  # fmt: skip
     elsewhere = [arm for arm, row, _ in found if row is None]
-    lowest = t.lowest_lrs
     tail = [f"{_names(elsewhere)} only at other radii"] if elsewhere else []
     below, few = _without_slope(t)
     if below:
-        tail.append("the grid's lowest lr trains from step " + ", ".join(
-            f"{step} on for {common.label(arm)}" for arm, step in below.items()))  # fmt: skip
+        tail.append(_below_the_grid(below))
     if few:
         tail.append(f"no slope for {_names(few)} (the lowest lr that trains is inside the grid "
                     "at too few budgets)")  # fmt: skip
-    steps = sorted(lowest["step"].unique())
+    steps = sorted(t.lowest_lrs["step"].unique())
     return [
         f"The lowest learning rate that trains, against the budget in optimizer steps "
         f"({len(steps)} budgets from {steps[0]} to {steps[-1]}, those below an epoch "
         f"included). A run trains by a budget when its training-subset loss stays below "
-        f"{STALLED:g}x its initial one from then to its end; the lowest grid lr that does is "
-        f"interpolated in log lr on the log of the loss drop from the grid lr below it, and "
-        f"fitted as a power of the steps over the budgets where it lies inside the grid (3 or "
-        f"more, {SLOPE_SPAN:g} decade of steps or more apart), and again over the last "
-        f"{SLOPE_SPAN:g} decade of them. An lr x steps law gives slope -1, an lr x √steps law "
-        f"(AdaGrad-type steps) -0.5, a lower end no budget moves 0. At the middle radius (a "
-        f"base at its one): {'; '.join(said)}" + (f"; {'; '.join(tail)}" if tail else "") + "."
+        f"{STALLED:g}x its initial one from then to its end, so the lowest lr that trains can "
+        f"only fall as the budget grows. The lowest grid lr that does is interpolated in log "
+        f"lr on the log of the loss drop from the grid lr below it, and fitted as a power of "
+        f"the steps over the budgets where it lies inside the grid (3 or more, {SLOPE_SPAN:g} "
+        f"decade of steps or more apart; each budget weighted by the decades of steps it stands "
+        f"for), and again over the last {SLOPE_SPAN:g} decade of them; in brackets, the range "
+        f"of the fits that leave one budget out. An lr x steps law gives slope -1, an lr x "
+        f"√steps law (AdaGrad-type steps) -0.5, a lower end no budget moves 0. At the middle "
+        f"radius (a base at its one): {'; '.join(said)}"
+        + (f"; {'; '.join(tail)}" if tail else "")
+        + "."
     ]
 
 
@@ -1360,70 +1413,82 @@ def _windows_statement(t: StudyTables) -> list[str]:
     return out
 
 
-def _kind(slopes: pd.Series) -> str | None:
-    """``falls`` (every level's slope ``FALLS`` or steeper), ``flat`` (none), ``mixed``, or
+def _kind(own: pd.DataFrame, slope: str) -> str | None:
+    """Whether the lowest lr that trains falls with the budget by the ``slope`` column
+    (``slope`` or ``late_slope``) of an arm's levels, each with its range over the fits that
+    leave one budget out: ``falls`` (every range at ``FALLS`` or steeper), ``slower`` (every
+    range above it), ``undetermined`` (a level or a left-out budget puts it on either side);
     None without a slope."""
-    slopes = slopes.dropna()
-    if slopes.empty:
+    low, high = ("slope_low", "slope_high") if slope == "slope" else ("late_low", "late_high")
+    ranges = own[[low, high]].dropna()
+    if ranges.empty:
         return None
-    return "falls" if slopes.max() <= FALLS else "flat" if slopes.min() > FALLS else "mixed"
+    if ranges[high].max() <= FALLS:
+        return "falls"
+    return "slower" if ranges[low].min() > FALLS else "undetermined"
+
+
+def _kinds(t: StudyTables, slope: str) -> dict[str, list[str]]:
+    """The arms with a slope at their middle level (a base at its one), by :func:`_kind`, each
+    named with that level's slope (and its range, where undetermined)."""
+    kinds: dict[str, list[str]] = {"falls": [], "slower": [], "undetermined": []}
+    low, high = ("slope_low", "slope_high") if slope == "slope" else ("late_low", "late_high")
+    for arm, row, own in _own_slopes(t):
+        kind = _kind(own, slope)
+        if row is None or kind is None:
+            continue
+        value = getattr(row, slope)
+        shown = (f"{value:.2f}" if kind != "undetermined" else
+                 "other levels" if math.isnan(value) else
+                 _spread(value, getattr(row, low), getattr(row, high)))  # fmt: skip
+        kinds[kind].append(f"{common.label(arm)} ({shown})")
+    return kinds
 
 
 def _lowest_lr_statement(t: StudyTables) -> list[str]:
-    """Whether the lowest learning rate that trains falls with the budget in steps
-    (:func:`lowest_lr_slopes`; an arm's middle radius level named, a base's only one), over
-    every budget and over the last ``SLOPE_SPAN`` decade of them: at every radius level, at
-    none, or at some only."""
-    found = [(arm, row, own) for arm, row, own in _own_slopes(t) if row is not None]
-    if not found:
+    """Whether the lowest learning rate that trains falls with the budget in steps by a quarter
+    decade a decade or more (:func:`lowest_lr_slopes`, :func:`_kind`), over each arm's budgets
+    and over the last ``SLOPE_SPAN`` decade of them; and the arms whose grid's lowest lr trains
+    from some budget on."""
+    whole = _kinds(t, "slope")
+    if not any(whole.values()):
         return []
-    whole: dict[str | None, list[str]] = {"falls": [], "flat": [], "mixed": []}
-    late: dict[str, list[str]] = {"falls": [], "flat": [], "mixed": [], "below": []}
-    ends = _small_lr_ends(t)
-    for arm, row, own in found:
-        whole[_kind(own["slope"])].append(f"{common.label(arm)} ({row.slope:.2f})")
-        if arm in ends:
-            late[ends[arm]].append(f"{common.label(arm)} ({row.late_slope:.2f})")
-    first, last = min(r.first_step for _, r, _ in found), max(r.last_step for _, r, _ in found)
-    out = (f"From {first} to {last} steps ({math.log10(last / first):.1f} decades), the lowest "
-           f"learning rate that trains falls with the budget (slope {FALLS:g} or steeper, at "
-           f"every radius level) for {len(whole['falls'])} of the {len(found)} arms with a "
-           "slope")  # fmt: skip
+    found = sum(len(v) for v in whole.values())
+    out = (f"The lowest learning rate that trains can only fall as the budget grows (a run that "
+           f"stays below {STALLED:g}x its initial loss from one budget on does so from every "
+           f"later one); how fast it falls tells a budget effect from a floor. Over each arm's "
+           f"budgets, it falls by a quarter decade or more a decade of steps (slope {FALLS:g} or "
+           f"steeper at every radius level with a slope, with any one budget left out) for "
+           f"{len(whole['falls'])} of the {found} arms with a slope")  # fmt: skip
     if whole["falls"]:
-        out += f": {', '.join(whole['falls'])}; shorter budgets under-train the small lrs"
-    if whole["flat"]:
-        out += f"; it does not fall at any level for {', '.join(whole['flat'])}"
-    if whole["mixed"]:
-        out += f"; it falls at some radius levels only for {', '.join(whole['mixed'])}"
-    bits = []
-    if late["falls"]:
-        bits.append(f"still falls for {', '.join(late['falls'])}, so the small-lr side of their "
-                    "windows at the full budget is the budget's")  # fmt: skip
-    if late["flat"]:
-        bits.append(f"has levelled off (above {FALLS:g} at every level) for "
-                    f"{', '.join(late['flat'])}: a decade more steps would lower it by under a "
-                    "quarter decade, so more epochs would widen their windows little at the "
-                    "small-lr end")  # fmt: skip
-    if late["mixed"]:
-        bits.append(f"differs between radius levels for {', '.join(late['mixed'])}")
+        out += (f": {', '.join(whole['falls'])}; within these budgets the lowest lr that trains "
+                "is the budget's for them, more steps bringing smaller learning rates to "
+                "train")  # fmt: skip
+    if whole["slower"]:
+        out += f"; it falls more slowly for {', '.join(whole['slower'])}"
+    if whole["undetermined"]:
+        out += f"; the data cannot tell for {', '.join(whole['undetermined'])}"
+    late = _kinds(t, "late_slope")
+    bits = [f"{what} for {', '.join(late[kind])}" for kind, what in
+            (("falls", "it still falls so"), ("slower", "it falls more slowly"),
+             ("undetermined", "the data cannot tell"))
+            if late[kind]]  # fmt: skip
     if bits:
-        out += f". Over the last {SLOPE_SPAN:g} decade of budgets it {'; it '.join(bits)}"
+        out += f". Over the last {SLOPE_SPAN:g} decade of budgets, {'; '.join(bits)}"
     below, _ = _without_slope(t)
     if below:
-        lowest = _sci(t.grid_runs["lr"].min())
-        where = ", ".join(f"from step {step} on for {common.label(arm)}"
-                          for arm, step in below.items())  # fmt: skip
-        out += (f". The grid's lowest lr, {lowest}, trains {where}: their small-lr end lies below "
-                "the grid")  # fmt: skip
-    return [out + ". One seed a cell; each arm's slopes by level are in the Optimisation "
+        said = _below_the_grid(below)
+        out += f". {said[0].upper()}{said[1:]}: their lowest lr that trains lies below the grid"
+    return [out + ". One seed a cell; the slopes by level and budget are in the Optimisation "
             "section, the curves in the lowest-lr figure."]  # fmt: skip
 
 
 def _descent_sets_the_lowest_lr(t: StudyTables) -> list[str]:
     """Each sharpness-aware arm's lowest training lr at its middle level against its base's
-    (``common.BASE_OF``) at the sharpness-aware arms' last budget: apart by a grid step or more,
-    or not (both bounded by the same lowest grid lr counts as not); a pair where only one is
-    bounded so, or each by another, is left out, as its distance is not known."""
+    (``common.BASE_OF``) at the sharpness-aware arms' last budget, where both lie inside the
+    grid, as a ratio (the base's run is held below the line to its own end, twice as far); the
+    pairs where both are bounded by the grid's lowest lr, listed apart, as their distance is not
+    known; the rest left out."""
     low = t.lowest_lrs
     if low is None or low.empty or low["level"].isna().all():
         return []
@@ -1431,29 +1496,30 @@ def _descent_sets_the_lowest_lr(t: StudyTables) -> list[str]:
     step = grid_step(t.grid_runs)
     last = int(low.loc[low["level"].notna(), "step"].max())
     at = low[low["step"].eq(last)].set_index([ARM, "level"])
-    pairs, near = [], []
+    pairs, bounded, near = [], [], 0
     for arm in common.ordered(at.index.get_level_values(ARM)):
         base = _arm_of(t, common.BASE_OF.get(common.optimizer_of(arm)), False)
         if (arm, middle) not in at.index or (base, math.nan) not in at.index:
             continue
         mine, theirs = at.loc[(arm, middle)], at.loc[(base, math.nan)]
-        if mine["where"] == theirs["where"] == "below" and mine["lr"] == theirs["lr"]:
-            pairs.append(f"{common.label(arm)} and {common.label(base)} both at most "
-                         f"{_sci(mine['lr'])}")  # fmt: skip
-            near.append(arm)
-        elif mine["where"] == theirs["where"] == "inside":
-            apart = abs(math.log10(mine["lr"] / theirs["lr"]))
-            pairs.append(f"{common.label(arm)} {_sci(mine['lr'])}, {common.label(base)} "
-                         f"{_sci(theirs['lr'])} ({apart:.1f} decades apart)")  # fmt: skip
-            near += [arm] if apart < step else []
+        if mine["where"] == theirs["where"] == BELOW:
+            bounded.append(f"{common.label(arm)} and {common.label(base)}")
+        elif mine["where"] == theirs["where"] == INSIDE:
+            ratio = mine["lr"] / theirs["lr"]
+            pairs.append(f"{common.label(arm)} {_sci(mine['lr'])}, {ratio:.2f}x "
+                         f"{common.label(base)}'s {_sci(theirs['lr'])}")  # fmt: skip
+            near += abs(math.log10(ratio)) < step
     if not pairs:
         return []
-    verdict = ": at the small-lr end the descent decides, whatever the ascent" * (
-        len(near) == len(pairs))  # fmt: skip
+    verdict = (", so at the middle radius the ascent, whichever it is, moves the lowest lr that "
+               "trains by less than a grid step from the descent's alone"
+               if near == len(pairs) else "")  # fmt: skip
+    both = f"; both bounded by the grid's lowest lr: {', '.join(bounded)}" if bounded else ""
     return [f"The lowest learning rate that trains by {last} steps, the sharpness-aware arms' "
-            f"last budget, each arm at the middle radius against its base: {'; '.join(pairs)}; "
-            f"so {len(near)} of the {len(pairs)} arms are within a grid step ({step:g} decade) "
-            f"of their base{verdict}."]  # fmt: skip
+            f"last budget, each arm at the middle radius against its base (whose run must stay "
+            f"below the line to its own end, twice as far): {'; '.join(pairs)}"
+            f"{both}. {near} of the {len(pairs)} arms with both inside the grid are within a "
+            f"grid step ({step:g} decade) of their base{verdict}; one seed a cell."]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -1822,33 +1888,25 @@ def _bottom_line(
             f"{robust}{radius}{_small_lr_clause(t)}; and {general}."]  # fmt: skip
 
 
-# How the lowest lr that trains ends the budget (:func:`_small_lr_ends`), in the bottom line.
-_SMALL_LR = {"falls": "still falls with the steps for {}", "flat": "has levelled off for {}",
-             "mixed": "differs between radius levels for {}",
+# How the lowest lr that trains moves over the budget (:func:`_kind`), in the bottom line.
+_SMALL_LR = {"falls": "falls with the steps for {}", "slower": "falls more slowly for {}",
+             "undetermined": "cannot be told for {}",
              "below": "lies below the grid for {}"}  # fmt: skip
 
 
-def _small_lr_ends(t: StudyTables) -> dict[str, str]:
-    """By arm, how its lowest training lr ends the budget: by its slope over the last
-    ``SLOPE_SPAN`` decade (:func:`_kind` over its levels: ``falls``, ``flat``, ``mixed``), or
-    ``below`` where the grid's lowest lr trains from some budget on (:func:`_without_slope`)."""
-    ends = {arm: _kind(own["late_slope"]) for arm, row, own in _own_slopes(t) if row is not None}
-    below, _ = _without_slope(t) if _own_slopes(t) else ({}, [])
-    return {arm: kind for arm, kind in (ends | dict.fromkeys(below, "below")).items() if kind}
-
-
 def _small_lr_clause(t: StudyTables) -> str:
-    """SGD-SAM's and the variants' :func:`_small_lr_ends`, as a clause of the bottom line."""
-    ends = _small_lr_ends(t)
-    arms = [arm for arm in (_arm_of(t, o, True) for o in (REFERENCE, *VARIANTS)) if arm in ends]
+    """SGD-SAM's and the variants' :func:`_kind` over their budgets (``below``: their grid's
+    lowest lr trains from some budget on), as a clause of the bottom line."""
+    if not _own_slopes(t):
+        return ""
+    ends = {arm: _kind(own, "slope") for arm, row, own in _own_slopes(t) if row is not None}
+    ends |= dict.fromkeys(_without_slope(t)[0], "below")
+    arms = [arm for arm in (_arm_of(t, o, True) for o in (REFERENCE, *VARIANTS)) if ends.get(arm)]
     if not arms:
         return ""
     said = [_SMALL_LR[kind].format(_names([a for a in arms if ends[a] == kind]))
             for kind in _SMALL_LR if any(ends[a] == kind for a in arms)]  # fmt: skip
-    return (
-        f"; at the small-lr end, the lowest learning rate that trains by the last budget "
-        f"{', '.join(said)}"
-    )
+    return f"; at the small-lr end, the lowest learning rate that trains {', '.join(said)}"
 
 
 def statement(t: StudyTables) -> list[str]:

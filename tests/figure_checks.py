@@ -289,8 +289,8 @@ def realised_radius_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
 def lowest_lr_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
     """``budget_lowest_lr``: in each panel titled by its level, each sharpness-aware arm's line
     through the budgets where :func:`study_reference.lowest_training_lrs` puts its lowest
-    training lr inside the grid, and every base's; an open triangle at each budget where only
-    the grid's lowest lr bounds it, and nothing where no lr trains; log-log; every (arm, level)
+    training lr inside the grid, and every base's; an open triangle at each budget where a grid
+    lr only bounds it from above, and nothing where no lr trains; log-log; every (arm, level)
     drawn once."""
     readable(fig)
     expected = lowest_training_lrs(store, runs)
@@ -316,7 +316,7 @@ def lowest_lr_drawn(fig: Figure, store: Path, runs: pd.DataFrame) -> None:
         assert bounds == sorted(
             (s, lr)
             for (a, lv, s), (lr, where) in expected.items()
-            if (a, lv) in shown and where == "below"
+            if (a, lv) in shown and where in ("below", "bound")
         ), ax.get_title()
         assert not (drawn & {key for key in shown if key[1] is not None}), shown
         drawn |= shown

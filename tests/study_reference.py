@@ -159,30 +159,34 @@ def held_ratios(store: Path, run: Any) -> dict[int, float]:
 
 def lowest_training_lrs(store: Path, runs: pd.DataFrame) -> dict[tuple, tuple[float, str]]:
     """By (arm, radius level or None for a base, budget), the report's lowest lr that trains
-    there and where it lies: over the level's grid lrs, the first whose run stays below 0.9x
-    its initial loss from that budget on; ``inside`` the grid (log lr interpolated on the log
-    of the drop, 1 - ratio, from the lr below to the drop 0.1; that lr itself where the one
-    below has no drop), ``below`` (the grid's lowest lr trains), or ``none``. A budget a
-    diverged run stopped short of counts as infinite."""
+    there and where it lies: over every grid lr of the level, the first whose run stays below
+    0.9x its initial loss from that budget on; ``inside`` the grid (log lr interpolated on the
+    log of the drop, 1 - ratio, from the lr below to the drop 0.1), ``bound`` (the lr below has
+    no result, or no drop: at most the first that trains), ``below`` (the grid's lowest lr
+    trains), or ``none``. A budget a diverged run stopped short of counts as infinite; a failed
+    run's lr has no result."""
     sam = runs[runs["rho"].notna()]
     level, _ = radius_levels(sam) if len(sam) else ({}, {})
-    held = {run.run_id: held_ratios(store, run) for run in runs.itertuples()}
+    done = runs[runs["status"].isin(files.COMPLETE)]
+    held = {run.run_id: held_ratios(store, run) for run in done.itertuples()}
     found = {}
     for (arm, key), own in runs.groupby(
         ["arm", runs.apply(lambda r: level.get((r["arm"], r["rho"]), -1), axis=1)]
     ):
-        steps = sorted({s for run in own.itertuples() for s in held[run.run_id]})
+        steps = sorted({s for run in own.itertuples() if run.run_id in held
+                        for s in held[run.run_id]})  # fmt: skip
         cells = sorted(own.itertuples(), key=lambda r: r.lr)
+        where = None if key == -1 else key
         for step in steps:
-            ratio = [held[r.run_id].get(step, math.inf) for r in cells]
+            ratio = [held[r.run_id].get(step, math.inf) if r.run_id in held else math.nan
+                     for r in cells]  # fmt: skip
             first = next((i for i, q in enumerate(ratio) if q < 0.9), None)
-            where = None if key == -1 else key
             if first is None:
                 found[arm, where, step] = (math.nan, "none")
             elif first == 0:
                 found[arm, where, step] = (cells[0].lr, "below")
-            elif not 0 < 1 - ratio[first - 1] < math.inf:
-                found[arm, where, step] = (cells[first].lr, "inside")
+            elif not 0 < 1 - ratio[first - 1] < math.inf:  # NaN, a rise or a divergence
+                found[arm, where, step] = (cells[first].lr, "bound")
             else:
                 x0, x1 = math.log10(cells[first - 1].lr), math.log10(cells[first].lr)
                 d0, d1 = math.log(1 - ratio[first - 1]), math.log(1 - ratio[first])
@@ -191,17 +195,37 @@ def lowest_training_lrs(store: Path, runs: pd.DataFrame) -> dict[tuple, tuple[fl
     return found
 
 
-def lowest_lr_slopes(lowest: dict[tuple, tuple[float, str]]) -> dict[tuple, float]:
-    """By (arm, level), the least-squares slope of log lr against log steps over the budgets
-    where the lowest lr that trains is inside the grid: three or more, half a decade apart."""
+def weighted_slope(steps: list[float], lrs: list[float]) -> float:
+    """The least-squares slope of log lr against log steps, each point's squared residual
+    weighted by the decades of steps it stands for: half the gap to each neighbour."""
+    x, y = np.log10(steps), np.log10(lrs)
+    edges = np.concatenate([[x[0]], (x[1:] + x[:-1]) / 2, [x[-1]]])
+    weight = np.diff(edges)
+    mean_x, mean_y = np.average(x, weights=weight), np.average(y, weights=weight)
+    return float(np.sum(weight * (x - mean_x) * (y - mean_y)) / np.sum(weight * (x - mean_x) ** 2))
+
+
+def lowest_lr_slopes(lowest: dict[tuple, tuple[float, str]]) -> dict[tuple, tuple[float, ...]]:
+    """By (arm, level), over the budgets where the lowest lr that trains is inside the grid
+    (three or more, half a decade of steps apart): the :func:`weighted_slope`, the smallest and
+    largest of those leaving one budget out, and the same three over the budgets within half a
+    decade of the last (NaN with fewer than three)."""
     slopes = {}
     for arm, level in {(a, lv) for a, lv, _ in lowest}:
         inside = sorted((s, lr) for (a, lv, s), (lr, where) in lowest.items()
                         if (a, lv) == (arm, level) and where == "inside")  # fmt: skip
-        if len(inside) >= 3 and math.log10(inside[-1][0] / inside[0][0]) >= 0.5:
-            x, y = np.log10([s for s, _ in inside]), np.log10([lr for _, lr in inside])
-            slopes[arm, level] = float(scipy.stats.linregress(x, y).slope)
+        if len(inside) < 3 or math.log10(inside[-1][0] / inside[0][0]) < 0.5:
+            continue
+        late = [(s, lr) for s, lr in inside if math.log10(inside[-1][0] / s) <= 0.5]
+        tail = _with_left_out(late) if len(late) >= 3 else [math.nan] * 3
+        slopes[arm, level] = (*_with_left_out(inside), *tail)
     return slopes
+
+
+def _with_left_out(points: list[tuple[float, float]]) -> list[float]:
+    fits = [weighted_slope(*zip(*(points[:i] + points[i + 1 :]), strict=True))
+            for i in range(len(points))]  # fmt: skip
+    return [weighted_slope(*zip(*points, strict=True)), min(fits), max(fits)]
 
 
 def hand_best_of_k(own: pd.DataFrame) -> list[float]:
