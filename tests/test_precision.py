@@ -3,12 +3,12 @@ resumed run continues exactly; and the peak memory in result.json."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from configs import mnist5k_config
+from interrupted import killed_after_the_first_epoch
 
 from lightsam import store
-from lightsam.train import Recorder, run
+from lightsam.train import run
 
 
 def config(**changes):
@@ -31,16 +31,7 @@ def test_an_fp16_run_trains_and_resumes_with_its_loss_scaler(tmp_path, monkeypat
     assert saved["scaler"]["scale"] > 0
     assert saved["scaler"]["_growth_tracker"] <= steps
 
-    finish_epoch = Recorder.epoch
-
-    def killed_after_the_first_epoch(self, history, checkpoint):
-        finish_epoch(self, history, checkpoint)
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(Recorder, "epoch", killed_after_the_first_epoch)
-    with pytest.raises(RuntimeError, match="killed"):
-        run(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(Recorder, "epoch", finish_epoch)
+    killed_after_the_first_epoch(monkeypatch, lambda: run(cfg, tmp_path / "resumed"))
     resumed = run(cfg, tmp_path / "resumed")
 
     rows = [store.read_metrics(tmp_path / d / cfg.run_id()) for d in ("straight", "resumed")]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from configs import mnist5k_config as config
+from interrupted import killed_after_the_first_epoch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import lightsam.train
@@ -22,7 +23,7 @@ from lightsam import store
 from lightsam.config import ConfigError, Runtime
 from lightsam.data import TRAIN_POOL_SIZES, DatasetUnavailableError, TensorLoader, load_splits
 from lightsam.models import create_model
-from lightsam.train import Recorder, first_ascent_radius, lr_factor, run
+from lightsam.train import first_ascent_radius, lr_factor, run
 
 SPEC = Path(__file__).parents[1] / "experiments" / "mnist5k_lenet.yaml"
 
@@ -275,16 +276,7 @@ def test_every_start_and_resume_records_its_environment_and_a_dirty_trees_diff(
     monkeypatch.setattr(store, "_git", lambda command, *_: git[command])
     # Each start reads the tree afresh, as a resume in a new process does.
     monkeypatch.setattr(store, "code_version", store.code_version.__wrapped__)
-    finish_epoch = Recorder.epoch
-
-    def killed_after_the_first_epoch(self, history, checkpoint):
-        finish_epoch(self, history, checkpoint)
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(Recorder, "epoch", killed_after_the_first_epoch)
-    with pytest.raises(RuntimeError, match="killed"):
-        run(cfg, tmp_path)
-    monkeypatch.setattr(Recorder, "epoch", finish_epoch)
+    killed_after_the_first_epoch(monkeypatch, lambda: run(cfg, tmp_path))
     # Resumed at another commit, from a tree with changes.
     git.update({"rev-parse": "bbb\n", "status": " M lightsam/train.py\n", "diff": "diff --git\n"})
     assert run(cfg, tmp_path)["status"] == "ok"
@@ -382,16 +374,7 @@ def test_probe_steps_probe_after_that_many_steps_and_change_nothing_else(tmp_pat
 def test_a_resumed_run_keeps_the_probes_of_its_earlier_epochs(tmp_path, monkeypatch):
     cfg = config(epochs=2, probe_size=200, probe_steps=(3, 60))
     uninterrupted = run(cfg, tmp_path / "once")
-    finish_epoch = Recorder.epoch
-
-    def killed_after_the_first_epoch(self, history, checkpoint):
-        finish_epoch(self, history, checkpoint)
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(Recorder, "epoch", killed_after_the_first_epoch)
-    with pytest.raises(RuntimeError, match="killed"):
-        run(cfg, tmp_path / "twice")
-    monkeypatch.setattr(Recorder, "epoch", finish_epoch)
+    killed_after_the_first_epoch(monkeypatch, lambda: run(cfg, tmp_path / "twice"))
     resumed = run(cfg, tmp_path / "twice")
     assert resumed["probes"] == uninterrupted["probes"] and len(resumed["probes"]) == 2
 
