@@ -224,8 +224,8 @@ def lowest_lr(t: StudyTables) -> Figure:
                frameon=False, fontsize=10)  # fmt: skip
     fig.suptitle(
         "The lowest learning rate that trains (training-subset loss stays below "
-        f"{t.stalled:g}× its start), against the budget\n(bases dashed; a falling line is "
-        "under-training: more steps bring smaller learning rates within reach)"
+        f"{t.stalled:g}× its start), against the budget\n(bases dashed; it can only fall with "
+        "the budget: steeply, the small-lr failures are under-training; flat, a floor)"
     )
     return fig
 
