@@ -270,10 +270,13 @@ def realised_radii(runs: pd.DataFrame, metrics: pd.DataFrame, levels: pd.DataFra
 
 # -- the lowest learning rate that trains, against the budget in steps ---------------------------
 
-# A slope is fitted only over budgets at least this many decades of steps apart (a factor of
-# about 3); each slope comes with its range over the fits that leave one budget out, since a
-# single budget can swing a slope over so short a span.
-SLOPE_SPAN = 0.5
+# A slope over all of an arm's budgets needs MIN_BUDGETS of them inside the grid, spanning at
+# least SLOPE_SPAN decades of steps (a factor of about 3); the late slope takes the budgets
+# within SLOPE_SPAN of the sharpness-aware arms' last one (an arm's own last, without them), so
+# that every arm's is over the same steps. Each comes with its range over the fits that leave
+# one budget out, as a single budget can swing a slope over so short a span; with MIN_BUDGETS,
+# those fits have three points.
+SLOPE_SPAN, MIN_BUDGETS = 0.5, 4
 # The lowest lr that trains falls with the budget when a decade of steps lowers it by at least
 # a quarter decade: half what an lr x sqrt(steps) law would.
 FALLS = -0.25
@@ -372,29 +375,32 @@ def lowest_training_lrs(
     return pd.DataFrame(rows, columns=LOWEST_COLUMNS)
 
 
-def lowest_lr_slopes(lowest: pd.DataFrame) -> pd.DataFrame:
+def lowest_lr_slopes(lowest: pd.DataFrame, late_end: int | None = None) -> pd.DataFrame:
     """Per arm and level, the slope of log10 of the lowest lr that trains against log10 of the
-    budget in steps, over the budgets where it is ``INSIDE`` the grid, if they are three or
-    more and span ``SLOPE_SPAN`` decades of steps: -1 where progress at small learning rates
-    goes as lr x steps, -1/2 as lr x sqrt(steps) (an AdaGrad-type step, lr over the root of the
-    summed squared gradients), 0 where no budget moves it. Least squares, each budget weighted
-    by the decades of steps it stands for (half the gap to each neighbour), so that the epochs'
-    ends, evenly spaced in steps and so crowded at the top in log steps, do not outweigh the
-    probes below an epoch; ``slope_low`` and ``slope_high``, the range of the fits that leave
-    one budget out. ``budgets``: how many; the first and last of them, and the lr at each.
-    ``late_slope`` (``late_low``, ``late_high``), the same over the budgets within
-    ``SLOPE_SPAN`` decades of the last (from ``late_step``; NaN with fewer than three): whether
-    the lowest lr still falls at the end of the budget."""
+    budget in steps, over the budgets where it is ``INSIDE`` the grid, if they are
+    ``MIN_BUDGETS`` or more and span ``SLOPE_SPAN`` decades of steps: -1 where progress at
+    small learning rates goes as lr x steps, -1/2 as lr x sqrt(steps) (an AdaGrad-type step, lr
+    over the root of the summed squared gradients), 0 where no budget moves it. Least squares,
+    each budget weighted by the decades of steps it stands for (half the gap to each
+    neighbour), so that the epochs' ends, evenly spaced in steps and so crowded at the top in
+    log steps, do not outweigh the probes below an epoch; ``slope_low`` and ``slope_high``, the
+    range of the fits that leave one budget out. ``budgets``: how many; the first and last of
+    them, and the lr at each. ``late_slope`` (``late_low``, ``late_high``), the same over the
+    budgets within ``SLOPE_SPAN`` decades of ``late_end`` (an arm's own last budget if None)
+    and not past it (from ``late_step``; NaN with fewer than ``MIN_BUDGETS``): whether the
+    lowest lr still falls at the end of the budget, over the same steps for every arm."""
     rows = []
     inside = lowest[lowest["where"].eq(INSIDE)].sort_values("step")
     for (arm, optimizer, level), at in inside.groupby([ARM, "optimizer", "level"], dropna=False):
         x, y = np.log10(at["step"].to_numpy(float)), np.log10(at["lr"].to_numpy(float))
-        if len(at) < 3 or x[-1] - x[0] < SLOPE_SPAN:
+        if len(at) < MIN_BUDGETS or x[-1] - x[0] < SLOPE_SPAN:
             continue
-        late = x >= x[-1] - SLOPE_SPAN
+        end = x[-1] if late_end is None else math.log10(late_end)
+        late = (x >= end - SLOPE_SPAN) & (x <= end)
         whole = _slopes(x, y)
-        tail = _slopes(x[late], y[late]) if late.sum() >= 3 else (math.nan,) * 3
-        late_step = int(at["step"].to_numpy()[late][0]) if late.sum() >= 3 else None
+        enough = late.sum() >= MIN_BUDGETS
+        tail = _slopes(x[late], y[late]) if enough else (math.nan,) * 3
+        late_step = int(at["step"].to_numpy()[late][0]) if enough else None
         rows.append([arm, optimizer, level, *whole, len(at), int(at["step"].iloc[0]),
                      int(at["step"].iloc[-1]), at["lr"].iloc[0], at["lr"].iloc[-1], *tail,
                      late_step])  # fmt: skip
@@ -750,10 +756,12 @@ def read_tables(
         classes = failures(g.runs, metrics)
         budgets = budget_losses(g.runs, metrics, read_probes(g.store, g.runs["run_id"]))
         lowest = lowest_training_lrs(budgets, levels, g.runs)
+        sam_steps = lowest.loc[lowest["level"].notna(), "step"]
+        late_end = int(sam_steps.max()) if len(sam_steps) else None
         tables |= {"grid_runs": g.runs, "levels": levels, "windows": lr_windows(cells),
                    "radius_windows": radius_windows(cells, levels),
                    "realised_radii": realised_radii(g.runs, metrics, levels), "failures": classes,
-                   "lowest_lrs": lowest, "lowest_lr_slopes": lowest_lr_slopes(lowest),
+                   "lowest_lrs": lowest, "lowest_lr_slopes": lowest_lr_slopes(lowest, late_end),
                    "failure_counts": failure_counts(classes), "tuning": tuning_cost(g.runs),
                    "stop_rule": min(stops) if stops else None}  # fmt: skip
     if c is not None:
@@ -786,9 +794,9 @@ class StudyFindings:
         return [sentence for part in fields(self) for sentence in getattr(self, part.name)]
 
 
-def _sci(value: float) -> str:
-    """An lr to one figure, as the figures write it: 1e-3, 2e-1."""
-    mantissa, exponent = f"{value:.0e}".split("e")
+def _sci(value: float, figures: int = 1) -> str:
+    """An lr to one figure (or ``figures``), as the figures write it: 1e-3, 2e-1, 2.4e-3."""
+    mantissa, exponent = f"{value:.{figures - 1}e}".split("e")
     return f"{mantissa}e{int(exponent)}"
 
 
@@ -951,34 +959,47 @@ def _own_slopes(t: StudyTables) -> list[tuple[str, Any, pd.DataFrame]]:
     return found
 
 
-def _without_slope(t: StudyTables) -> tuple[dict[str, tuple[int, float]], list[str]]:
-    """The arms with no slope at any level, in the study's order: ({arm: (the budget from which
-    its grid's lowest lr trains at every budget of the middle level (a base's only one), that
-    lr)}, the rest)."""
-    low, sl = t.lowest_lrs, t.lowest_lr_slopes
+def _at_the_floor(t: StudyTables) -> dict[str, tuple[int, float]]:
+    """The arms whose lowest lr that trains, at the middle level (a base at its only one), is
+    ``BELOW`` (at most the grid's lowest lr) at every budget from some step to the last, in the
+    study's order: {arm: (that step, that lr)}."""
+    low = t.lowest_lrs
+    if low is None or low.empty:
+        return {}
     _, middle = _budget(t)
     at = low[low["level"].isna() | low["level"].eq(middle)]
-    below, few = {}, []
-    for arm in common.ordered(set(at[ARM]) - set(sl[ARM])):
+    floor = {}
+    for arm in common.ordered(at[ARM]):
         own = at[at[ARM].eq(arm)].sort_values("step")
         after = own["where"].iloc[::-1].ne(BELOW).cumsum().iloc[::-1].eq(0)
         if after.any():
             first = own[after].iloc[0]
-            below[arm] = (int(first["step"]), float(first["lr"]))
-        else:
-            few.append(arm)
-    return below, few
+            floor[arm] = (int(first["step"]), float(first["lr"]))
+    return floor
 
 
-def _below_the_grid(below: Mapping[str, tuple[int, float]]) -> str:
-    """``_without_slope``'s arms whose grid's lowest lr trains, grouped by from which step and
-    at which lr: "the grid's lowest lr, 1e-4, trains from step 54 on for A and B"."""
+def _without_slope(t: StudyTables) -> list[str]:
+    """The arms with no slope at any level whose lowest lr that trains does not end at the grid's
+    lowest (:func:`_at_the_floor`), in the study's order."""
+    low, sl = t.lowest_lrs, t.lowest_lr_slopes
+    return [arm for arm in common.ordered(set(low[ARM]) - set(sl[ARM]))
+            if arm not in _at_the_floor(t)]  # fmt: skip
+
+
+def _at_the_floor_said(t: StudyTables) -> str:
+    """:func:`_at_the_floor`'s arms, grouped by the step and lr: "the lowest lr that trains
+    reaches the grid's lowest, 1e-4, from step 54 on for A and B, from step 108 on for C" (empty
+    without any)."""
     groups: dict[tuple[int, float], list[str]] = {}
-    for arm, key in below.items():
+    for arm, key in _at_the_floor(t).items():
         groups.setdefault(key, []).append(arm)
-    return "; ".join(f"the grid's lowest lr, {_sci(lr)}, trains from step {step} on for "
-                     f"{' and '.join(common.label(a) for a in arms)}"
-                     for (step, lr), arms in groups.items())  # fmt: skip
+    if not groups:
+        return ""
+    by_lr: dict[float, list[str]] = {}
+    for (step, lr), arms in sorted(groups.items()):
+        by_lr.setdefault(lr, []).append(f"from step {step} on for {_names(arms)}")
+    return "; ".join(f"the lowest lr that trains reaches the grid's lowest, {_sci(lr)}, and is at "
+                     f"most that {', '.join(parts)}" for lr, parts in by_lr.items())  # fmt: skip
 
 
 def _spread(value: float, low: float, high: float) -> str:
@@ -991,7 +1012,7 @@ def _slope_shown(row: Any, own: pd.DataFrame) -> str:
         f", {_spread(row.late_slope, row.late_low, row.late_high)} from step "
         f"{row.late_step}")  # fmt: skip
     levels = (f"; {own['slope'].min():.2f} to {own['slope'].max():.2f} over its {len(own)} "
-              "levels" if len(own) > 1 else "")  # fmt: skip
+              "levels with a slope" if len(own) > 1 else "")  # fmt: skip
     return (
         f"from {_sci(row.lr_first)} after {row.first_step} step{'s' * (row.first_step != 1)} "
         f"to {_sci(row.lr_last)} after "
@@ -1010,9 +1031,9 @@ def lowest_lr_sentences(t: StudyTables) -> list[str]:
             for arm, row, own in found if row is not None]  # fmt: skip
     elsewhere = [arm for arm, row, _ in found if row is None]
     tail = [f"{_names(elsewhere)} only at other radii"] if elsewhere else []
-    below, few = _without_slope(t)
-    if below:
-        tail.append(_below_the_grid(below))
+    floor, few = _at_the_floor_said(t), _without_slope(t)
+    if floor:
+        tail.append(floor)
     if few:
         tail.append(f"no slope for {_names(few)} (the lowest lr that trains is inside the grid "
                     "at too few budgets)")  # fmt: skip
@@ -1024,11 +1045,13 @@ def lowest_lr_sentences(t: StudyTables) -> list[str]:
         f"{STALLED:g}x its initial one from then to its end, so the lowest lr that trains can "
         f"only fall as the budget grows. The lowest grid lr that does is interpolated in log "
         f"lr on the log of the loss drop from the grid lr below it, and fitted as a power of "
-        f"the steps over the budgets where it lies inside the grid (3 or more, {SLOPE_SPAN:g} "
-        f"decade of steps or more apart; each budget weighted by the decades of steps it stands "
-        f"for), and again over the last {SLOPE_SPAN:g} decade of them; in brackets, the range "
-        f"of the fits that leave one budget out. An lr x steps law gives slope -1, an lr x "
-        f"√steps law (AdaGrad-type steps) -0.5, a lower end no budget moves 0. At the middle "
+        f"the steps over the budgets where it lies inside the grid ({MIN_BUDGETS} or more, "
+        f"{SLOPE_SPAN:g} decade of steps or more apart; each budget weighted by the decades of "
+        f"steps it stands for), and again over the {SLOPE_SPAN:g} decade of steps up to the "
+        f"sharpness-aware arms' last budget, the same steps for every arm; in brackets, the range "
+        f"of the fits that leave one budget out. An lr x steps law gives slope -1 (steeper: "
+        f"faster than lr x steps), an lr x √steps law (AdaGrad-type steps) -0.5, a lower end no "
+        f"budget moves 0. At the middle "
         f"radius (a base at its one): {'; '.join(said)}"
         + (f"; {'; '.join(tail)}" if tail else "")
         + "."
@@ -1416,31 +1439,46 @@ def _windows_statement(t: StudyTables) -> list[str]:
 def _kind(own: pd.DataFrame, slope: str) -> str | None:
     """Whether the lowest lr that trains falls with the budget by the ``slope`` column
     (``slope`` or ``late_slope``) of an arm's levels, each with its range over the fits that
-    leave one budget out: ``falls`` (every range at ``FALLS`` or steeper), ``slower`` (every
-    range above it), ``undetermined`` (a level or a left-out budget puts it on either side);
-    None without a slope."""
-    low, high = ("slope_low", "slope_high") if slope == "slope" else ("late_low", "late_high")
+    leave one budget out: ``falls`` (every level's range at ``FALLS`` or steeper), ``slower``
+    (every level's above it), ``levels differ`` (each level's on one side, not all on the same
+    one), ``undetermined`` (a left-out budget puts some level's on either side); None without a
+    slope."""
+    low, high = _RANGE[slope]
     ranges = own[[low, high]].dropna()
     if ranges.empty:
         return None
     if ranges[high].max() <= FALLS:
         return "falls"
-    return "slower" if ranges[low].min() > FALLS else "undetermined"
+    if ranges[low].min() > FALLS:
+        return "slower"
+    decided = (ranges[high] <= FALLS) | (ranges[low] > FALLS)
+    return "levels differ" if decided.all() else "undetermined"
+
+
+_RANGE = {"slope": ("slope_low", "slope_high"), "late_slope": ("late_low", "late_high")}
+_KINDS = {"falls": "it falls by a quarter decade or more a decade for {}",
+          "slower": "it falls more slowly for {}",
+          "levels differ": "it falls so at some radius levels only for {}",
+          "undetermined": "a left-out budget puts its slope on either side of "
+                          f"{FALLS:g} for {{}}"}  # fmt: skip
 
 
 def _kinds(t: StudyTables, slope: str) -> dict[str, list[str]]:
     """The arms with a slope at their middle level (a base at its one), by :func:`_kind`, each
-    named with that level's slope (and its range, where undetermined)."""
-    kinds: dict[str, list[str]] = {"falls": [], "slower": [], "undetermined": []}
-    low, high = ("slope_low", "slope_high") if slope == "slope" else ("late_low", "late_high")
+    named with that level's slope, or with every level's and its range where they differ or a
+    left-out budget decides."""
+    kinds: dict[str, list[str]] = {kind: [] for kind in _KINDS}
+    low, high = _RANGE[slope]
     for arm, row, own in _own_slopes(t):
         kind = _kind(own, slope)
         if row is None or kind is None:
             continue
-        value = getattr(row, slope)
-        shown = (f"{value:.2f}" if kind != "undetermined" else
-                 "other levels" if math.isnan(value) else
-                 _spread(value, getattr(row, low), getattr(row, high)))  # fmt: skip
+        if kind in ("falls", "slower"):
+            shown = f"{getattr(row, slope):.2f}"
+        else:
+            levels = own.dropna(subset=[slope]).sort_values("level")
+            shown = ", ".join(_spread(r[slope], r[low], r[high]) for _, r in levels.iterrows())
+            shown = f"by level: {shown}" if len(levels) > 1 else shown
         kinds[kind].append(f"{common.label(arm)} ({shown})")
     return kinds
 
@@ -1448,12 +1486,12 @@ def _kinds(t: StudyTables, slope: str) -> dict[str, list[str]]:
 def _lowest_lr_statement(t: StudyTables) -> list[str]:
     """Whether the lowest learning rate that trains falls with the budget in steps by a quarter
     decade a decade or more (:func:`lowest_lr_slopes`, :func:`_kind`), over each arm's budgets
-    and over the last ``SLOPE_SPAN`` decade of them; and the arms whose grid's lowest lr trains
-    from some budget on."""
+    and over the last ``SLOPE_SPAN`` decade of them; and the arms whose lowest lr that trains
+    ends at the grid's lowest (:func:`_at_the_floor`)."""
     whole = _kinds(t, "slope")
-    if not any(whole.values()):
-        return []
     found = sum(len(v) for v in whole.values())
+    if not found:
+        return []
     out = (f"The lowest learning rate that trains can only fall as the budget grows (a run that "
            f"stays below {STALLED:g}x its initial loss from one budget on does so from every "
            f"later one); how fast it falls tells a budget effect from a floor. Over each arm's "
@@ -1464,23 +1502,25 @@ def _lowest_lr_statement(t: StudyTables) -> list[str]:
         out += (f": {', '.join(whole['falls'])}; within these budgets the lowest lr that trains "
                 "is the budget's for them, more steps bringing smaller learning rates to "
                 "train")  # fmt: skip
-    if whole["slower"]:
-        out += f"; it falls more slowly for {', '.join(whole['slower'])}"
-    if whole["undetermined"]:
-        out += f"; the data cannot tell for {', '.join(whole['undetermined'])}"
+    rest = [_KINDS[kind].format(", ".join(arms)) for kind, arms in whole.items()
+            if arms and kind != "falls"]  # fmt: skip
+    out += "".join(f"; {part}" for part in rest)
     late = _kinds(t, "late_slope")
-    bits = [f"{what} for {', '.join(late[kind])}" for kind, what in
-            (("falls", "it still falls so"), ("slower", "it falls more slowly"),
-             ("undetermined", "the data cannot tell"))
-            if late[kind]]  # fmt: skip
+    bits = [_KINDS[kind].format(", ".join(arms)) for kind, arms in late.items() if arms]
     if bits:
-        out += f". Over the last {SLOPE_SPAN:g} decade of budgets, {'; '.join(bits)}"
-    below, _ = _without_slope(t)
-    if below:
-        said = _below_the_grid(below)
-        out += f". {said[0].upper()}{said[1:]}: their lowest lr that trains lies below the grid"
+        start = _late_start(t)
+        out += f". From step {start} to the last, {'; '.join(bits)}" if start else ""
+    floor = _at_the_floor_said(t)
+    if floor:
+        out += f". {floor[0].upper()}{floor[1:]}"
     return [out + ". One seed a cell; the slopes by level and budget are in the Optimisation "
             "section, the curves in the lowest-lr figure."]  # fmt: skip
+
+
+def _late_start(t: StudyTables) -> int | None:
+    """The first budget of the late fits (the same for every arm), None without one."""
+    steps = t.lowest_lr_slopes["late_step"].dropna()
+    return int(steps.min()) if len(steps) else None
 
 
 def _descent_sets_the_lowest_lr(t: StudyTables) -> list[str]:
@@ -1506,13 +1546,13 @@ def _descent_sets_the_lowest_lr(t: StudyTables) -> list[str]:
             bounded.append(f"{common.label(arm)} and {common.label(base)}")
         elif mine["where"] == theirs["where"] == INSIDE:
             ratio = mine["lr"] / theirs["lr"]
-            pairs.append(f"{common.label(arm)} {_sci(mine['lr'])}, {ratio:.2f}x "
-                         f"{common.label(base)}'s {_sci(theirs['lr'])}")  # fmt: skip
+            pairs.append(f"{common.label(arm)} {_sci(mine['lr'], 2)}, {ratio:.2f}x "
+                         f"{common.label(base)}'s {_sci(theirs['lr'], 2)}")  # fmt: skip
             near += abs(math.log10(ratio)) < step
     if not pairs:
         return []
-    verdict = (", so at the middle radius the ascent, whichever it is, moves the lowest lr that "
-               "trains by less than a grid step from the descent's alone"
+    verdict = (f", so at the middle radius these {near} arms' ascents move the lowest lr that "
+               "trains by less than a grid step from their descents' alone"
                if near == len(pairs) else "")  # fmt: skip
     both = f"; both bounded by the grid's lowest lr: {', '.join(bounded)}" if bounded else ""
     return [f"The lowest learning rate that trains by {last} steps, the sharpness-aware arms' "
@@ -1888,25 +1928,35 @@ def _bottom_line(
             f"{robust}{radius}{_small_lr_clause(t)}; and {general}."]  # fmt: skip
 
 
-# How the lowest lr that trains moves over the budget (:func:`_kind`), in the bottom line.
-_SMALL_LR = {"falls": "falls with the steps for {}", "slower": "falls more slowly for {}",
-             "undetermined": "cannot be told for {}",
-             "below": "lies below the grid for {}"}  # fmt: skip
-
-
 def _small_lr_clause(t: StudyTables) -> str:
-    """SGD-SAM's and the variants' :func:`_kind` over their budgets (``below``: their grid's
-    lowest lr trains from some budget on), as a clause of the bottom line."""
+    """SGD-SAM's and the variants' lowest lr that trains, as a clause of the bottom line: how it
+    falls over their budgets and at their end (:func:`_kind`), or the step from which it is at
+    most the grid's lowest (:func:`_at_the_floor`); nothing where no arm has a slope, as the
+    statement then says nothing of it."""
     if not _own_slopes(t):
         return ""
-    ends = {arm: _kind(own, "slope") for arm, row, own in _own_slopes(t) if row is not None}
-    ends |= dict.fromkeys(_without_slope(t)[0], "below")
-    arms = [arm for arm in (_arm_of(t, o, True) for o in (REFERENCE, *VARIANTS)) if ends.get(arm)]
+    floor = _at_the_floor(t)
+    said = {}
+    for arm, row, own in _own_slopes(t):
+        if row is None or arm in floor:
+            continue
+        whole, late = _kind(own, "slope"), _kind(own, "late_slope")
+        if whole == "falls":
+            said[arm] = {"falls": "falls with the steps to the end", None: "falls with the steps",
+                         "slower": "falls, then more slowly,"}.get(
+                late, "falls (the end undetermined)")  # fmt: skip
+        else:
+            said[arm] = {"slower": "falls more slowly", "levels differ": "falls at some radius "
+                         "levels only"}.get(whole, "cannot be told")  # fmt: skip
+    said |= {arm: f"reaches the grid's lowest by step {step}" for arm, (step, _) in floor.items()}
+    arms = [a for a in (_arm_of(t, o, True) for o in (REFERENCE, *VARIANTS)) if a in said]
     if not arms:
         return ""
-    said = [_SMALL_LR[kind].format(_names([a for a in arms if ends[a] == kind]))
-            for kind in _SMALL_LR if any(ends[a] == kind for a in arms)]  # fmt: skip
-    return f"; at the small-lr end, the lowest learning rate that trains {', '.join(said)}"
+    groups: dict[str, list[str]] = {}
+    for arm in arms:
+        groups.setdefault(said[arm], []).append(arm)
+    parts = ", ".join(f"{what} for {_names(group)}" for what, group in groups.items())
+    return f"; at the small-lr end, the lowest learning rate that trains {parts}"
 
 
 def statement(t: StudyTables) -> list[str]:

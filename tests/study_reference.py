@@ -205,19 +205,21 @@ def weighted_slope(steps: list[float], lrs: list[float]) -> float:
     return float(np.sum(weight * (x - mean_x) * (y - mean_y)) / np.sum(weight * (x - mean_x) ** 2))
 
 
-def lowest_lr_slopes(lowest: dict[tuple, tuple[float, str]]) -> dict[tuple, tuple[float, ...]]:
+def lowest_lr_slopes(
+    lowest: dict[tuple, tuple[float, str]], late_end: int
+) -> dict[tuple, tuple[float, ...]]:
     """By (arm, level), over the budgets where the lowest lr that trains is inside the grid
-    (three or more, half a decade of steps apart): the :func:`weighted_slope`, the smallest and
-    largest of those leaving one budget out, and the same three over the budgets within half a
-    decade of the last (NaN with fewer than three)."""
+    (four or more, half a decade of steps apart): the :func:`weighted_slope`, the smallest and
+    largest of those leaving one budget out, and the same three over the budgets from half a
+    decade below ``late_end`` to it (NaN with fewer than four)."""
     slopes = {}
     for arm, level in {(a, lv) for a, lv, _ in lowest}:
         inside = sorted((s, lr) for (a, lv, s), (lr, where) in lowest.items()
                         if (a, lv) == (arm, level) and where == "inside")  # fmt: skip
-        if len(inside) < 3 or math.log10(inside[-1][0] / inside[0][0]) < 0.5:
+        if len(inside) < 4 or math.log10(inside[-1][0] / inside[0][0]) < 0.5:
             continue
-        late = [(s, lr) for s, lr in inside if math.log10(inside[-1][0] / s) <= 0.5]
-        tail = _with_left_out(late) if len(late) >= 3 else [math.nan] * 3
+        late = [(s, lr) for s, lr in inside if s <= late_end and math.log10(late_end / s) <= 0.5]
+        tail = _with_left_out(late) if len(late) >= 4 else [math.nan] * 3
         slopes[arm, level] = (*_with_left_out(inside), *tail)
     return slopes
 

@@ -325,7 +325,7 @@ def lowest_lr_agrees(text: str, store: Path, grid: pd.DataFrame, tables: Path) -
     each arm's slope of it against the steps, in the CSV and in the report (the sentence absent
     where no arm has one), against :func:`study_reference.lowest_training_lrs`. The smoke grid
     has budgets below an epoch (its probe steps), lrs inside the grid and under it."""
-    lowest = lowest_training_lrs(store, grid[grid["status"].isin(files.COMPLETE)])
+    lowest = lowest_training_lrs(store, grid)
     table = pd.read_csv(tables / "budget_lowest_lr.csv")
     shown = {(row.arm, None if math.isnan(row.level) else int(row.level), int(row.step)):
              (row.lr, row.where) for row in table.itertuples()}  # fmt: skip
@@ -335,7 +335,7 @@ def lowest_lr_agrees(text: str, store: Path, grid: pd.DataFrame, tables: Path) -
         assert math.isnan(lr) or math.isclose(shown[key][0], lr, rel_tol=1e-9), key
     assert {where for _, where in lowest.values()} == {"inside", "below", "none"}
     assert min(step for _, _, step in lowest) < min(grid["steps_per_epoch"])  # a probe step
-    slopes = lowest_lr_slopes(lowest)
+    slopes = lowest_lr_slopes(lowest, max(step for _, level, step in lowest if level is not None))
     fitted = pd.read_csv(tables / "budget_lowest_lr_slopes.csv")
     columns = ["slope", "slope_low", "slope_high", "late_slope", "late_low", "late_high"]
     assert {(r.arm, None if math.isnan(r.level) else int(r.level)): tuple(r[columns])
