@@ -981,9 +981,8 @@ def _at_the_floor(t: StudyTables) -> dict[str, tuple[int, float]]:
 def _without_slope(t: StudyTables) -> list[str]:
     """The arms with no slope at any level whose lowest lr that trains does not end at the grid's
     lowest (:func:`_at_the_floor`), in the study's order."""
-    low, sl = t.lowest_lrs, t.lowest_lr_slopes
-    return [arm for arm in common.ordered(set(low[ARM]) - set(sl[ARM]))
-            if arm not in _at_the_floor(t)]  # fmt: skip
+    low, sl, floor = t.lowest_lrs, t.lowest_lr_slopes, _at_the_floor(t)
+    return [arm for arm in common.ordered(set(low[ARM]) - set(sl[ARM])) if arm not in floor]
 
 
 def _at_the_floor_said(t: StudyTables) -> str:
