@@ -128,8 +128,12 @@ def _description(config: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _number(key: str, value: Any) -> Any:
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+    if value is None or _is_number(value):
         return value
     raise ValueError(f"malformed value {key}={value!r}")
 
@@ -268,8 +272,7 @@ def _is_probe(entry: Any) -> bool:
     return (
         isinstance(entry, dict)
         and type(entry.get("step")) is int
-        and isinstance(entry.get("probe_loss"), (int, float))
-        and not isinstance(entry.get("probe_loss"), bool)
+        and _is_number(entry.get("probe_loss"))
     )
 
 

@@ -559,13 +559,10 @@ def train(config: Config, run_dir: Path, runtime: Runtime, env: DistributedEnv) 
                     acc=f"{correct.item() / seen:.4f}",
                     img_s=f"{seen / elapsed:.0f}",
                 )
-            if epoch * steps_per_epoch + i + 1 in probe_at:
-                probes.append(
-                    {
-                        "step": epoch * steps_per_epoch + i + 1,
-                        **probe(module, loaders["probe"], loss_fn, device, autocast_dtype),
-                    }
-                )
+            taken = epoch * steps_per_epoch + i + 1  # steps of the run so far
+            if taken in probe_at:
+                measured = probe(module, loaders["probe"], loss_fn, device, autocast_dtype)
+                probes.append({"step": taken, **measured})
                 model.train()  # the probe left it in eval mode
         bar.close()
         if status == "diverged":

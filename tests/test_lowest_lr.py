@@ -319,3 +319,15 @@ def test_each_arms_lowest_lr_is_set_against_its_bases_at_the_last_budget(tables)
                          "cell.")  # fmt: skip
     bounded = low.assign(where=low["where"].mask(sam & low["step"].eq(40), "below"))
     assert study._descent_sets_the_lowest_lr(dataclasses.replace(tables, lowest_lrs=bounded)) == []
+
+
+def test_malformed_probes_leave_their_run_out(tmp_path):
+    kept = {"step": 3, "probe_loss": 2.0, "probe_grad_norm": 1.0}
+    for run_id, probes in {"good": [kept], "bool": [{**kept, "probe_loss": True}],
+                           "float_step": [{**kept, "step": 3.0}], "not_a_list": kept,
+                           "text": [kept, {"step": 6, "probe_loss": "2.0"}]}.items():  # fmt: skip
+        files.write_result(tmp_path / run_id, {"run_id": run_id, "status": "ok", "probes": probes})
+    files.write_result(tmp_path / "none", {"run_id": "none", "status": "ok"})
+    ids = ["good", "bool", "float_step", "not_a_list", "text", "none"]
+    probes = results.read_probes(tmp_path, ids)
+    assert probes.to_dict("records") == [{"run_id": "good", "step": 3, "probe_loss": 2.0}]
