@@ -553,13 +553,16 @@ def selected_cells(runs: pd.DataFrame) -> pd.DataFrame:
     class, see :func:`with_endings`): its lr, rho, ``seeds`` (complete runs) and how many of
     them ``diverged`` or ``stalled``, test accuracy ``test_mean``, ``test_std`` and 95% t
     half-width ``test_ci`` (a diverged seed at chance), and ``val_std``, the std of validation
-    accuracy over its ok seeds: the seed noise of one run at that cell."""
+    accuracy over its ``val_seeds`` that neither diverged nor stalled: the seed noise of one run
+    at that cell that trains (a stalled seed is a failure, counted as one, and its chance-level
+    accuracy would put the noise of a trained run at tens of points)."""
     rows = []
     complete = scored(runs)[runs["status"].isin(COMPLETE)]
     for arm, own in complete.groupby(ARM):
         if len(own[["lr", "rho"]].drop_duplicates()) > 1:
             raise ValueError(f"runs: the confirmation arm {arm} has more than one cell")
-        first, ok = own.iloc[0], own.loc[own["status"].eq("ok"), "val_acc"]
+        first = own.iloc[0]
+        ok = own.loc[own["status"].eq("ok") & own["ending"].ne("stalled"), "val_acc"]
         rows.append([arm, first["optimizer"], first["epochs"], first["lr"], first["rho"], len(own),
                      int(own["status"].eq("diverged").sum()),
                      int(own["ending"].eq("stalled").sum()),
@@ -1268,22 +1271,44 @@ def _untrained_pairs(r: Any) -> str:
 
 def near_best_sentences(t: StudyTables) -> list[str]:
     n = t.near_best
-    if n is None or n.empty:
+    if n is None or t.selected is None:
         return []
-    out = [
+    selected = t.selected.set_index(["optimizer", "epochs"])
+    table = arms(t.grid_runs)
+    keys = {arm: (table.at[arm, "optimizer"], table.at[arm, "epochs"]) for arm in table.index}
+    calibrated = n.set_index(ARM)
+    out = []
+    for arm in common.ordered(a for a, key in keys.items() if key in selected.index):
+        own = selected.loc[keys[arm]]
+        failed = [f"{own[kind]} {kind}" for kind in ("diverged", "stalled") if own[kind]]
+        dropped = _seed_word(own["diverged"] + own["stalled"])
+        left_out = f", its {' and '.join(failed)} {dropped} left out" if failed else ""
+        if arm not in calibrated.index:
+            if own["val_seeds"] < 2:
+                trained = f"{own['val_seeds']} {_seed_word(own['val_seeds'])} of {own['seeds']}"
+                out.append(f"{common.label(arm)}: no seed noise to calibrate by ({trained} "
+                           f"trained{left_out}).")  # fmt: skip
+            continue
+        r = calibrated.loc[arm]
+        out.append(f"{common.label(arm)}: {int(r['near'])} of {int(r['cells'])} grid cells "
+                   f"({r['share']:.0%}) within {100 * r['threshold']:.2f} points of its best (σ = "
+                   f"{100 * r['sigma']:.2f} points from {own['val_seeds']} "
+                   f"{_seed_word(own['val_seeds'])}{left_out}).")  # fmt: skip
+    if not out:
+        return []
+    return [
         "Near best, calibrated by the seed noise: a grid cell (one seed) is near best when its "
         f"validation accuracy is within {NEAR_SE:.2f}σ (2√2σ: two single runs differ with std "
         "√2σ, two standard errors) of its arm's best cell, σ the std of validation accuracy over "
-        "the confirmation seeds at the arm's selected cell; a diverged cell counts as chance."
+        "the confirmation seeds at the arm's selected cell that neither diverged nor stalled (a "
+        "seed that did is a failure, counted in the generalisation section, not seed noise); a "
+        "diverged cell counts as chance.",
+        *out,
     ]
-    seeds = t.selected.set_index(["optimizer", "epochs"])["val_seeds"]
-    table = arms(t.grid_runs)
-    for r in n.itertuples():
-        k = seeds[(table.at[r.arm, "optimizer"], table.at[r.arm, "epochs"])]
-        out.append(f"{common.label(r.arm)}: {r.near} of {r.cells} grid cells ({r.share:.0%}) "
-                   f"within {100 * r.threshold:.2f} points of its best (σ = "
-                   f"{100 * r.sigma:.2f} points from {k} seeds).")  # fmt: skip
-    return out
+
+
+def _seed_word(count: int) -> str:
+    return "seed" if count == 1 else "seeds"
 
 
 def recovery_sentences(t: StudyTables) -> list[str]:

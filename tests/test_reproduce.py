@@ -562,23 +562,34 @@ def ascent_swap_agrees(
     return f"widens the radius window by a level step or more {widens}{capped}"
 
 
-def near_best_agrees(text: str, grid: pd.DataFrame, confirm: pd.DataFrame) -> None:
+def near_best_agrees(text: str, grid: pd.DataFrame, store: Path, confirm: pd.DataFrame) -> None:
     """Each arm's count of grid cells within 2 sqrt(2) sigma of its best validation accuracy
     (a diverged cell at chance), sigma the std of validation accuracy over the confirmation's
-    ok seeds at the arm's own optimizer and epochs."""
+    seeds at the arm's own optimizer and epochs that neither diverged nor stalled, those that
+    did named as left out."""
     assert ("a grid cell (one seed) is near best when its validation accuracy is within "
             f"{2 * math.sqrt(2):.2f}σ (2√2σ: two single runs differ with std √2σ, two standard "
             "errors) of its arm's best cell" in text)  # fmt: skip
+    ended = endings(store, confirm)
     for arm, own in grid.groupby("arm"):
-        seeds = confirm[confirm["optimizer"].eq(own["optimizer"].iloc[0])
-                        & confirm["epochs"].eq(own["epochs"].iloc[0])
-                        & confirm["status"].eq("ok")]["val_acc"]  # fmt: skip
+        mine = confirm[confirm["optimizer"].eq(own["optimizer"].iloc[0])
+                       & confirm["epochs"].eq(own["epochs"].iloc[0])]  # fmt: skip
+        how = ended[mine["arm"].iloc[0]].loc[mine["seed"]].to_numpy()
+        seeds = mine.loc[~np.isin(how, ["diverged", "stalled"]), "val_acc"]
+        failed = [f"{n} {kind}" for kind in ("diverged", "stalled") if (n := (how == kind).sum())]
+        plural = "s" * (len(how) - len(seeds) > 1)
+        left_out = f", its {' and '.join(failed)} seed{plural} left out" if failed else ""
+        trained = f"{len(seeds)} seed{'s' * (len(seeds) != 1)}"
+        if len(seeds) < 2:
+            assert (f"{common.label(arm)}: no seed noise to calibrate by ({trained} of "
+                    f"{len(how)} trained{left_out})." in text), arm  # fmt: skip
+            continue
         sigma, threshold = seeds.std(ddof=1), 2 * math.sqrt(2) * seeds.std(ddof=1)
         val = np.where(own["status"].eq("ok"), own["val_acc"], 0.1)
         near = int((val >= val.max() - threshold).sum())
         assert (f"{common.label(arm)}: {near} of {len(own)} grid cells ({near / len(own):.0%}) "
                 f"within {100 * threshold:.2f} points of its best (σ = {100 * sigma:.2f} points "
-                f"from {len(seeds)} seeds)." in text), arm  # fmt: skip
+                f"from {trained}{left_out})." in text), arm  # fmt: skip
 
 
 def holm_agrees(contrasts: pd.DataFrame, confirm: pd.DataFrame) -> None:
@@ -915,7 +926,7 @@ def study_agrees(text: str, runs: Path, tables: Path) -> None:
     widths, changes, swap = windows_agree(text, runs / "smoke", grid)
     window_changes_agree(text, changes, epochs)
     convergence_agrees(text, runs / "smoke", grid)
-    near_best_agrees(text, grid, confirm)
+    near_best_agrees(text, grid, runs / "smoke_confirm", confirm)
     selection_agrees(runs / "smoke", grid, confirm)
     confirmation_agrees(text, runs / "smoke_confirm", confirm)
     leader_agrees(text, confirm)

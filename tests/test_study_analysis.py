@@ -872,6 +872,39 @@ def test_confirmation_seeds_that_diverged_or_stalled_are_counted_and_named_in_th
     selected = study.selected_cells(runs).set_index("arm")
     assert selected.loc["adam_sam", ["diverged", "stalled"]].tolist() == [1, 1]
     assert selected.loc["adam", ["diverged", "stalled"]].tolist() == [0, 0]
+    # The seed noise is that of the seeds that trained: the stalled seed's 0.1 is left out.
+    assert selected.loc["adam_sam", "val_seeds"] == 3
+    assert selected.loc["adam_sam", "val_std"] == pytest.approx(
+        np.std([0.951, 0.952, 0.955], ddof=1)
+    )
+    sigma = selected["val_std"]
+    near = pd.DataFrame({"arm": ["adam_sam", "adam"], "sigma": sigma[["adam_sam", "adam"]],
+                         "threshold": study.NEAR_SE * sigma[["adam_sam", "adam"]],
+                         "near": [3, 1], "cells": [18, 6], "share": [3 / 18, 1 / 6]})  # fmt: skip
+    said_near = study.near_best_sentences(
+        study.StudyTables(factor=2.0, failure_meanings=study.FAILURES, grid_runs=runs,
+                          selected=selected.reset_index(), near_best=near)
+    )  # fmt: skip
+    assert "that neither diverged nor stalled (a seed that did is a failure" in said_near[0]
+    assert said_near[1:] == [
+        f"SAM + Adam: 3 of 18 grid cells (17%) within {200 * math.sqrt(2) * sigma['adam_sam']:.2f} "
+        f"points of its best (σ = {100 * sigma['adam_sam']:.2f} points from 3 seeds, its 1 "
+        "diverged and 1 stalled seeds left out).",
+        f"Adam: 1 of 6 grid cells (17%) within {200 * math.sqrt(2) * sigma['adam']:.2f} points of "
+        f"its best (σ = {100 * sigma['adam']:.2f} points from 5 seeds).",
+    ]
+    # Seeds 2 to 4: SAM + Adam trained on one, so it has no seed noise and no near-best count.
+    few = study.selected_cells(runs[runs["seed"].between(2, 4)])
+    assert few.set_index("arm").loc["adam_sam", "val_seeds"] == 1
+    said_few = study.near_best_sentences(
+        study.StudyTables(factor=2.0, failure_meanings=study.FAILURES, grid_runs=runs,
+                          selected=few, near_best=near[near["arm"].eq("adam")])
+    )  # fmt: skip
+    assert said_few[1] == (
+        "SAM + Adam: no seed noise to calibrate by (1 seed of 3 trained, its 1 diverged and 1 "
+        "stalled seeds left out)."
+    )
+    assert said_few[2].startswith("Adam: 1 of 6 grid cells") and len(said_few) == 3
     contrasts = study.contrasts(runs)
     ascent = row(contrasts, method="lightsam_iii", comparison=study.ASCENT)
     assert (ascent["untrained_pairs"], ascent["verdict"]) == (2, "no difference resolved")
