@@ -38,11 +38,14 @@ from analysis import (
     table_nine,
     transfer,
 )
-from analysis.results import ARM, Collection, aggregate, best_settings
+from analysis.results import ARM, NEAR_SE, Collection, aggregate, best_settings
 from analysis.study import StudyFindings
 from lightsam import store as files
 
 STORE_FIGURES = (table_best, fig_heatmaps, fig_sensitivity, fig_robustness, fig_training_curves)
+# The ones that judge near best: by the seed noise of the budget study's confirmation seeds when
+# the store is one (else their own default, ``analysis.results.pooled_seed_noise``).
+BY_SEED_NOISE = (table_best, fig_robustness)
 README_START = "<!-- results:start (written by analysis/report.py; do not edit) -->"
 README_END = "<!-- results:end -->"
 THEOREM_TARGETS = ("1e-2", "1e-3")  # the targets lightsam.theorem records, as named there
@@ -62,10 +65,6 @@ def fmt(value: float) -> str:
     """A grid value as the figures write it: 1e-3, 1e0, 3e-1."""
     mantissa, exponent = f"{value:.0e}".split("e")
     return f"{mantissa}e{int(exponent)}"
-
-
-def percent(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def unique(values: pd.Series) -> str:
@@ -176,28 +175,29 @@ def stage_minutes(store: Path) -> float:
 
 
 def sensitivity(agg: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """Per sharpness-aware arm: at its best lr, how many rho values (of how many) score
-    within a point of the best, and the largest drop over rho; at its best rho, the same over
-    lr. Diverged runs count as chance (the ``test_score`` of ``analysis.results``)."""
+    """Per sharpness-aware arm with a seed noise (``best``'s ``near_threshold``, see
+    ``analysis.results.best_settings``): at its best lr, how many rho values (of how many) have
+    a validation score within the threshold of the best cell's, and the largest test drop over
+    rho; at its best rho, the same over lr. Diverged runs count as chance (the ``val_score``
+    and ``test_score`` of ``analysis.results``)."""
     rows = []
-    for _, b in best.dropna(subset=["rho"]).iterrows():
+    for _, b in best.dropna(subset=["rho", "near_threshold"]).iterrows():
         cells = agg[agg[ARM].eq(b[ARM]) & agg["test_score"].notna()]
-        over_rho = cells[cells["lr"].eq(b["lr"])]["test_score"]
-        over_lr = cells[cells["rho"].eq(b["rho"])]["test_score"]
-        near = b["best_test"] - 0.01
+        over_rho, over_lr = cells[cells["lr"].eq(b["lr"])], cells[cells["rho"].eq(b["rho"])]
+        near = b["val_score"] - b["near_threshold"]
         rows.append(
             {
                 ARM: b[ARM],
-                "optimizer": b["optimizer"],
-                "rho_near": int((over_rho >= near).sum()),
+                "rho_near": int(over_rho["val_score"].ge(near).sum()),
                 "rho_count": len(over_rho),
-                "rho_drop": b["best_test"] - over_rho.min(),
-                "lr_near": int((over_lr >= near).sum()),
+                "rho_drop": b["best_test"] - over_rho["test_score"].min(),
+                "lr_near": int(over_lr["val_score"].ge(near).sum()),
                 "lr_count": len(over_lr),
-                "lr_drop": b["best_test"] - over_lr.min(),
+                "lr_drop": b["best_test"] - over_lr["test_score"].min(),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[ARM, "rho_near", "rho_count", "rho_drop", "lr_near",
+                                       "lr_count", "lr_drop"])  # fmt: skip
 
 
 def breaks_at(agg: pd.DataFrame, arm: str) -> str:
@@ -213,67 +213,42 @@ def breaks_at(agg: pd.DataFrame, arm: str) -> str:
     return f"first diverged at lr = {fmt(some['lr'].min())}{every_text}"
 
 
-def leaders(table: pd.DataFrame, near: str, count: str) -> str:
-    """The arms with the largest share of near-best values (several when tied)."""
-    share = table[near] / table[count]
-    top = table[share.eq(share.max())]
-    return ", ".join(common.label(arm) for arm in common.ordered(top[ARM]))
-
-
 def findings(collection: Collection) -> list[str]:
+    """A plain sweep's sentences: near best by the seed noise pooled over its cells with two
+    seeds or more (no ranking of methods by these counts, which are themselves noisy), and where
+    each arm breaks."""
     agg = aggregate(collection.runs, collection.missing)
     best = best_settings(agg)
+    best = best.set_index(ARM).loc[common.ordered(best[ARM])].reset_index()
     label = {arm: common.label(arm) for arm in best[ARM]}
-    sens = sensitivity(agg, best)
-    out = []
-    if not sens.empty:
-        sens = sens.set_index(ARM).loc[common.ordered(sens[ARM])].reset_index()
-        rho_text = "; ".join(
-            f"{label[r.arm]} {r.rho_near}/{r.rho_count} (largest drop "
-            f"{100 * r.rho_drop:.1f} points)"
-            for r in sens.itertuples()
-        )
-        lr_text = "; ".join(
-            f"{label[r.arm]} {r.lr_near}/{r.lr_count} (largest drop {100 * r.lr_drop:.1f} points)"
-            for r in sens.itertuples()
-        )
-        out.append(
-            f"Least sensitive to rho: **{leaders(sens, 'rho_near', 'rho_count')}**. "
-            "At each method's best "
-            f"learning rate, the radii within one point of its best accuracy: {rho_text}."
-        )
-        out.append(
-            "Least sensitive to the learning rate: "
-            f"**{leaders(sens, 'lr_near', 'lr_count')}**. At each "
-            f"method's best radius, the learning rates within one point of its best: {lr_text}."
-        )
-    ordered = best.set_index(ARM).loc[common.ordered(best[ARM])].reset_index()
+    out = [
+        "Near best: a cell whose mean validation accuracy is within "
+        f"{NEAR_SE:.2f}σ (two standard errors of a two-run difference) of its arm's best cell's, "
+        "σ the std of one run's validation accuracy pooled over the arm's cells with two seeds "
+        "or more; a diverged run counts as chance."
+    ]
     grid_text = "; ".join(
-        f"{label[b.arm]} {percent(b.frac_near_best)} of {b.grid_cells} cells"
-        for b in ordered.itertuples()
+        f"{label[b.arm]} {b.frac_near_best:.0%} of {b.grid_cells} cells (σ = "
+        f"{100 * b.seed_noise:.2f} points)"
+        if np.isfinite(b.frac_near_best)
+        else f"{label[b.arm]}: no seed noise (one seed a cell)"
+        for b in best.itertuples()
         if b.grid_cells
     )
-    out.append(f"Share of each grid within one point of its best: {grid_text}.")
-    sam = best[best["optimizer"].eq("sgd_sam")]
-    light = best[best["optimizer"].str.startswith("lightsam")]
-    if len(sam) and len(light):
-        reference = float(sam["frac_near_best"].iloc[0])
-        most = light.loc[light["frac_near_best"].idxmax()]
-        gap = float(most["frac_near_best"]) - reference
-        verdict = (
-            "more robust than"
-            if gap > 0.1
-            else "less robust than"
-            if gap < -0.1
-            else "about as robust as"
-        )
-        out.append(
-            f"By that measure the most robust LightSAM variant, {label[most[ARM]]} "
-            f"({percent(most['frac_near_best'])}), is {verdict} SGD-SAM ({percent(reference)})."
-        )
+    out.append(f"Share of each grid near its best: {grid_text}.")
+    sens = sensitivity(agg, best)
+    if not sens.empty:
+        for axis, other in (("rho", "learning rate"), ("lr", "radius")):
+            text = "; ".join(
+                f"{label[r[ARM]]} {r[f'{axis}_near']}/{r[f'{axis}_count']} (largest test drop "
+                f"{100 * r[f'{axis}_drop']:.1f} points)"
+                for _, r in sens.iterrows()
+            )
+            what = "radii" if axis == "rho" else "learning rates"
+            out.append(f"At each method's best {other}, the {what} near its best: {text}.")
     out.append(
         "Where each breaks: "
-        + "; ".join(f"{label[a]} {breaks_at(agg, a)}" for a in common.ordered(best[ARM]))
+        + "; ".join(f"{label[a]} {breaks_at(agg, a)}" for a in best[ARM])
         + "."
     )
     return out
@@ -600,20 +575,22 @@ def write_report(runs: Path, out: Path, report: Path, readme: Path | None = None
         if collection is None:
             continue
         figures = out / store.name
-        for script in STORE_FIGURES:
-            common.report(script.make(collection, figures))
-        setup = what_was_run(collection)
         facts: list[str] | StudyFindings
+        noise = None
         if collection.runs["probe_loss_initial"].notna().any():  # a budget study's grid
-            facts, paths = study.make_all(
-                store,
-                files.stage_store(store, "confirm"),
-                files.stage_store(store, "recovery"),
-                figures,
+            tables = study.read_tables(
+                store, files.stage_store(store, "confirm"), files.stage_store(store, "recovery")
             )
+            facts, paths = study.make_all(tables, figures)
             common.report(paths)
+            if tables.near_best is not None:
+                noise = tables.near_best.set_index(ARM)["sigma"]
         else:
             facts = findings(collection)
+        for script in STORE_FIGURES:
+            given = {"noise": noise} if script in BY_SEED_NOISE else {}
+            common.report(script.make(collection, figures, **given))
+        setup = what_was_run(collection)
         lines += store_section(collection, setup, facts, figures, report_dir)
         halving = fig_halving.make(store, figures)
         if halving:

@@ -71,8 +71,11 @@ ENVIRONMENT_COLUMNS = [
 RUN_COLUMNS = ["run_id", CELL_ID, ARM, *CONFIG_COLUMNS, *RESULT_COLUMNS, *ENVIRONMENT_COLUMNS]
 MISSING_COLUMNS = ["run_id", CELL_ID, ARM, *CONFIG_COLUMNS, "reason"]
 OUTSIDE_COLUMNS = ["run_id", *CONFIG_COLUMNS, "status"]
-# "Near the best": within one accuracy point.
-NEAR = 0.01
+# Near the best: a cell's validation accuracy within NEAR_SE seed-noise stds of the best cell's,
+# two standard errors of the difference of two single runs (each with std sigma, their
+# difference std sqrt(2) sigma): a fixed point would be inside the noise of one method and far
+# outside another's.
+NEAR_SE = 2 * math.sqrt(2)
 
 
 # -- reading a store ------------------------------------------------------------------------------
@@ -411,12 +414,27 @@ def grid(agg: pd.DataFrame, arm: str) -> pd.DataFrame:
     return cells[cells["n_ok"] + cells["n_diverged"] > 0]
 
 
-def best_settings(agg: pd.DataFrame) -> pd.DataFrame:
+def pooled_seed_noise(agg: pd.DataFrame) -> pd.Series:
+    """Per arm, the seed noise of one run: the std of validation accuracy over a cell's ok seeds,
+    pooled over the arm's cells with two or more (NaN where it has none, as a grid of one seed a
+    cell has). A seed stalled at chance among trained ones inflates it; the budget study takes
+    its noise from its confirmation seeds that trained instead (``analysis.study``)."""
+    several = agg[agg["n_ok"].ge(2) & agg["val_acc_std"].notna()]
+    dof = several["n_ok"] - 1
+    pooled = (dof * several["val_acc_std"] ** 2).groupby(several[ARM]).sum()
+    noise = np.sqrt(pooled / dof.groupby(several[ARM]).sum())
+    return noise.reindex(sorted(agg[ARM].unique()))
+
+
+def best_settings(agg: pd.DataFrame, noise: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Per arm, the cell a practitioner would pick (the highest mean validation score,
     ties to the smaller lr, then rho) with its test accuracy mean ± std over the ok seeds; and
-    how the whole grid fares: the median and worst cell test score, and the fraction of cells
-    whose test score is within ``NEAR`` of the chosen cell's (``best_test``). Diverged runs
+    how the whole grid fares: the median and worst cell test score, and ``frac_near_best``, the
+    fraction of cells whose validation score is within ``near_threshold`` = ``NEAR_SE`` x
+    ``seed_noise`` of the chosen cell's: ``noise`` per arm (the std of validation accuracy of
+    one run), by default :func:`pooled_seed_noise`; NaN where the arm has none. Diverged runs
     count as chance throughout; counts of diverged, failed and missing runs go with it."""
+    noise = pooled_seed_noise(agg) if noise is None else noise
     rows = []
     for arm in sorted(agg[ARM].unique()):
         cells, everything = grid(agg, arm), agg[agg[ARM].eq(arm)]
@@ -427,6 +445,9 @@ def best_settings(agg: pd.DataFrame) -> pd.DataFrame:
             continue
         best = cells.loc[cells["val_score"].idxmax()]
         scores = cells["test_score"]
+        sigma = float(noise.get(arm, math.nan))
+        threshold = NEAR_SE * sigma
+        near = cells["val_score"].ge(best["val_score"] - threshold).mean()
         rows.append(
             {
                 ARM: arm,
@@ -441,7 +462,9 @@ def best_settings(agg: pd.DataFrame) -> pd.DataFrame:
                 "best_test": best["test_score"],
                 "median_test": scores.median(),
                 "worst_test": scores.min(),
-                "frac_near_best": float((scores >= best["test_score"] - NEAR).mean()),
+                "seed_noise": sigma,
+                "near_threshold": threshold,
+                "frac_near_best": float(near) if math.isfinite(sigma) else math.nan,
                 "grid_cells": len(cells),
                 **counts,
             }

@@ -45,11 +45,12 @@ from analysis import common, fig_budget
 from analysis.results import (
     ARM,
     COMPLETE,
+    NEAR_SE,
     Collection,
     aggregate,
+    best_settings,
     collect,
     expected_best_of_k,
-    grid,
     mean_std_ci,
     read_metrics,
     read_probes,
@@ -64,7 +65,6 @@ FACTOR = 2.0  # an lr is in the window when its training loss is at most FACTOR 
 STALLED = 0.9  # a run stalled when its final loss is at least STALLED x its initial loss
 IMPROVING = 0.1  # still improving: its loss fell by more than this over the last fifth
 TRAINED = 0.5  # a rerun trained when its final loss is below TRAINED x its initial loss
-NEAR_SE = 2 * math.sqrt(2)  # near best: within 2 standard errors of a two-run difference
 N_BOOT, SEED = 10_000, 0
 TUNING_BOOT = 1000
 STOP_RULE = "divergence_loss"
@@ -661,24 +661,29 @@ def contrasts(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = SEED) -> pd.
     return table.assign(holm_p=holm(table["p"].tolist()))
 
 
-def near_best(grid_runs: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
-    """Per grid arm with a seed noise ``sigma`` (``selected``'s ``val_std`` of the confirmation
-    arm with its optimizer and epochs): the grid cells whose validation score (a diverged run
-    at chance) is within ``threshold`` = ``NEAR_SE`` x sigma of its best cell's, their number
-    ``near`` of ``cells`` and ``share``."""
-    agg, table = aggregate(grid_runs), arms(grid_runs)
+def seed_noise(grid_runs: pd.DataFrame, selected: pd.DataFrame) -> pd.Series:
+    """Per grid arm with a confirmation arm (the same optimizer and epochs in ``selected``): the
+    seed noise of one run there, its ``val_std`` (NaN with fewer than two seeds that trained)."""
+    table = arms(grid_runs)
     sigma = selected.set_index(["optimizer", "epochs"])["val_std"]
-    rows = []
-    for arm in common.ordered(table.index):
-        key = (table.at[arm, "optimizer"], table.at[arm, "epochs"])
-        cells = grid(agg, arm)
-        if key not in sigma.index or not np.isfinite(sigma[key]) or cells.empty:
-            continue
-        threshold = NEAR_SE * sigma[key]
-        near = int(cells["val_score"].ge(cells["val_score"].max() - threshold).sum())
-        rows.append({ARM: arm, "sigma": sigma[key], "threshold": threshold, "near": near,
-                     "cells": len(cells), "share": near / len(cells)})  # fmt: skip
-    return pd.DataFrame(rows, columns=[ARM, "sigma", "threshold", "near", "cells", "share"])
+    keys = {arm: (table.at[arm, "optimizer"], table.at[arm, "epochs"]) for arm in table.index}
+    return pd.Series({arm: sigma[key] for arm, key in keys.items() if key in sigma.index})
+
+
+def near_best(grid_runs: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
+    """Per grid arm with a confirmation arm, its :func:`seed_noise` ``sigma`` and the grid cells
+    ``analysis.results.best_settings`` finds near best by it: whose validation score (a diverged
+    run at chance) is within ``threshold`` = ``NEAR_SE`` x sigma of its best cell's, their
+    number ``near`` of ``cells`` and ``share`` (NaN where sigma is)."""
+    noise = seed_noise(grid_runs, selected)
+    best = best_settings(aggregate(grid_runs), noise).set_index(ARM)
+    best = best.loc[common.ordered(a for a in noise.index if best.at[a, "grid_cells"])]
+    return pd.DataFrame({
+        ARM: best.index, "sigma": best["seed_noise"], "threshold": best["near_threshold"],
+        "near": (best["frac_near_best"] * best["grid_cells"]).round().astype("Int64"),
+        "cells": best["grid_cells"],
+        "share": best["frac_near_best"],
+    }).reset_index(drop=True)  # fmt: skip
 
 
 def tuning_cost(grid_runs: pd.DataFrame) -> pd.DataFrame:
@@ -1270,32 +1275,26 @@ def _untrained_pairs(r: Any) -> str:
 
 
 def near_best_sentences(t: StudyTables) -> list[str]:
-    n = t.near_best
-    if n is None or t.selected is None:
+    if t.near_best is None or t.near_best.empty:
         return []
     selected = t.selected.set_index(["optimizer", "epochs"])
     table = arms(t.grid_runs)
-    keys = {arm: (table.at[arm, "optimizer"], table.at[arm, "epochs"]) for arm in table.index}
-    calibrated = n.set_index(ARM)
     out = []
-    for arm in common.ordered(a for a, key in keys.items() if key in selected.index):
-        own = selected.loc[keys[arm]]
+    for r in t.near_best.itertuples():
+        own = selected.loc[(table.at[r.arm, "optimizer"], table.at[r.arm, "epochs"])]
         failed = [f"{own[kind]} {kind}" for kind in ("diverged", "stalled") if own[kind]]
-        dropped = _seed_word(own["diverged"] + own["stalled"])
-        left_out = f", its {' and '.join(failed)} {dropped} left out" if failed else ""
-        if arm not in calibrated.index:
-            if own["val_seeds"] < 2:
-                trained = f"{own['val_seeds']} {_seed_word(own['val_seeds'])} of {own['seeds']}"
-                out.append(f"{common.label(arm)}: no seed noise to calibrate by ({trained} "
-                           f"trained{left_out}).")  # fmt: skip
+        dropped, kept = int(own["diverged"] + own["stalled"]), int(own["val_seeds"])
+        left_out = f", its {' and '.join(failed)} seed{'s' * (dropped != 1)} left out" * bool(
+            failed
+        )
+        trained = f"{kept} seed{'s' * (kept != 1)}"
+        if np.isnan(r.sigma):
+            out.append(f"{common.label(r.arm)}: no seed noise to calibrate by ({trained} of "
+                       f"{own['seeds']} trained{left_out}).")  # fmt: skip
             continue
-        r = calibrated.loc[arm]
-        out.append(f"{common.label(arm)}: {int(r['near'])} of {int(r['cells'])} grid cells "
-                   f"({r['share']:.0%}) within {100 * r['threshold']:.2f} points of its best (σ = "
-                   f"{100 * r['sigma']:.2f} points from {own['val_seeds']} "
-                   f"{_seed_word(own['val_seeds'])}{left_out}).")  # fmt: skip
-    if not out:
-        return []
+        out.append(f"{common.label(r.arm)}: {int(r.near)} of {int(r.cells)} grid cells "
+                   f"({r.share:.0%}) within {100 * r.threshold:.2f} points of its best (σ = "
+                   f"{100 * r.sigma:.2f} points from {trained}{left_out}).")  # fmt: skip
     return [
         "Near best, calibrated by the seed noise: a grid cell (one seed) is near best when its "
         f"validation accuracy is within {NEAR_SE:.2f}σ (2√2σ: two single runs differ with std "
@@ -1305,10 +1304,6 @@ def near_best_sentences(t: StudyTables) -> list[str]:
         "diverged cell counts as chance.",
         *out,
     ]
-
-
-def _seed_word(count: int) -> str:
-    return "seed" if count == 1 else "seeds"
 
 
 def recovery_sentences(t: StudyTables) -> list[str]:
@@ -2011,11 +2006,8 @@ def study_findings(grid: Path, confirm: Path | None, recovery: Path | None) -> S
     return findings(read_tables(grid, confirm, recovery))
 
 
-def make_all(
-    grid: Path, confirm: Path | None, recovery: Path | None, out: Path
-) -> tuple[StudyFindings, list[Path]]:
+def make_all(tables: StudyTables, out: Path) -> tuple[StudyFindings, list[Path]]:
     """Every table of the study as ``out/budget_*.csv`` and its figures (:mod:`fig_budget`);
     returns the sentences and the paths written."""
-    tables = read_tables(grid, confirm, recovery)
     paths = [write_csv(table, out, name) for name, table in tables.csvs().items()]
     return findings(tables), paths + fig_budget.make(tables, out)

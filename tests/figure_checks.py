@@ -12,7 +12,7 @@ import collections
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -485,15 +485,17 @@ def rates_drawn(fig: Figure, directory: Path) -> None:
 # -- a sweep store's figures: heatmaps, sensitivity, robustness, training curves ------------------
 
 
-def store_figures_agree(store: Path) -> None:
+def store_figures_agree(store: Path, noise: Mapping[str, float] | None = None) -> None:
     """A sweep store's four figures (``heatmaps``, ``sensitivity``, ``robustness``,
     ``training_curves``), built from the store, against the hand computations from its runs'
-    results and metrics."""
+    results and metrics; near best by ``noise`` per arm when given (a budget study's, from its
+    confirmation seeds), else by :func:`hand_noise`."""
     collection = collect(store)
     runs, cells = collection.runs, hand_cells(collection.runs)
     heatmaps_drawn(fig_heatmaps.heatmaps(collection), cells, collection.missing)
     sensitivity_drawn(fig_sensitivity.sensitivity(collection), cells)
-    robustness_drawn(fig_robustness.robustness(collection), cells)
+    figure = fig_robustness.robustness(collection, noise)
+    robustness_drawn(figure, cells, hand_noise(runs) if noise is None else noise)
     training_drawn(fig_training_curves.training_curves(collection), store, runs, cells)
 
 
@@ -514,6 +516,27 @@ def hand_cells(runs: pd.DataFrame) -> pd.DataFrame:
              n_ok=("n_ok", "sum"), n_diverged=("n_diverged", "sum"), chance=("chance", "max"))
         .reset_index()
     )  # fmt: skip
+
+
+def hand_noise(runs: pd.DataFrame) -> dict[str, float]:
+    """Per arm, the std of one run's validation accuracy: each cell's variance over its finished
+    seeds, weighted by seeds - 1, over the arm's cells with two finished seeds or more (NaN
+    where there is none)."""
+    noise = {}
+    for arm, own in runs[runs["status"].eq("ok")].groupby("arm"):
+        spread = own.groupby(["lr", "rho"], dropna=False)["val_acc"].agg(["var", "count"])
+        spread = spread[spread["count"].ge(2)]
+        dof = spread["count"] - 1
+        noise[arm] = math.sqrt((dof * spread["var"]).sum() / dof.sum()) if len(spread) else math.nan
+    return noise
+
+
+def hand_near(cells: pd.DataFrame, sigma: float) -> int | None:
+    """How many of an arm's ``cells`` (:func:`hand_cells`) score on validation within
+    2 sqrt(2) ``sigma`` of its best cell; None without a sigma."""
+    if math.isnan(sigma):
+        return None
+    return int((cells["val"] >= cells["val"].max() - 2 * math.sqrt(2) * sigma).sum())
 
 
 def hand_best(cells: pd.DataFrame) -> pd.DataFrame:
@@ -648,13 +671,14 @@ def curve_drawn(xy: np.ndarray, own: pd.DataFrame, x: str, ax: Axes) -> None:
 # -- robustness -----------------------------------------------------------------------------------
 
 
-def robustness_drawn(fig: Figure, cells: pd.DataFrame) -> None:
+def robustness_drawn(fig: Figure, cells: pd.DataFrame, noise: Mapping[str, float]) -> None:
     """``robustness``: one row per arm, named by its y tick label. Left, a bar from the worst
     to the best cell's test score (%, :func:`hand_cells`; the best chosen on validation,
     :func:`hand_best`) and points at the best, the median and the worst; middle, a bar of the
-    fraction (%) of the arm's cells whose test score is within 1 point of the best's, labelled
-    'count/cells'; right, per arm against k = 1 .. its cells, the expected test score (%) of
-    the validation-best of k random cells (:func:`best_of_k` over the cells' mean scores)."""
+    fraction (%) of the arm's cells near its best by its ``noise`` (:func:`hand_near`),
+    labelled 'count/cells', or no bar and 'no seed noise' where the arm has none; right, per
+    arm against k = 1 .. its cells, the expected test score (%) of the validation-best of k
+    random cells (:func:`best_of_k` over the cells' mean scores)."""
     readable(fig)
     spread, near, tuning = panels(fig)
     best = hand_best(cells)
@@ -677,9 +701,12 @@ def robustness_drawn(fig: Figure, cells: pd.DataFrame) -> None:
         assert segments[y] == pytest.approx(sorted([scores.min(), top])), name
         statistics = sorted([top, scores.median(), scores.min()])
         assert sorted(marked[y]) == pytest.approx(statistics), name
-        within = int((scores >= top - 1).sum())
-        assert widths[y] == pytest.approx(100 * within / len(own)), name
-        assert counts[y] == f"{within}/{len(own)}", name
+        within = hand_near(own, noise.get(arm, math.nan))
+        if within is None:
+            assert (widths[y], counts[y]) == (0, "no seed noise"), name
+        else:
+            assert widths[y] == pytest.approx(100 * within / len(own)), name
+            assert counts[y] == f"{within}/{len(own)}", name
         expected = best_of_k(list(zip(own["val"], own["test"], strict=True)))
         assert list(curves[name][:, 0]) == list(range(1, len(own) + 1)), name
         assert list(curves[name][:, 1]) == pytest.approx([100 * e for e in expected]), name

@@ -262,15 +262,56 @@ def test_best_settings_select_on_validation_and_count_divergence_as_chance(agg):
     scores = [0.92, 0.92, (0.95 + 0.97 + CHANCE) / 3, CHANCE]
     assert sam["median_test"] == pytest.approx(np.median(scores))
     assert sam["worst_test"] == pytest.approx(CHANCE)
-    assert sam["frac_near_best"] == pytest.approx(0.5)
+    # Near best by the seed noise pooled over the cells with two ok seeds or more (std 0.02 on
+    # 2 dof, 0.02√2 and 0.01√2 on 1 each): only the best cell's validation score (0.93) is
+    # within 2√2σ = 0.06 of it; the next is 0.84.
+    sigma = np.sqrt((2 * 0.02**2 + 0.0008 + 0.0002) / 4)
+    assert results.pooled_seed_noise(agg)["sgd_sam"] == pytest.approx(sigma)
+    assert (sam["seed_noise"], sam["near_threshold"]) == pytest.approx((sigma, 0.06))
+    assert sam["frac_near_best"] == pytest.approx(0.25)
     assert (sam["n_diverged"], sam["n_failed"], sam["n_missing"]) == (4, 0, 1)
 
     sgd = best.loc["sgd"]
     assert sgd["lr"] == 0.01 and np.isnan(sgd["rho"])
     assert (sgd["test_acc_mean"], sgd["n_seeds"]) == (pytest.approx(0.86), 2)
     assert (sgd["median_test"], sgd["worst_test"]) == pytest.approx((0.8525, 0.845))
-    assert sgd["frac_near_best"] == pytest.approx(0.5)  # 0.845 is 1.5 points below 0.86
     assert (sgd["n_diverged"], sgd["n_failed"], sgd["n_missing"]) == (0, 1, 2)
+    # A given noise: the other cell's validation 0.83 is 4 points below the best's 0.87, outside
+    # 2√2 x 1 point, inside 2√2 x 2; an arm it does not name has none.
+    for noise, share in ((0.01, 0.5), (0.02, 1.0)):
+        given = results.best_settings(agg, {"sgd": noise}).set_index("optimizer")
+        assert given.loc["sgd", "frac_near_best"] == pytest.approx(share)
+        assert np.isnan(given.loc["sgd_sam", "frac_near_best"])
+
+
+def test_a_plain_sweeps_findings_judge_near_best_by_its_pooled_seed_noise(collection, tmp_path):
+    near, share, rho, lr, breaks = report.findings(collection)
+    # SGD-SAM's σ is the pooled 2.12 points above: a cell is near best within 6 points of its best
+    # validation score 0.93. At the best lr its other radius scores 0.84 (not near, same test
+    # score); at the best radius lr 0.1 scores (0.96 + 0.98 + chance) / 3 = 0.68 on validation.
+    assert "within 2.83σ" in near and "pooled over the arm's cells with two seeds" in near
+    assert "SGD-SAM 25% of 4 cells (σ = 2.12 points)" in share
+    assert (
+        rho == "At each method's best learning rate, the radii near its best: SGD-SAM 1/2 "
+        "(largest test drop 0.0 points)."
+    )
+    assert (
+        lr == "At each method's best radius, the learning rates near its best: SGD-SAM 1/2 "
+        f"(largest test drop {100 * (0.92 - (0.95 + 0.97 + CHANCE) / 3):.1f} points)."
+    )
+    assert breaks.startswith("Where each breaks: SGD-SAM first diverged at lr = 1e-1;")
+
+    # One seed a cell: no noise to calibrate by, so no share and no count is given.
+    single = {key: run for key, run in RUNS.items() if key[3] == 0}
+    write_plan(tmp_path, {run_id(*key): config_of(key) for key in single})
+    for key, (status, val, test) in single.items():
+        write_run(tmp_path, key, status, val, test)
+    found = report.findings(results.collect(tmp_path))
+    assert (
+        found[1] == "Share of each grid near its best: SGD-SAM: no seed noise (one seed a "
+        "cell); SGD: no seed noise (one seed a cell)."
+    )
+    assert found[2].startswith("Where each breaks:") and len(found) == 3
 
 
 def test_expected_best_of_k_is_exact_at_both_ends(collection):
@@ -341,11 +382,11 @@ def test_every_script_writes_its_outputs_and_the_table_matches(store, collection
     b = best.loc["sgd_sam"]
     assert sam[1:3] == ["1e-2", "1e-2"]
     assert sam[3] == f"{100 * b['test_acc_mean']:.2f} ± {100 * b['test_acc_std']:.2f} (3)"
-    assert sam[4:7] == [f"{100 * b['median_test']:.2f}", f"{100 * b['worst_test']:.2f}", "50%"]
+    assert sam[4:7] == [f"{100 * b['median_test']:.2f}", f"{100 * b['worst_test']:.2f}", "25%"]
     assert sam[7:] == ["4", "0", "1"]
     assert sgd[1:3] == ["1e-2", "–"]
     assert re.fullmatch(r"86\.00 ± 1\.41 \(2\)", sgd[3])
-    assert sgd[7:] == ["0", "1", "2"]
+    assert sgd[6:] == [f"{100 * best.loc['sgd', 'frac_near_best']:.0f}%", "0", "1", "2"]
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 15 and set(runs["status"]) == {"ok", "diverged", "failed"}
 

@@ -14,6 +14,7 @@ from figure_checks import (
     contrasts_drawn,
     failures_drawn,
     hand_cells,
+    hand_noise,
     heatmaps_drawn,
     lowest_lr_drawn,
     rates_drawn,
@@ -203,11 +204,12 @@ def test_the_store_checks_pass_and_fail_on_an_altered_figure(sweep):
     with pytest.raises(AssertionError):
         sensitivity_drawn(figure, cells)
 
+    robustness_drawn(fig_robustness.robustness(collection, {}), cells, {})  # no seed noise
     figure = fig_robustness.robustness(collection)
     bar = figure.axes[1].patches[0]
     bar.set_width(bar.get_width() + 1)
     with pytest.raises(AssertionError):
-        robustness_drawn(figure, cells)
+        robustness_drawn(figure, cells, hand_noise(collection.runs))
 
     figure = fig_training_curves.training_curves(collection)
     figure.axes[1].lines[0].remove()  # an arm dropped from one panel

@@ -13,6 +13,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from figure_checks import (
     budget_figures_agree,
     hand_best,
     hand_cells,
+    hand_near,
     store_figures_agree,
     theorem_figures_agree,
 )
@@ -59,13 +61,13 @@ def lightsam(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
-def best_rows_agree(text: str, store: Path) -> None:
+def best_rows_agree(text: str, store: Path, noise: Mapping[str, float]) -> None:
     """Every row of the 'Best settings' table, in the report and in the store's ``best.md``
     beside its figures, from the store's runs by hand (``figure_checks.hand_cells`` and
     ``hand_best``): each arm's cell of the best mean validation score, its test accuracy mean
     and std over the seeds that finished, the median and worst cell score over the grid and the
-    share of cells within one point of the chosen one's (a diverged run at chance), and the
-    arm's diverged, failed and missing runs."""
+    share of cells near the best by the arm's seed ``noise`` (``figure_checks.hand_near``; a
+    diverged run at chance; – without one), and the arm's diverged, failed and missing runs."""
     collection = collect(store)
     runs, planned = collection.runs, collection.missing
     cells = hand_cells(runs)
@@ -75,12 +77,13 @@ def best_rows_agree(text: str, store: Path) -> None:
                                            else own["rho"].eq(best.rho))]  # fmt: skip
         finished = 100 * at.loc[at["status"].eq("ok"), "test_acc"]
         std = f"{finished.std(ddof=1):.2f}" if len(finished) > 1 else "–"
-        top = 100 * best.test
         status = collections.Counter(own["status"])
         rho = "–" if math.isnan(best.rho) else sci(best.rho)
+        near = hand_near(cells[cells["arm"].eq(arm)], noise.get(arm, math.nan))
+        share = "–" if near is None else f"{near / len(scores):.0%}"
         row = (f"| {common.label(arm)} | {sci(best.lr)} | {rho} | {finished.mean():.2f} ± {std} "
                f"({len(finished)}) | {scores.median():.2f} | {scores.min():.2f} | "
-               f"{(scores >= top - 1).mean():.0%} | {status['diverged']} | {status['failed']} | "
+               f"{share} | {status['diverged']} | {status['failed']} | "
                f"{int(planned['arm'].eq(arm).sum()) if len(planned) else 0} |")  # fmt: skip
         assert row in text, row
 
@@ -562,6 +565,32 @@ def ascent_swap_agrees(
     return f"widens the radius window by a level step or more {widens}{capped}"
 
 
+def trained_confirmation(
+    grid: pd.DataFrame, store: Path, confirm: pd.DataFrame
+) -> dict[str, tuple[pd.Series, list[str], int]]:
+    """Per grid arm with a confirmation arm (its optimizer at its epochs): the validation
+    accuracies of the confirmation's seeds that neither diverged nor stalled, how those left
+    out ended ("2 stalled") and the number of seeds."""
+    ended, found = endings(store, confirm), {}
+    for arm, own in grid.groupby("arm"):
+        mine = confirm[confirm["optimizer"].eq(own["optimizer"].iloc[0])
+                       & confirm["epochs"].eq(own["epochs"].iloc[0])]  # fmt: skip
+        if mine.empty:
+            continue
+        how = ended[mine["arm"].iloc[0]].loc[mine["seed"]].to_numpy()
+        seeds = mine.loc[~np.isin(how, ["diverged", "stalled"]), "val_acc"]
+        failed = [f"{n} {kind}" for kind in ("diverged", "stalled") if (n := (how == kind).sum())]
+        found[arm] = seeds, failed, len(how)
+    return found
+
+
+def confirmation_noise(grid: pd.DataFrame, store: Path, confirm: pd.DataFrame) -> dict[str, float]:
+    """Per grid arm, the std of its :func:`trained_confirmation` seeds' validation accuracy
+    (NaN with fewer than two)."""
+    return {arm: seeds.std(ddof=1) if len(seeds) > 1 else math.nan
+            for arm, (seeds, *_) in trained_confirmation(grid, store, confirm).items()}  # fmt: skip
+
+
 def near_best_agrees(text: str, grid: pd.DataFrame, store: Path, confirm: pd.DataFrame) -> None:
     """Each arm's count of grid cells within 2 sqrt(2) sigma of its best validation accuracy
     (a diverged cell at chance), sigma the std of validation accuracy over the confirmation's
@@ -570,19 +599,14 @@ def near_best_agrees(text: str, grid: pd.DataFrame, store: Path, confirm: pd.Dat
     assert ("a grid cell (one seed) is near best when its validation accuracy is within "
             f"{2 * math.sqrt(2):.2f}σ (2√2σ: two single runs differ with std √2σ, two standard "
             "errors) of its arm's best cell" in text)  # fmt: skip
-    ended = endings(store, confirm)
-    for arm, own in grid.groupby("arm"):
-        mine = confirm[confirm["optimizer"].eq(own["optimizer"].iloc[0])
-                       & confirm["epochs"].eq(own["epochs"].iloc[0])]  # fmt: skip
-        how = ended[mine["arm"].iloc[0]].loc[mine["seed"]].to_numpy()
-        seeds = mine.loc[~np.isin(how, ["diverged", "stalled"]), "val_acc"]
-        failed = [f"{n} {kind}" for kind in ("diverged", "stalled") if (n := (how == kind).sum())]
-        plural = "s" * (len(how) - len(seeds) > 1)
+    for arm, (seeds, failed, total) in trained_confirmation(grid, store, confirm).items():
+        own = grid[grid["arm"].eq(arm)]
+        plural = "s" * (total - len(seeds) > 1)
         left_out = f", its {' and '.join(failed)} seed{plural} left out" if failed else ""
         trained = f"{len(seeds)} seed{'s' * (len(seeds) != 1)}"
         if len(seeds) < 2:
             assert (f"{common.label(arm)}: no seed noise to calibrate by ({trained} of "
-                    f"{len(how)} trained{left_out})." in text), arm  # fmt: skip
+                    f"{total} trained{left_out})." in text), arm  # fmt: skip
             continue
         sigma, threshold = seeds.std(ddof=1), 2 * math.sqrt(2) * seeds.std(ddof=1)
         val = np.where(own["status"].eq("ok"), own["val_acc"], 0.1)
@@ -981,15 +1005,17 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
             assert (figures / "smoke" / f"{stem}{suffix}").stat().st_size > 0
 
     text = report.read_text()
-    best_rows_agree(text, runs / "smoke")
-    best_rows_agree((figures / "smoke" / "best.md").read_text(), runs / "smoke")
+    grid, confirm = collect(runs / "smoke").runs, collect(runs / "smoke_confirm").runs
+    noise = confirmation_noise(grid, runs / "smoke_confirm", confirm)
+    best_rows_agree(text, runs / "smoke", noise)
+    best_rows_agree((figures / "smoke" / "best.md").read_text(), runs / "smoke", noise)
     store_header_agrees(text, runs / "smoke")
     assert "Outside the plan" not in text
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / image).exists(), image
     theorem_agrees(text, runs / "theorem")
     study_agrees(text, runs, figures / "smoke")
-    store_figures_agree(runs / "smoke")
+    store_figures_agree(runs / "smoke", noise)
     theorem_figures_agree(runs / "theorem")
     budget_figures_agree(runs / "smoke", runs / "smoke_confirm", runs / "smoke_recovery")
 
@@ -1015,7 +1041,8 @@ def test_miniature_reproduce_writes_a_report_that_agrees_with_the_store(tmp_path
     lightsam("figures", "--runs", str(runs), "--out", str(figures), "--report", str(report),
              cwd=elsewhere)  # fmt: skip
     text = report.read_text()
-    best_rows_agree(text, runs / "smoke")
+    grid = collect(runs / "smoke").runs
+    best_rows_agree(text, runs / "smoke", confirmation_noise(grid, runs / "smoke_confirm", confirm))
     assert "`3` / `4` epochs" in text and "16 runs planned" in text
     assert "Outside the plan: 12 run directories" in text
     collection = collect(runs / "smoke")

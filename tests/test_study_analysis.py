@@ -860,7 +860,8 @@ def test_confirmation_seeds_that_diverged_or_stalled_are_counted_and_named_in_th
              "val_acc": None if ending(optimizer, seed) == "diverged" else val,
              "test_acc": None if ending(optimizer, seed) == "diverged" else val,
              "status": "diverged" if ending(optimizer, seed) == "diverged" else "ok",
-             "ending": ending(optimizer, seed)}
+             "ending": ending(optimizer, seed), "perturbation_norm": math.nan,
+             "relative_perturbation": math.nan}
             for seed in range(1, 6)
             for optimizer, rho, val in (
                 ("lightsam_iii", 1e-3, 0.96 + 0.001 * seed),
@@ -893,18 +894,28 @@ def test_confirmation_seeds_that_diverged_or_stalled_are_counted_and_named_in_th
         f"Adam: 1 of 6 grid cells (17%) within {200 * math.sqrt(2) * sigma['adam']:.2f} points of "
         f"its best (σ = {100 * sigma['adam']:.2f} points from 5 seeds).",
     ]
-    # Seeds 2 to 4: SAM + Adam trained on one, so it has no seed noise and no near-best count.
+    # Seeds 2 to 4: SAM + Adam trained on one, so it has no seed noise and no near-best count
+    # (here the confirmation runs stand in for a grid of one cell an arm).
     few = study.selected_cells(runs[runs["seed"].between(2, 4)])
     assert few.set_index("arm").loc["adam_sam", "val_seeds"] == 1
+    near_few = study.near_best(runs, few).set_index("arm")
+    assert near_few.loc["adam_sam", ["sigma", "threshold", "near", "share"]].isna().all()
+    assert near_few.loc["adam", "sigma"] == pytest.approx(np.std([0.962, 0.963, 0.964], ddof=1))
+    assert near_few.loc["adam", ["near", "cells", "share"]].tolist() == [1, 1, 1.0]
     said_few = study.near_best_sentences(
         study.StudyTables(factor=2.0, failure_meanings=study.FAILURES, grid_runs=runs,
-                          selected=few, near_best=near[near["arm"].eq("adam")])
+                          selected=few, near_best=near_few.reset_index())
     )  # fmt: skip
-    assert said_few[1] == (
+    assert said_few[1:] == [
+        "LightSAM-III: 1 of 1 grid cells (100%) within "
+        f"{200 * math.sqrt(2) * near_few.loc['lightsam_iii', 'sigma']:.2f} points of its best "
+        f"(σ = {100 * near_few.loc['lightsam_iii', 'sigma']:.2f} points from 3 seeds).",
         "SAM + Adam: no seed noise to calibrate by (1 seed of 3 trained, its 1 diverged and 1 "
-        "stalled seeds left out)."
-    )
-    assert said_few[2].startswith("Adam: 1 of 6 grid cells") and len(said_few) == 3
+        "stalled seeds left out).",
+        "Adam: 1 of 1 grid cells (100%) within "
+        f"{200 * math.sqrt(2) * near_few.loc['adam', 'sigma']:.2f} points of its best "
+        f"(σ = {100 * near_few.loc['adam', 'sigma']:.2f} points from 3 seeds).",
+    ]
     contrasts = study.contrasts(runs)
     ascent = row(contrasts, method="lightsam_iii", comparison=study.ASCENT)
     assert (ascent["untrained_pairs"], ascent["verdict"]) == (2, "no difference resolved")
@@ -947,7 +958,7 @@ def test_the_tuning_sentences_give_k_and_the_measured_cost(tables):
 
 
 def test_make_all_writes_the_figures_and_tables(stores, tables, tmp_path):
-    found, paths = study.make_all(*stores[True], tmp_path)
+    found, paths = study.make_all(tables[True], tmp_path)
     names = {p.name for p in paths}
     for stem in ("budget_windows", "budget_failures", "budget_contrasts", "budget_tuning"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names
